@@ -1,0 +1,1 @@
+"""The ROS-free, torch-free core: numpy, Pinocchio, onnxruntime and the standard library."""

@@ -1,0 +1,219 @@
+"""Configuration dataclasses: every default, description and validation.
+
+One place owns the robot's and the proposal pipeline's settings. The YAML files
+in ``config/`` (ROS parameter-file layout), the ROS parameters of the service
+node and the CLI all derive from these classes: ROS parameter names are the
+dotted field paths (``robot.camera.hfov_deg``), and each field's description
+and range travel in its ``metadata``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import ConfigError
+
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+DEFAULT_URDF = PACKAGE_DIR / "description" / "lekiwi.urdf"
+
+ARM_JOINTS = (
+    "arm_shoulder_pan",
+    "arm_shoulder_lift",
+    "arm_elbow_flex",
+    "arm_wrist_flex",
+    "arm_wrist_roll",
+)
+BASE_JOINTS = ("base_x", "base_y", "base_yaw")
+
+
+def _f(default, description: str, lo: float | None = None, hi: float | None = None, **kw):
+    """Declare a config field with its description and optional closed range."""
+    meta = {"description": description}
+    if lo is not None or hi is not None:
+        meta["range"] = (lo, hi)
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta, **kw)
+    return field(default=default, metadata=meta, **kw)
+
+
+class _Config:
+    """Mixin: range validation, nested dict and flat (dotted) round trips."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            rng = f.metadata.get("range")
+            if rng is None or isinstance(value, _Config):
+                continue
+            lo, hi = rng
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"{type(self).__name__}.{f.name} must be a number, got {value!r}")
+            if not math.isfinite(value) or (lo is not None and value < lo) or (
+                    hi is not None and value > hi):
+                raise ConfigError(
+                    f"{type(self).__name__}.{f.name} = {value!r} is outside [{lo}, {hi}]: "
+                    f"{f.metadata['description']}")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None):
+        """Build from a nested mapping; unknown keys are an error (typos must not pass)."""
+        data = dict(data or {})
+        kwargs = {}
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        for key, value in data.items():
+            if key not in names:
+                raise ConfigError(
+                    f"unknown {cls.__name__} key {key!r}; known keys: {sorted(names)}")
+            sub = _SUBCONFIGS.get((cls.__name__, key))
+            if sub is not None:
+                if not isinstance(value, Mapping):
+                    raise ConfigError(f"{cls.__name__}.{key} must be a mapping, got {value!r}")
+                value = sub.from_dict(value)
+            elif isinstance(names[key].default, tuple) or isinstance(value, list):
+                value = tuple(value)
+            kwargs[key] = value
+        return cls(**kwargs)
+
+    @classmethod
+    def from_flat(cls, flat: Mapping[str, Any]):
+        """Build from dotted keys, e.g. ``{"robot.camera.hfov_deg": 70.0}``."""
+        nested: dict[str, Any] = {}
+        for key, value in flat.items():
+            node = nested
+            parts = key.split(".")
+            for p in parts[:-1]:
+                node = node.setdefault(p, {})
+            node[parts[-1]] = value
+        return cls.from_dict(nested)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Nested plain-data view (tuples as lists), YAML/JSON ready."""
+        out = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = v.to_dict() if isinstance(v, _Config) else (
+                list(v) if isinstance(v, tuple) else v)
+        return out
+
+    def to_flat(self, prefix: str = "") -> dict[str, Any]:
+        """Dotted-key view, the ROS parameter names."""
+        out = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            key = prefix + f.name
+            if isinstance(v, _Config):
+                out.update(v.to_flat(key + "."))
+            else:
+                out[key] = list(v) if isinstance(v, tuple) else v
+        return out
+
+    @classmethod
+    def describe(cls, prefix: str = "") -> dict[str, dict[str, Any]]:
+        """Per dotted key: default, description and range (for ROS descriptors and docs)."""
+        out = {}
+        default = cls()
+        for f in dataclasses.fields(cls):
+            key = prefix + f.name
+            sub = _SUBCONFIGS.get((cls.__name__, f.name))
+            if sub is not None:
+                out.update(sub.describe(key + "."))
+                continue
+            v = getattr(default, f.name)
+            out[key] = {"default": list(v) if isinstance(v, tuple) else v,
+                        "description": f.metadata.get("description", ""),
+                        "range": f.metadata.get("range")}
+        return out
+
+
+@dataclass(frozen=True)
+class CameraConfig(_Config):
+    """Pinhole camera intrinsics and range.
+
+    Either the field of view (``hfov_deg`` with the image size; square pixels)
+    or explicit ``fx, fy, cx, cy`` (all > 0) define the frustum.
+    """
+
+    frame: str = _f("front_camera_optical_frame", "optical frame of the camera (z = view)")
+    width: int = _f(640, "image width (px)", 1, 100000)
+    height: int = _f(480, "image height (px)", 1, 100000)
+    hfov_deg: float = _f(
+        70.0, "horizontal field of view (deg). ASSUMPTION: the LeKiwi front camera's FOV is "
+        "not published; 70 deg at 640x480 is a default to calibrate", 1.0, 179.0)
+    fx: float = _f(0.0, "focal length x (px); 0 = derive from hfov_deg", 0.0, None)
+    fy: float = _f(0.0, "focal length y (px); 0 = same as fx", 0.0, None)
+    cx: float = _f(0.0, "principal point x (px); 0 = image centre", 0.0, None)
+    cy: float = _f(0.0, "principal point y (px); 0 = image centre", 0.0, None)
+    near_m: float = _f(0.05, "nearest distance along the optical axis that is in focus (m)",
+                       0.0, 100.0)
+    far_m: float = _f(1.5, "farthest distance along the optical axis that is useful (m)",
+                      0.0, 1000.0)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.far_m <= self.near_m:
+            raise ConfigError(f"camera far_m={self.far_m} must exceed near_m={self.near_m}")
+
+    def intrinsics(self) -> tuple[float, float, float, float]:
+        """Return (fx, fy, cx, cy) in pixels."""
+        fx = self.fx or (0.5 * self.width / math.tan(math.radians(self.hfov_deg) / 2.0))
+        fy = self.fy or fx
+        cx = self.cx or 0.5 * self.width
+        cy = self.cy or 0.5 * self.height
+        return fx, fy, cx, cy
+
+    def frustum_tangents(self) -> tuple[float, float, float, float]:
+        """Return (left, right, up, down) tangents of the frustum's side planes (all > 0)."""
+        fx, fy, cx, cy = self.intrinsics()
+        return cx / fx, (self.width - cx) / fx, cy / fy, (self.height - cy) / fy
+
+
+@dataclass(frozen=True)
+class RobotConfig(_Config):
+    """The robot description and the frames and joints the planner uses."""
+
+    name: str = _f("lekiwi", "robot name; stored in model metadata and checked at load")
+    urdf: str = _f("", "URDF path; empty = the package's own LeKiwi description. A relative "
+                   "path is resolved against the package's share directory")
+    base_frame: str = _f("base_footprint", "root frame of the base, on the floor, +x forward")
+    tool_frame: str = _f("gripper_frame_link", "tool frame; a grasp is its desired pose")
+    wrist_camera_frame: str = _f("wrist_camera_optical_frame", "wrist camera optical frame")
+    arm_joints: tuple = _f(ARM_JOINTS, "arm joint names, in the order of the configuration")
+    occlusion_exclude_links: tuple = _f(
+        ("gripper_link", "moving_jaw_so101_v1_link", "wrist_camera_link", "front_camera_link"),
+        "links whose collision geometry never counts as occluding the tool (the gripper "
+        "itself, the camera body)")
+    camera: CameraConfig = field(default_factory=CameraConfig,
+                                 metadata={"description": "front camera"})
+
+    def urdf_path(self) -> Path:
+        """Resolve the URDF path (empty means the packaged LeKiwi description)."""
+        if not self.urdf:
+            return DEFAULT_URDF
+        p = Path(self.urdf).expanduser()
+        if not p.is_absolute():
+            p = PACKAGE_DIR / p if (PACKAGE_DIR / p).exists() else p
+        if not p.exists():
+            raise ConfigError(f"robot.urdf {self.urdf!r} does not exist (resolved to {p})")
+        return p
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.arm_joints:
+            # toy robots may have no arm; nothing to check
+            return
+        if len(set(self.arm_joints)) != len(self.arm_joints):
+            raise ConfigError(f"robot.arm_joints has duplicates: {self.arm_joints!r}")
+
+
+_SUBCONFIGS: dict[tuple[str, str], type] = {
+    ("RobotConfig", "camera"): CameraConfig,
+}
+
+
+def register_subconfig(owner: type, name: str, sub: type) -> None:
+    """Declare that field ``name`` of ``owner`` is itself a config dataclass."""
+    _SUBCONFIGS[(owner.__name__, name)] = sub

@@ -1,0 +1,369 @@
+"""The whole-body robot model: URDF -> Pinocchio with a planar base, batched FK.
+
+The configuration of the whole body is ``q = (base_x, base_y, base_yaw,
+arm joints...)`` (for the LeKiwi: 3 + 5 = 8 numbers, metres and radians).
+Pinocchio is the source of truth. The root is a planar joint built as a
+composite of prismatic-x, prismatic-y and revolute-z, so that Pinocchio's
+configuration vector *is* ``q`` and its Jacobian columns are d/dx, d/dy,
+d/dyaw. Every joint that is not an arm joint (wheels, gripper) is locked at
+zero with ``buildReducedModel``.
+
+A vectorized numpy path (:meth:`WholeBodyModel.fk`, :meth:`WholeBodyModel.jacobian`)
+replays Pinocchio's own joint placements for N configurations at once; tests
+hold it to Pinocchio within 1e-9.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pinocchio as pin
+
+from .config import BASE_JOINTS, RobotConfig
+from .errors import DescriptionError, InvalidRequest, UnknownFrame
+from .geometry import make_transform
+
+
+@dataclass(frozen=True)
+class Primitive:
+    """A collision primitive attached to a joint frame of the reduced model.
+
+    Attributes:
+        name: geometry object name (``<link>_<k>``).
+        link: the URDF link it belongs to.
+        joint: index of the reduced model's joint that carries it.
+        T_joint_prim: ``(4, 4)`` placement in the joint frame; the primitive's
+            axis (cylinder) is its local z.
+        kind: ``"sphere"`` or ``"cylinder"``.
+        radius: radius (m).
+        half_length: half the cylinder length along z (m); 0 for a sphere.
+    """
+
+    name: str
+    link: str
+    joint: int
+    T_joint_prim: np.ndarray
+    kind: str
+    radius: float
+    half_length: float
+
+
+def _planar_root() -> pin.JointModelComposite:
+    root = pin.JointModelComposite(3)
+    root.addJoint(pin.JointModelPX())
+    root.addJoint(pin.JointModelPY())
+    root.addJoint(pin.JointModelRZ())
+    return root
+
+
+def _axis_rotation(axis: np.ndarray, angle: np.ndarray) -> np.ndarray:
+    """Rodrigues: rotations ``(N, 3, 3)`` about a fixed unit axis by angles ``(N,)``."""
+    c, s = np.cos(angle), np.sin(angle)
+    x, y, z = axis
+    C = 1.0 - c
+    R = np.empty(angle.shape + (3, 3))
+    R[..., 0, 0] = c + x * x * C
+    R[..., 0, 1] = x * y * C - z * s
+    R[..., 0, 2] = x * z * C + y * s
+    R[..., 1, 0] = y * x * C + z * s
+    R[..., 1, 1] = c + y * y * C
+    R[..., 1, 2] = y * z * C - x * s
+    R[..., 2, 0] = z * x * C - y * s
+    R[..., 2, 1] = z * y * C + x * s
+    R[..., 2, 2] = c + z * z * C
+    return R
+
+
+class WholeBodyModel:
+    """A mobile manipulator as an (3 + n)-DoF whole-body Pinocchio model.
+
+    Args:
+        config: robot configuration (URDF, frame and joint names).
+
+    Raises:
+        DescriptionError: the URDF lacks a configured joint or frame, or uses a
+            joint type the vectorized path does not handle.
+
+    Example:
+        >>> robot = WholeBodyModel(RobotConfig())
+        >>> T = robot.fk(np.zeros((1, robot.nq)))[robot.config.tool_frame]
+    """
+
+    def __init__(self, config: RobotConfig | None = None) -> None:
+        self.config = config = config or RobotConfig()
+        path = config.urdf_path()
+        self.urdf_path: Path = path
+        self.urdf_text = path.read_text()
+        self.urdf_sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+        full = pin.buildModelFromUrdf(str(path), _planar_root())
+        try:
+            geom = pin.buildGeomFromUrdf(full, str(path), pin.COLLISION)
+        except Exception:  # meshes that cannot be found: no occluders
+            geom = pin.GeometryModel()
+        names = list(full.names)
+        missing = [j for j in config.arm_joints if j not in names]
+        if missing:
+            raise DescriptionError(
+                f"joints {missing} of robot.arm_joints are not in {path}; it has {names[2:]}")
+        lock = [full.getJointId(n) for n in names[2:] if n not in config.arm_joints]
+        if lock:
+            self.model, self.geom_model = pin.buildReducedModel(
+                full, geom, lock, pin.neutral(full))
+        else:
+            self.model, self.geom_model = full, geom
+        self.data = self.model.createData()
+        order = [self.model.names[j] for j in range(2, self.model.njoints)]
+        if tuple(order) != tuple(config.arm_joints):
+            raise DescriptionError(
+                f"robot.arm_joints {list(config.arm_joints)} must follow the kinematic order "
+                f"of the description: {order}")
+        self.nq = self.model.nq
+        if self.nq != 3 + len(config.arm_joints) or self.model.nv != self.nq:
+            raise DescriptionError(
+                f"only single-DoF arm joints are supported; the reduced model has nq="
+                f"{self.nq}, nv={self.model.nv}")
+        self.joint_names: tuple[str, ...] = BASE_JOINTS + tuple(config.arm_joints)
+        lo = np.array(self.model.lowerPositionLimit, dtype=float)
+        hi = np.array(self.model.upperPositionLimit, dtype=float)
+        lo[:3], hi[:3] = -np.inf, np.inf
+        lo[lo < -1e300], hi[hi > 1e300] = -np.inf, np.inf
+        self.lower, self.upper = lo, hi
+        for f in (config.base_frame, config.tool_frame, config.camera.frame):
+            self.frame_id(f)
+        self._build_chain()
+        self.primitives: tuple[Primitive, ...] = self._collect_primitives()
+
+    # ------------------------------------------------------------------ frames
+    def frame_id(self, name: str) -> int:
+        """Return the Pinocchio frame index of ``name``.
+
+        Raises:
+            UnknownFrame: no frame of that name in the description.
+        """
+        if not self.model.existFrame(name):
+            known = sorted({f.name for f in self.model.frames if f.name != "universe"})
+            raise UnknownFrame(f"frame {name!r} is not in {self.urdf_path.name}; known: {known}")
+        return self.model.getFrameId(name)
+
+    def frame_placement(self, name: str) -> tuple[int, np.ndarray]:
+        """Return (parent joint index, ``T_joint_frame`` (4, 4)) of a frame."""
+        fr = self.model.frames[self.frame_id(name)]
+        return fr.parentJoint, fr.placement.homogeneous.copy()
+
+    # -------------------------------------------------------------- the chain
+    def _build_chain(self) -> None:
+        m = self.model
+        self._parents = [m.parents[j] for j in range(m.njoints)]
+        self._placements = [m.jointPlacements[j].homogeneous.copy() for j in range(m.njoints)]
+        self._axes: list[np.ndarray | None] = [None, None]
+        for j in range(2, m.njoints):
+            short = m.joints[j].shortname()
+            if short == "JointModelRZ":
+                axis = np.array([0.0, 0.0, 1.0])
+            elif short == "JointModelRX":
+                axis = np.array([1.0, 0.0, 0.0])
+            elif short == "JointModelRY":
+                axis = np.array([0.0, 1.0, 0.0])
+            elif short == "JointModelRevoluteUnaligned":
+                axis = np.array(m.joints[j].extract().axis, dtype=float)
+            else:
+                raise DescriptionError(
+                    f"joint {m.names[j]!r} is {short}; the vectorized FK handles revolute "
+                    "arm joints only")
+            self._axes.append(axis)
+        self._qidx = [m.idx_qs[j] for j in range(m.njoints)]
+
+    def _check_q(self, q: np.ndarray) -> np.ndarray:
+        q = np.asarray(q, dtype=float)
+        if q.ndim == 1:
+            q = q[None]
+        if q.ndim != 2 or q.shape[1] != self.nq:
+            raise InvalidRequest(f"configurations must have shape (N, {self.nq}), got {q.shape}")
+        return q
+
+    def joint_transforms(self, q: np.ndarray) -> np.ndarray:
+        """Vectorized ``oMi``: poses of every joint frame in the world.
+
+        Args:
+            q: ``(N, nq)`` whole-body configurations.
+
+        Returns:
+            ``(N, njoints, 4, 4)``; index 0 is the world (identity).
+        """
+        q = self._check_q(q)
+        n = q.shape[0]
+        out = np.empty((n, self.model.njoints, 4, 4))
+        out[:, 0] = np.eye(4)
+        c, s = np.cos(q[:, 2]), np.sin(q[:, 2])
+        base = np.zeros((n, 4, 4))
+        base[:, 0, 0], base[:, 0, 1], base[:, 1, 0], base[:, 1, 1] = c, -s, s, c
+        base[:, 2, 2] = base[:, 3, 3] = 1.0
+        base[:, 0, 3], base[:, 1, 3] = q[:, 0], q[:, 1]
+        out[:, 1] = self._placements[1] @ base
+        for j in range(2, self.model.njoints):
+            R = _axis_rotation(self._axes[j], q[:, self._qidx[j]])
+            M = out[:, self._parents[j]] @ self._placements[j]
+            out[:, j, :, :3] = np.zeros((n, 4, 3))
+            out[:, j, :3, :3] = M[:, :3, :3] @ R
+            out[:, j, :, 3] = M[:, :, 3]
+        return out
+
+    def fk(self, q: np.ndarray, frames: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+        """Vectorized forward kinematics of named frames.
+
+        Args:
+            q: ``(N, nq)`` whole-body configurations.
+            frames: frame names; default the tool frame and the front camera frame.
+
+        Returns:
+            Mapping frame name -> ``(N, 4, 4)`` world poses ``T_world_frame``.
+        """
+        frames = tuple(frames) if frames is not None else (
+            self.config.tool_frame, self.config.camera.frame)
+        oMi = self.joint_transforms(q)
+        out = {}
+        for name in frames:
+            j, T = self.frame_placement(name)
+            out[name] = oMi[:, j] @ T
+        return out
+
+    def fk_pinocchio(self, q: np.ndarray, frame: str) -> np.ndarray:
+        """Reference FK with Pinocchio, one configuration at a time: ``(N, 4, 4)``."""
+        q = self._check_q(q)
+        fid = self.frame_id(frame)
+        out = np.empty((q.shape[0], 4, 4))
+        for i, qi in enumerate(q):
+            pin.framesForwardKinematics(self.model, self.data, qi)
+            out[i] = self.data.oMf[fid].homogeneous
+        return out
+
+    def jacobian(self, q: np.ndarray, frame: str | None = None,
+                 oMi: np.ndarray | None = None) -> np.ndarray:
+        """Vectorized whole-body Jacobian of a frame, world-aligned at the frame origin.
+
+        Args:
+            q: ``(N, nq)`` configurations.
+            frame: frame name, default the tool frame.
+            oMi: optional precomputed :meth:`joint_transforms` of ``q``.
+
+        Returns:
+            ``(N, 6, nq)``: rows (vx, vy, vz, wx, wy, wz), columns d/dq (same
+            convention as Pinocchio's ``LOCAL_WORLD_ALIGNED``).
+        """
+        q = self._check_q(q)
+        frame = frame or self.config.tool_frame
+        if oMi is None:
+            oMi = self.joint_transforms(q)
+        j_f, T = self.frame_placement(frame)
+        p = (oMi[:, j_f] @ T)[:, :3, 3]
+        n = q.shape[0]
+        J = np.zeros((n, 6, self.nq))
+        J[:, 0, 0] = 1.0
+        J[:, 1, 1] = 1.0
+        # yaw about world z through the base origin
+        J[:, 0, 2] = -(p[:, 1] - q[:, 1])
+        J[:, 1, 2] = p[:, 0] - q[:, 0]
+        J[:, 5, 2] = 1.0
+        support = set()
+        j = j_f
+        while j > 1:
+            support.add(j)
+            j = self._parents[j]
+        for j in range(2, self.model.njoints):
+            if j not in support:
+                continue
+            z = oMi[:, j, :3, :3] @ self._axes[j]
+            o = oMi[:, j, :3, 3]
+            col = self._qidx[j]
+            J[:, :3, col] = np.cross(z, p - o)
+            J[:, 3:, col] = z
+        return J
+
+    def jacobian_pinocchio(self, q: np.ndarray, frame: str | None = None) -> np.ndarray:
+        """Reference Jacobian with Pinocchio (LOCAL_WORLD_ALIGNED), ``(N, 6, nq)``."""
+        q = self._check_q(q)
+        fid = self.frame_id(frame or self.config.tool_frame)
+        out = np.empty((q.shape[0], 6, self.nq))
+        for i, qi in enumerate(q):
+            out[i] = pin.computeFrameJacobian(self.model, self.data, qi, fid,
+                                              pin.LOCAL_WORLD_ALIGNED)
+        return out
+
+    # ---------------------------------------------------------------- limits
+    def within_limits(self, q: np.ndarray, tol: float = 1e-9) -> np.ndarray:
+        """Return ``(N,)`` booleans: every joint within its limits (+ ``tol``)."""
+        q = self._check_q(q)
+        return np.all((q >= self.lower - tol) & (q <= self.upper + tol), axis=1)
+
+    def limit_margin(self, q: np.ndarray) -> np.ndarray:
+        """Smallest normalized distance to a joint limit, ``(N,)``.
+
+        0 at a limit, 0.5 with every bounded joint at mid-range, negative outside.
+        """
+        q = self._check_q(q)
+        bounded = np.isfinite(self.lower) & np.isfinite(self.upper)
+        lo, hi = self.lower[bounded], self.upper[bounded]
+        x = (q[:, bounded] - lo) / (hi - lo)
+        return np.min(np.minimum(x, 1.0 - x), axis=1) if bounded.any() else np.full(len(q), 0.5)
+
+    def clip_to_limits(self, q: np.ndarray) -> np.ndarray:
+        """Clip configurations into the joint limits."""
+        return np.clip(self._check_q(q), self.lower, self.upper)
+
+    def random_configurations(self, n: int, rng: np.random.Generator,
+                              base_extent_m: float = 1.0) -> np.ndarray:
+        """Uniform configurations: arm within limits, base in a square, any yaw."""
+        q = np.empty((n, self.nq))
+        q[:, :2] = rng.uniform(-base_extent_m, base_extent_m, size=(n, 2))
+        q[:, 2] = rng.uniform(-np.pi, np.pi, size=n)
+        q[:, 3:] = rng.uniform(self.lower[3:], self.upper[3:], size=(n, self.nq - 3))
+        return q
+
+    def manipulability(self, q: np.ndarray, oMi: np.ndarray | None = None) -> np.ndarray:
+        """Positional manipulability of the arm alone, ``(N,)``.
+
+        Yoshikawa's measure ``sqrt(det(Jp Jp^T))`` of the 3 x n_arm position
+        Jacobian of the tool frame with respect to the arm joints (m^3);
+        zero at a singularity (arm stretched out or folded onto itself).
+        """
+        J = self.jacobian(q, oMi=oMi)[:, :3, 3:]
+        return np.sqrt(np.clip(np.linalg.det(J @ np.swapaxes(J, 1, 2)), 0.0, None))
+
+    # -------------------------------------------------------------- geometry
+    def _collect_primitives(self) -> tuple[Primitive, ...]:
+        out = []
+        for obj in self.geom_model.geometryObjects:
+            g = obj.geometry
+            kind = type(g).__name__
+            if kind == "Sphere":
+                kind, half = "sphere", 0.0
+            elif kind == "Cylinder":
+                kind, half = "cylinder", float(g.halfLength)
+            else:  # meshes and boxes are not used as occluders
+                continue
+            link = self.model.frames[obj.parentFrame].name
+            out.append(Primitive(obj.name, link, int(obj.parentJoint),
+                                 obj.placement.homogeneous.copy(), kind, float(g.radius), half))
+        return tuple(out)
+
+    def primitives_excluding(self, links: Sequence[str]) -> tuple[Primitive, ...]:
+        """Collision primitives of every link but ``links``."""
+        skip = set(links)
+        return tuple(p for p in self.primitives if p.link not in skip)
+
+    def frame_pose_in_joint(self, name: str) -> np.ndarray:
+        """``T_joint_frame`` of a frame relative to its parent joint (alias for clarity)."""
+        return self.frame_placement(name)[1]
+
+
+def base_pose_matrix(q: np.ndarray) -> np.ndarray:
+    """World poses ``(N, 4, 4)`` of the base frame for configurations ``(N, >=3)``."""
+    q = np.atleast_2d(q)
+    c, s = np.cos(q[:, 2]), np.sin(q[:, 2])
+    R = np.zeros((len(q), 3, 3))
+    R[:, 0, 0], R[:, 0, 1], R[:, 1, 0], R[:, 1, 1], R[:, 2, 2] = c, -s, s, c, 1.0
+    return make_transform(R, np.stack([q[:, 0], q[:, 1], np.zeros(len(q))], axis=1))

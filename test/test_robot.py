@@ -1,0 +1,71 @@
+"""Whole-body model: vectorized FK/Jacobian against Pinocchio, and against the reference URDF."""
+
+import numpy as np
+import pytest
+
+from reachability_ros.core.config import ARM_JOINTS, RobotConfig
+from reachability_ros.core.errors import UnknownFrame
+
+from conftest import REFERENCE_URDF
+
+FRAMES = ("gripper_frame_link", "front_camera_optical_frame", "wrist_camera_optical_frame")
+
+
+def test_model_structure(robot):
+    assert robot.nq == 8
+    assert robot.joint_names == ("base_x", "base_y", "base_yaw") + ARM_JOINTS
+    assert np.all(np.isinf(robot.lower[:3])) and np.all(np.isfinite(robot.lower[3:]))
+    # same limits as the SO-101
+    np.testing.assert_allclose(robot.upper[3:], [1.91986, 1.74533, 1.69, 1.65806, 2.84121])
+    np.testing.assert_allclose(robot.lower[3:], [-1.91986, -1.74533, -1.69, -1.65806, -2.74385])
+    assert len(robot.urdf_sha256) == 64
+
+
+def test_vectorized_fk_matches_pinocchio(robot, rng):
+    q = robot.random_configurations(500, rng, base_extent_m=1e4)
+    fk = robot.fk(q, FRAMES)
+    for f in FRAMES:
+        ref = robot.fk_pinocchio(q, f)
+        assert np.abs(fk[f] - ref).max() < 1e-9, f
+
+
+def test_vectorized_jacobian_matches_pinocchio(robot, rng):
+    q = robot.random_configurations(300, rng)
+    assert np.abs(robot.jacobian(q) - robot.jacobian_pinocchio(q)).max() < 1e-9
+
+
+def test_jacobian_rank_six(robot, rng):
+    q = robot.random_configurations(200, rng)
+    J = robot.jacobian(q)
+    assert np.all(np.linalg.matrix_rank(J, tol=1e-8) == 6)
+    # the 6x6 block without pan and shoulder-lift is also full rank: a 2-D manifold
+    block = J[:, :, [0, 1, 2, 5, 6, 7]]
+    assert np.all(np.linalg.matrix_rank(block, tol=1e-8) == 6)
+
+
+def test_limits_and_margin(robot):
+    q = np.zeros((3, robot.nq))
+    q[1, 3] = robot.upper[3]
+    q[2, 3] = robot.upper[3] + 0.1
+    assert robot.within_limits(q).tolist() == [True, True, False]
+    m = robot.limit_margin(q)
+    assert m[1] == pytest.approx(0.0) and m[2] < 0 < m[0]
+
+
+def test_unknown_frame_is_a_clear_error(robot):
+    with pytest.raises(UnknownFrame, match="no_such_frame"):
+        robot.frame_id("no_such_frame")
+
+
+@pytest.mark.skipif(not REFERENCE_URDF.exists(), reason="../shared reference LeKiwi absent")
+def test_matches_reference_description(robot):
+    """Tool and both cameras within 1 mm and 0.1 deg of the reference, 10,000 configs."""
+    from reachability_ros.core.robot import WholeBodyModel
+    from reachability_ros.core.geometry import pose_error
+    ref = WholeBodyModel(RobotConfig(urdf=str(REFERENCE_URDF)))
+    q = robot.random_configurations(10_000, np.random.default_rng(7), base_extent_m=5.0)
+    ours, theirs = robot.fk(q, FRAMES), ref.fk(q, FRAMES)
+    for f in FRAMES:
+        dp, dr = pose_error(ours[f], theirs[f])
+        assert dp.max() < 1e-3, (f, dp.max())
+        assert np.degrees(dr.max()) < 0.1, (f, np.degrees(dr.max()))
