@@ -186,6 +186,8 @@ class RobotConfig(_Config):
         ("gripper_link", "moving_jaw_so101_v1_link", "wrist_camera_link", "front_camera_link"),
         "links whose collision geometry never counts as occluding the tool (the gripper "
         "itself, the camera body)")
+    reach_m: float = _f(0.5, "reach scale R (m) that normalizes base offsets in the stance "
+                        "features; stored in model metadata", 0.05, 10.0)
     camera: CameraConfig = field(default_factory=CameraConfig,
                                  metadata={"description": "front camera"})
 
@@ -209,8 +211,70 @@ class RobotConfig(_Config):
             raise ConfigError(f"robot.arm_joints has duplicates: {self.arm_joints!r}")
 
 
+@dataclass(frozen=True)
+class ProposalConfig(_Config):
+    """Settings of the stance proposal pipeline (``core.pipeline``)."""
+
+    sampler: str = _f("auto", "proposal sampler: 'auto' (the ONNX model if model_path is set, "
+                      "else the exact grid), 'model', 'grid' or 'rejection'")
+    model_path: str = _f("", "ONNX sampler file; relative paths resolve against the package "
+                         "share directory, then the working directory; empty = no model")
+    n_samples: int = _f(1024, "proposals drawn per request", 1, 1_000_000)
+    top_k: int = _f(10, "ranked stances returned", 1, 1000)
+    seed: int = _f(0, "seed of the request's random generator (noise for the sampler, "
+                   "perturbations for robustness)", 0, 2**31 - 1)
+    # request validation
+    quaternion_tolerance: float = _f(1e-3, "accepted | |q| - 1 | of a grasp quaternion", 0.0, 0.5)
+    min_height_m: float = _f(-0.05, "lowest accepted grasp height above the floor (m)", -10.0, 10.0)
+    max_height_m: float = _f(1.0, "highest accepted grasp height above the floor (m)", -10.0, 100.0)
+    # filters and refinement
+    coarse_position_tol_m: float = _f(0.03, "raw proposals farther than this from the grasp "
+                                      "are dropped before refinement (m)", 0.0, 10.0)
+    coarse_orientation_tol_deg: float = _f(15.0, "same, orientation (deg)", 0.0, 180.0)
+    refine_position_tol_m: float = _f(1e-4, "refined stances must reach the grasp to this (m)",
+                                      0.0, 0.1)
+    refine_orientation_tol_deg: float = _f(0.05, "refined orientation tolerance (deg)", 0.0, 10.0)
+    refine_iterations: int = _f(30, "maximum Levenberg-Marquardt iterations", 0, 1000)
+    min_visibility_margin_m: float = _f(0.0, "required visibility margin (m); > 0 keeps the "
+                                        "target away from the frustum edges and occluders",
+                                        -1.0, 1.0)
+    # robustness: the ball of feasible configurations
+    robustness_samples: int = _f(16, "perturbed base poses per stance", 0, 10000)
+    base_sigma_xy_m: float = _f(0.03, "navigation error, std of base x and y (m)", 0.0, 1.0)
+    base_sigma_yaw_deg: float = _f(3.0, "navigation error, std of base yaw (deg)", 0.0, 90.0)
+    grasp_tolerance_m: float = _f(0.01, "a perturbed base still counts if the arm-only solve "
+                                  "gets the tool this close (m)", 0.0, 1.0)
+    grasp_tolerance_deg: float = _f(5.0, "same, orientation (deg)", 0.0, 180.0)
+    robustness_candidates: int = _f(64, "stances (best by the other terms) whose robustness is "
+                                    "measured", 1, 100000)
+    # ranking (score = sum of weight * term, terms documented in core/ranking.py)
+    w_visibility: float = _f(1.0, "weight of the visibility margin term", 0.0, 1e6)
+    w_manipulability: float = _f(1.0, "weight of the manipulability term", 0.0, 1e6)
+    w_limits: float = _f(1.0, "weight of the joint-limit margin term", 0.0, 1e6)
+    w_robustness: float = _f(2.0, "weight of the robustness term", 0.0, 1e6)
+    w_pose_error: float = _f(1.0, "weight of the pose error penalty", 0.0, 1e6)
+    w_travel: float = _f(0.5, "weight of the travel distance penalty (per m, with start pose)",
+                         0.0, 1e6)
+    w_turn: float = _f(0.1, "weight of the turn penalty (per rad, with start pose)", 0.0, 1e6)
+    nms_min_distance_m: float = _f(0.05, "ranked stances closer than this in x, y ...", 0.0, 10.0)
+    nms_min_yaw_deg: float = _f(15.0, "... and this in yaw are duplicates (keep the best)",
+                                0.0, 360.0)
+
+
+@dataclass(frozen=True)
+class StanceConfig(_Config):
+    """Everything the stance service needs: the robot and the proposal settings."""
+
+    robot: RobotConfig = field(default_factory=RobotConfig,
+                               metadata={"description": "robot description"})
+    proposal: ProposalConfig = field(default_factory=ProposalConfig,
+                                     metadata={"description": "proposal pipeline"})
+
+
 _SUBCONFIGS: dict[tuple[str, str], type] = {
     ("RobotConfig", "camera"): CameraConfig,
+    ("StanceConfig", "robot"): RobotConfig,
+    ("StanceConfig", "proposal"): ProposalConfig,
 }
 
 
