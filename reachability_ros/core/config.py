@@ -234,6 +234,10 @@ class ProposalConfig(_Config):
     refine_position_tol_m: float = _f(1e-4, "refined stances must reach the grasp to this (m)",
                                       0.0, 0.1)
     refine_orientation_tol_deg: float = _f(0.05, "refined orientation tolerance (deg)", 0.0, 10.0)
+    refinement: str = _f("auto", "refinement of approximate proposals: 'exact' (read the "
+                         "manifold coordinates, solve in closed form), 'numerical' "
+                         "(Levenberg-Marquardt on all joints) or 'auto' (exact when the "
+                         "description has the closed form)")
     refine_iterations: int = _f(30, "maximum Levenberg-Marquardt iterations", 0, 1000)
     min_visibility_margin_m: float = _f(0.0, "required visibility margin (m); > 0 keeps the "
                                         "target away from the frustum edges and occluders",

@@ -1,0 +1,328 @@
+"""The stance proposal pipeline: grasp in, ranked verified whole-body stances out.
+
+``StanceProposer(config).propose(grasp, current_base, rng)``:
+
+1. validate the request (finite numbers, unit quaternion, sane height) -> InvalidRequest;
+2. sample proposals (ONNX model, exact grid or rejection baseline);
+3. drop proposals the sampler marks infeasible, and (approximate samplers)
+   those too far from the grasp to refine;
+4. refine approximate proposals (closed-form projection or Levenberg-Marquardt);
+5. verify: joint limits, FK recomputed against the grasp, visibility
+   (frustum, self-occlusion, margin);
+6. score (visibility, manipulability, limit margin, pose error, travel/turn),
+   linearized robustness for the best, diverse top-k, then the nonlinear
+   robustness re-solve for the returned stances.
+
+Every returned stance was re-verified by FK after refinement. When nothing
+survives, ``result.reason`` says why, with the funnel counts.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import OrderedDict
+
+import numpy as np
+
+from .config import ProposalConfig, StanceConfig
+from .errors import ConfigError, DescriptionError, InvalidRequest
+from .geometry import pose_error
+from .ranking import (diverse_top_k, linear_robustness, nonlinear_robustness, perturbations,
+                      score_terms)
+from .refine import refine
+from .robot import WholeBodyModel
+from .samplers import GridSampler, ModelSampler, Proposals, RejectionSampler
+from .types import BasePose, Candidate, Grasp, ProposalResult
+from .visibility import Visibility
+
+MAX_ABS_COORDINATE_M = 1.0e6
+OUTCOMES = ("unreachable", "far_from_grasp", "refine_failed", "joint_limits", "not_visible",
+            "occluded", "low_visibility_margin")
+
+
+def validate_grasp(grasp: Grasp, cfg: ProposalConfig) -> np.ndarray:
+    """Check a grasp request and return ``T_world_grasp`` (4, 4).
+
+    Raises:
+        InvalidRequest: non-finite or wrongly sized values, a quaternion whose
+            norm is off by more than ``cfg.quaternion_tolerance``, a height
+            outside ``[cfg.min_height_m, cfg.max_height_m]`` or coordinates
+            beyond 1,000 km.
+    """
+    try:
+        p = np.asarray(grasp.position, dtype=float).reshape(-1)
+        q = np.asarray(grasp.orientation, dtype=float).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequest(f"grasp position/orientation must be numbers: {exc}") from None
+    if p.shape != (3,):
+        raise InvalidRequest(f"grasp position must have 3 numbers, got {p.size}")
+    if q.shape != (4,):
+        raise InvalidRequest(f"grasp orientation must be a quaternion (x, y, z, w), got {q.size}"
+                             " numbers")
+    if not np.all(np.isfinite(p)):
+        raise InvalidRequest(f"grasp position has non-finite values: {p.tolist()}")
+    if not np.all(np.isfinite(q)):
+        raise InvalidRequest(f"grasp orientation has non-finite values: {q.tolist()}")
+    norm = float(np.linalg.norm(q))
+    if abs(norm - 1.0) > cfg.quaternion_tolerance:
+        raise InvalidRequest(
+            f"grasp orientation must be a unit quaternion (x, y, z, w); its norm is {norm:.6g} "
+            f"(tolerance {cfg.quaternion_tolerance}). Normalize it (a zero quaternion has no "
+            "orientation)")
+    if np.any(np.abs(p[:2]) > MAX_ABS_COORDINATE_M):
+        raise InvalidRequest(f"grasp position {p.tolist()} is more than 1,000 km from the origin")
+    if not cfg.min_height_m <= p[2] <= cfg.max_height_m:
+        raise InvalidRequest(
+            f"grasp height z = {p[2]:.4g} m is outside [{cfg.min_height_m}, {cfg.max_height_m}] m "
+            "above the floor of the target frame (is the grasp in the right frame?)")
+    return Grasp(tuple(p), tuple(q / norm), grasp.frame_id).matrix()
+
+
+def _failure_reason(funnel: dict, n: int) -> str:
+    parts = [f"{funnel[k]} {k.replace('_', ' ')}" for k in OUTCOMES if funnel.get(k)]
+    vis = funnel.get("not_visible", 0) + funnel.get("occluded", 0) + funnel.get(
+        "low_visibility_margin", 0)
+    reach = funnel.get("unreachable", 0) + funnel.get("far_from_grasp", 0) + funnel.get(
+        "refine_failed", 0) + funnel.get("joint_limits", 0)
+    if vis and vis >= n - reach and reach < n:
+        head = "reachable but not visible from the front camera"
+    elif reach == n:
+        head = "unreachable"
+    else:
+        head = "no feasible stance"
+    return f"{head}: of {n} proposals " + ", ".join(parts)
+
+
+class StanceProposer:
+    """Propose ranked whole-body stances for grasps. Build once, call many times.
+
+    Args:
+        config: robot and proposal settings.
+        robot: an already built model (default: built from ``config.robot``).
+
+    Raises:
+        ConfigError: unknown sampler name, missing model file.
+        ModelMismatch: the model was exported for another robot/description.
+    """
+
+    def __init__(self, config: StanceConfig | None = None,
+                 robot: WholeBodyModel | None = None) -> None:
+        self.config = config or StanceConfig()
+        self.robot = robot or WholeBodyModel(self.config.robot)
+        self.visibility = Visibility(self.robot)
+        pc = self.config.proposal
+        try:
+            from .manifold import StanceManifold
+            self.manifold = StanceManifold(self.robot)
+        except (ImportError, DescriptionError):
+            self.manifold = None
+        self.sampler, self.sampler_name = self._make_sampler(pc)
+        self.refinement = pc.refinement
+        if self.refinement == "auto":
+            self.refinement = "exact" if self.manifold is not None else "numerical"
+        if self.refinement not in ("exact", "numerical"):
+            raise ConfigError(f"proposal.refinement {pc.refinement!r}: use exact, numerical "
+                              "or auto")
+        if self.refinement == "exact" and self.manifold is None:
+            raise ConfigError("proposal.refinement 'exact' needs the closed-form manifold, "
+                              "which this description does not have; use 'numerical'")
+
+    def _make_sampler(self, pc: ProposalConfig):
+        kind = pc.sampler
+        if kind not in ("auto", "model", "grid", "rejection"):
+            raise ConfigError(f"proposal.sampler {kind!r}: use auto, model, grid or rejection")
+        if kind == "auto":
+            kind = "model" if pc.model_path else ("grid" if self.manifold else "rejection")
+            fallback = kind != "model"
+        else:
+            fallback = False
+        if kind == "model":
+            if not pc.model_path:
+                raise ConfigError("proposal.sampler is 'model' but proposal.model_path is empty")
+            from .onnx_sampler import OnnxStanceModel
+            model = OnnxStanceModel(self._resolve(pc.model_path), self.robot)
+            s = ModelSampler(model, self.robot, self.manifold)
+            return s, f"{s.name} ({pc.model_path})"
+        if kind == "grid":
+            if self.manifold is None:
+                raise ConfigError("the grid sampler needs the closed-form manifold of the LeKiwi")
+            s = GridSampler(self.manifold)
+        else:
+            s = RejectionSampler(self.robot)
+        name = s.name + (" (fallback: no model configured)" if fallback else "")
+        return s, name
+
+    @staticmethod
+    def _resolve(path: str) -> str:
+        """Absolute, else relative to the working directory, else to the source tree.
+
+        The ROS layer and the CLI resolve against the package share directory
+        (``config_io.resolve_data_path``) before building the proposer.
+        """
+        from pathlib import Path
+        from .config import PACKAGE_DIR
+        p = Path(path).expanduser()
+        if not p.is_absolute() and not p.exists() and (PACKAGE_DIR.parent / p).exists():
+            p = PACKAGE_DIR.parent / p
+        return str(p)
+
+    # ------------------------------------------------------------------ main
+    def propose(self, grasp: Grasp, current_base: BasePose | None = None,
+                rng: np.random.Generator | None = None,
+                top_k: int | None = None) -> ProposalResult:
+        """Propose ranked stances for one grasp.
+
+        Args:
+            grasp: desired tool pose in a world frame.
+            current_base: where the base is now (for the travel/turn terms), or None.
+            rng: random generator (default: seeded from ``proposal.seed``).
+            top_k: number of stances to return (default ``proposal.top_k``).
+
+        Returns:
+            A :class:`ProposalResult`; ``ok`` is False with a reason and the
+            funnel when nothing survives.
+
+        Raises:
+            InvalidRequest: the grasp is malformed.
+        """
+        pc = self.config.proposal
+        t0 = time.perf_counter()
+        timing = OrderedDict()
+        T = validate_grasp(grasp, pc)
+        if current_base is not None and not all(
+                math.isfinite(v) for v in (current_base.x, current_base.y, current_base.yaw)):
+            raise InvalidRequest(f"current base pose has non-finite values: {current_base}")
+        rng = rng if rng is not None else np.random.default_rng(pc.seed)
+        k = top_k or pc.top_k
+        robot = self.robot
+        tool = robot.config.tool_frame
+
+        def tick(name: str, since: float) -> float:
+            now = time.perf_counter()
+            timing[name] = (now - since) * 1e3
+            return now
+
+        # 2. sample
+        props: Proposals = self.sampler.sample(T, pc.n_samples, rng)
+        t = tick("sample", t0)
+        n = props.q.shape[0]
+        outcome = np.full(n, "kept", dtype=object)
+        q = props.q.copy()
+        alive = props.valid & np.all(np.isfinite(q), axis=1)
+        outcome[~alive] = "unreachable"
+        # 3-4. coarse filter and refinement of approximate proposals
+        if not props.exact and alive.any():
+            idx = np.flatnonzero(alive)
+            Tq = robot.fk(q[idx], [tool])[tool]
+            dp, dr = pose_error(Tq, T[None])
+            far = (dp > pc.coarse_position_tol_m) | (dr > np.radians(pc.coarse_orientation_tol_deg))
+            if isinstance(self.sampler, RejectionSampler):
+                far[:] = False  # the baseline relies on refinement from afar
+            outcome[idx[far]] = "far_from_grasp"
+            alive[idx[far]] = False
+            idx = np.flatnonzero(alive)
+            t = tick("coarse_filter", t)
+            if idx.size:
+                if self.refinement == "exact":
+                    qr, ok = self.manifold.project(q[idx], T)
+                else:
+                    res = refine(robot, q[idx], T, iterations=pc.refine_iterations,
+                                 position_tol_m=0.5 * pc.refine_position_tol_m,
+                                 orientation_tol_rad=0.5 * np.radians(
+                                     pc.refine_orientation_tol_deg))
+                    qr, ok = res.q, np.ones(idx.size, dtype=bool)
+                q[idx] = qr
+                outcome[idx[~ok]] = "refine_failed"
+                alive[idx[~ok]] = False
+            t = tick("refine", t)
+        # 5. verify: limits, FK, visibility
+        idx = np.flatnonzero(alive)
+        lim = robot.within_limits(q[idx])
+        outcome[idx[~lim]] = "joint_limits"
+        alive[idx[~lim]] = False
+        idx = np.flatnonzero(alive)
+        oMi = robot.joint_transforms(q[idx])
+        j_tool, T_jt = robot.frame_placement(tool)
+        dp, dr = pose_error(oMi[:, j_tool] @ T_jt, T[None])
+        bad = (dp > pc.refine_position_tol_m) | (dr > np.radians(pc.refine_orientation_tol_deg))
+        outcome[idx[bad]] = "refine_failed"
+        alive[idx[bad]] = False
+        keep = ~bad
+        idx, oMi, dp, dr = idx[keep], oMi[keep], dp[keep], dr[keep]
+        q_base0 = q[idx].copy()
+        q_base0[:, :3] = 0.0
+        vis = self.visibility.check(q[idx], oMi_base=robot.joint_transforms(q_base0))
+        labels = np.where(~vis.in_frustum, "not_visible",
+                          np.where(vis.occluded, "occluded",
+                                   np.where(vis.margin < pc.min_visibility_margin_m,
+                                            "low_visibility_margin", "kept")))
+        outcome[idx] = labels
+        good = labels == "kept"
+        alive[idx[~good]] = False
+        t = tick("verify", t)
+        funnel = OrderedDict(proposed=int(n))
+        for key in OUTCOMES:
+            funnel[key] = int(np.sum(outcome == key))
+        funnel["feasible"] = int(good.sum())
+        if not good.any():
+            funnel["returned"] = 0
+            timing["total"] = (time.perf_counter() - t0) * 1e3
+            return ProposalResult(False, _failure_reason(funnel, n), [], robot.joint_names,
+                                  dict(funnel), dict(timing), self.sampler_name, props.q,
+                                  outcome.astype(str), grasp)
+        # 6. score, robustness, diverse top-k
+        sel = np.flatnonzero(good)
+        idx, dp, dr, oMi = idx[sel], dp[sel], dr[sel], oMi[sel]
+        metrics = {
+            "q": q[idx],
+            "position_error_m": dp,
+            "orientation_error_rad": dr,
+            "visibility_margin_m": vis.margin[sel],
+            "angle_margin_rad": vis.angle_margin_rad[sel],
+            "occlusion_margin_m": vis.occlusion_margin_m[sel],
+            "manipulability": robot.manipulability(q[idx], oMi=oMi),
+            "limit_margin": robot.limit_margin(q[idx]),
+        }
+        pre = sum(score_terms(metrics, pc, current_base).values())
+        delta = perturbations(rng, pc.robustness_samples, pc)
+        rob = np.zeros(idx.size)
+        if pc.robustness_samples > 0:
+            top = np.argsort(-pre)[:pc.robustness_candidates]
+            rob[top] = linear_robustness(robot, q[idx[top]], delta, pc, oMi=oMi[top])
+        metrics["robustness_linear"] = rob
+        metrics["robustness"] = rob
+        terms = score_terms(metrics, pc, current_base)
+        score = sum(terms.values())
+        chosen = diverse_top_k(q[idx], score, k, pc.nms_min_distance_m,
+                               np.radians(pc.nms_min_yaw_deg))
+        t = tick("rank", t)
+        if pc.robustness_samples > 0 and chosen.size:
+            rob_nl = nonlinear_robustness(robot, self.visibility, q[idx[chosen]], T, delta, pc)
+            metrics["robustness"] = metrics["robustness"].copy()
+            metrics["robustness"][chosen] = rob_nl
+            terms = score_terms(metrics, pc, current_base)
+            score = sum(terms.values())
+            chosen = chosen[np.argsort(-score[chosen], kind="stable")]
+        t = tick("robustness", t)
+        dup = good.sum() - chosen.size
+        funnel["not_in_top_k"] = int(dup)
+        funnel["returned"] = int(chosen.size)
+        cands = []
+        for i in chosen:
+            m = {key: (float(v[i]) if key != "q" else None) for key, v in metrics.items()}
+            m.pop("q")
+            m["visible"] = True
+            m["sample_index"] = int(idx[i])
+            cands.append(Candidate(q[idx[i]].copy(), float(score[i]),
+                                   {name: float(v[i]) for name, v in terms.items()}, m))
+        timing["total"] = (time.perf_counter() - t0) * 1e3
+        return ProposalResult(True, "", cands, robot.joint_names, dict(funnel), dict(timing),
+                              self.sampler_name, props.q, outcome.astype(str), grasp)
+
+
+def propose(grasp: Grasp, current_base: BasePose | None = None,
+            config: StanceConfig | None = None,
+            rng: np.random.Generator | None = None) -> ProposalResult:
+    """One-shot convenience: build a :class:`StanceProposer` and propose (slow: builds the model)."""
+    return StanceProposer(config).propose(grasp, current_base, rng)

@@ -1,0 +1,147 @@
+"""Proposal samplers: where might the robot stand for this grasp?
+
+Every sampler maps a grasp ``T_world_grasp`` (4, 4), a count and a random
+generator to whole-body configurations ``(n, nq)`` in the grasp's world frame,
+plus whether they are *exact* (the tool already meets the grasp, up to floating
+point) or *approximate* (they need refinement):
+
+* :class:`ModelSampler`: an exported ONNX model (onnxruntime), noise ``z`` drawn
+  from the request's generator so results are seedable. Output either stance
+  features (8-D, approximate: refined afterwards) or manifold coordinates
+  (decoded exactly by the closed-form solver).
+* :class:`GridSampler`: a dense grid over the exact stance manifold (pan,
+  shoulder-lift, all branches); no learning; the fallback without a model.
+* :class:`RejectionSampler`: the model-free baseline: base poses in an annulus
+  around the grasp facing it with noise, arm seeds, then whole-body refinement.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from .canonical import StanceCodec, condition_features
+from .robot import WholeBodyModel
+
+
+@dataclass
+class Proposals:
+    """Raw proposals of a sampler.
+
+    Attributes:
+        q: ``(n, nq)`` configurations (rows may be NaN when ``valid`` is False).
+        valid: ``(n,)`` False where the sampler itself knows the row is infeasible
+            (an imaginary branch of the closed form, ...).
+        exact: the valid rows already put the tool on the grasp.
+    """
+
+    q: np.ndarray
+    valid: np.ndarray
+    exact: bool
+
+
+class Sampler(Protocol):
+    """What the pipeline needs from a sampler."""
+
+    name: str
+
+    def sample(self, T_world_grasp: np.ndarray, n: int, rng: np.random.Generator) -> Proposals:
+        """Return ``n`` proposals for one grasp."""
+
+
+class RejectionSampler:
+    """Model-free baseline: annulus around the grasp, facing it with noise.
+
+    The annulus bounds come from the robot's reach, measured once at start-up:
+    the 1st and 99th percentile of the horizontal distance between the base
+    centre and the tool over random in-limit arm configurations whose tool the
+    front camera sees.
+
+    Args:
+        robot: the whole-body model.
+        rng: generator for the one-off reach measurement.
+        heading_sigma_deg: std of the heading noise around "facing the grasp".
+    """
+
+    name = "rejection"
+
+    def __init__(self, robot: WholeBodyModel, rng: np.random.Generator | None = None,
+                 heading_sigma_deg: float = 25.0) -> None:
+        from .visibility import Visibility
+        self.robot = robot
+        rng = rng or np.random.default_rng(0)
+        q = robot.random_configurations(20000, rng, base_extent_m=0.0)
+        q[:, :3] = 0.0
+        vis = Visibility(robot).check(q).visible
+        p = robot.fk(q[vis], [robot.config.tool_frame])[robot.config.tool_frame][:, :3, 3]
+        r = np.hypot(p[:, 0], p[:, 1])
+        self.r_min, self.r_max = (float(v) for v in np.percentile(r, [1, 99]))
+        self.arm_seeds = q[vis][:, 3:]
+        self.heading_sigma = np.radians(heading_sigma_deg)
+
+    def sample(self, T_world_grasp: np.ndarray, n: int, rng: np.random.Generator) -> Proposals:
+        """Draw base poses in the annulus and arm seeds; the pipeline refines them."""
+        g = T_world_grasp[:3, 3]
+        r = np.sqrt(rng.uniform(self.r_min ** 2, self.r_max ** 2, n))
+        phi = rng.uniform(-np.pi, np.pi, n)
+        q = np.empty((n, self.robot.nq))
+        q[:, 0] = g[0] + r * np.cos(phi)
+        q[:, 1] = g[1] + r * np.sin(phi)
+        q[:, 2] = np.angle(np.exp(1j * (phi + np.pi + self.heading_sigma * rng.standard_normal(n))))
+        q[:, 3:] = self.arm_seeds[rng.integers(0, len(self.arm_seeds), n)]
+        return Proposals(q, np.ones(n, dtype=bool), exact=False)
+
+
+class GridSampler:
+    """Exact stances on a dense (pan, shoulder-lift) grid over every branch.
+
+    Args:
+        manifold: a :class:`~reachability_ros.core.manifold.StanceManifold`.
+    """
+
+    name = "grid"
+
+    def __init__(self, manifold) -> None:
+        self.manifold = manifold
+
+    def sample(self, T_world_grasp: np.ndarray, n: int, rng: np.random.Generator) -> Proposals:
+        """Return about ``n`` grid stances (the grid is square per branch); ``rng`` unused."""
+        side = max(2, int(round(np.sqrt(n / self.manifold.n_branches))))
+        q, valid, _ = self.manifold.grid(T_world_grasp, n_pan=side, n_lift=side)
+        return Proposals(q, valid, exact=True)
+
+
+class ModelSampler:
+    """Proposals from an exported ONNX model (see ``core/onnx_sampler.py``).
+
+    Args:
+        model: an ``OnnxStanceModel``.
+        robot: the whole-body model the model was trained for.
+        manifold: the closed-form solver; needed for ``manifold_coords`` models.
+    """
+
+    def __init__(self, model, robot: WholeBodyModel, manifold=None) -> None:
+        self.model = model
+        self.robot = robot
+        self.manifold = manifold
+        self.codec = StanceCodec(robot.config.reach_m, robot.lower[3:], robot.upper[3:])
+        self.name = f"model:{model.family}"
+        if model.output == "manifold_coords" and manifold is None:
+            raise ValueError("a manifold_coords model needs the closed-form manifold solver")
+
+    def sample(self, T_world_grasp: np.ndarray, n: int, rng: np.random.Generator) -> Proposals:
+        """Run the model on ``n`` noise vectors drawn from ``rng``."""
+        cond = np.repeat(condition_features(T_world_grasp[None], self.robot.config.reach_m), n,
+                         axis=0)
+        z = rng.standard_normal((n, self.model.dz)).astype(np.float32)
+        y = self.model.run(cond.astype(np.float32), z)
+        if self.model.output == "manifold_coords":
+            from .onnx_sampler import decode_manifold_output
+            pan, lift, branch = decode_manifold_output(y, self.robot.lower[3:5],
+                                                       self.robot.upper[3:5])
+            q, valid = self.manifold.solve(T_world_grasp, pan, lift, branch)
+            return Proposals(q, valid, exact=True)
+        q = self.codec.decode(y, np.repeat(T_world_grasp[None], n, axis=0))
+        return Proposals(q, np.all(np.isfinite(q), axis=1), exact=False)
