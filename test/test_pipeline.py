@@ -1,0 +1,112 @@
+"""The proposal pipeline: verified stances, honest failures, typed errors for bad requests."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from reachability_ros.core.config import ProposalConfig, StanceConfig
+from reachability_ros.core.errors import InvalidRequest
+from reachability_ros.core.geometry import matrix_to_quat, pose_error
+from reachability_ros.core.pipeline import StanceProposer, validate_grasp
+from reachability_ros.core.types import BasePose, Grasp
+
+
+def task_grasps(robot, visibility, n, seed):
+    rng = np.random.default_rng(seed)
+    q = robot.random_configurations(4000, rng)
+    q = q[visibility.check(q).visible][:n]
+    T = robot.fk(q, [robot.config.tool_frame])[robot.config.tool_frame]
+    return [Grasp(tuple(t[:3, 3]), tuple(matrix_to_quat(t[:3, :3])), "map") for t in T]
+
+
+@pytest.fixture(scope="module")
+def rejection(robot):
+    cfg = StanceConfig(proposal=ProposalConfig(sampler="rejection", refinement="numerical",
+                                               n_samples=256, top_k=5))
+    return StanceProposer(cfg, robot)
+
+
+def check_candidates(robot, visibility, result, grasp, pos_tol=1e-4, ori_tol_deg=0.05):
+    """Independent re-check: Pinocchio FK (not the vectorized path), limits, visibility."""
+    T_goal = grasp.matrix()
+    q = np.array([c.q for c in result.candidates])
+    T = robot.fk_pinocchio(q, robot.config.tool_frame)
+    dp, dr = pose_error(T, T_goal[None])
+    assert np.all(dp <= pos_tol), dp
+    assert np.all(np.degrees(dr) <= ori_tol_deg), np.degrees(dr)
+    assert np.all(robot.within_limits(q))
+    assert np.all(visibility.check(q).visible)
+    scores = [c.score for c in result.candidates]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_rejection_baseline_finds_verified_stances(robot, visibility, rejection):
+    grasps = task_grasps(robot, visibility, 4, seed=3)
+    found = 0
+    for g in grasps:
+        r = rejection.propose(g, rng=np.random.default_rng(0))
+        assert sum(v for k, v in r.funnel.items() if k not in (
+            "proposed", "feasible", "not_in_top_k", "returned")) + r.funnel["feasible"] \
+            == r.funnel["proposed"]
+        if r.ok:
+            found += 1
+            check_candidates(robot, visibility, r, g)
+            assert r.funnel["returned"] == len(r.candidates) <= 5
+            assert all(0.0 <= c.metrics["robustness"] <= 1.0 for c in r.candidates)
+    assert found >= 3
+
+
+def test_unreachable_grasp_says_why(rejection):
+    r = rejection.propose(Grasp((0.0, 0.0, 0.95), (0.0, 0.0, 0.0, 1.0)),
+                          rng=np.random.default_rng(0))
+    assert not r.ok and not r.candidates
+    assert "of 256 proposals" in r.reason
+    assert r.funnel["feasible"] == 0 and r.funnel["returned"] == 0
+
+
+def test_far_from_origin_and_travel_term(robot, visibility, rejection):
+    g = task_grasps(robot, visibility, 1, seed=11)[0]
+    far = Grasp((g.position[0] + 1e4, g.position[1] - 1e4, g.position[2]), g.orientation)
+    r = rejection.propose(far, current_base=BasePose(1e4, -1e4, 0.0),
+                          rng=np.random.default_rng(1))
+    assert r.ok
+    check_candidates(robot, visibility, r, far)
+    assert "travel" in r.candidates[0].terms and r.candidates[0].terms["travel"] <= 0
+
+
+BAD = [
+    ((math.nan, 0, 0.1), (0, 0, 0, 1), "non-finite"),
+    ((0, math.inf, 0.1), (0, 0, 0, 1), "non-finite"),
+    ((0, 0, 0.1), (0, 0, 0, 0), "unit quaternion"),
+    ((0, 0, 0.1), (0, 0, 0, 2), "unit quaternion"),
+    ((0, 0, 0.1), (0, 0, math.nan, 1), "non-finite"),
+    ((0, 0, 25.0), (0, 0, 0, 1), "height"),
+    ((1e9, 0, 0.1), (0, 0, 0, 1), "1,000 km"),
+    ((0, 0), (0, 0, 0, 1), "3 numbers"),
+    ((0, 0, 0.1), (0, 0, 1), "quaternion"),
+    (("a", 0, 0.1), (0, 0, 0, 1), "numbers"),
+]
+
+
+@pytest.mark.parametrize("pos,quat,msg", BAD)
+def test_bad_requests_raise_typed_errors(pos, quat, msg):
+    with pytest.raises(InvalidRequest, match=msg):
+        validate_grasp(Grasp(pos, quat), ProposalConfig())
+
+
+finite = st.floats(allow_nan=True, allow_infinity=True, width=64)
+
+
+@settings(max_examples=300, deadline=None)
+@given(pos=st.lists(finite, min_size=0, max_size=5), quat=st.lists(finite, min_size=0,
+                                                                    max_size=6))
+def test_validation_fuzz_never_crashes(pos, quat):
+    """Any input gives either a valid transform or InvalidRequest, never another exception."""
+    try:
+        T = validate_grasp(Grasp(tuple(pos), tuple(quat)), ProposalConfig())
+    except InvalidRequest:
+        return
+    assert T.shape == (4, 4) and np.all(np.isfinite(T))
+    np.testing.assert_allclose(T[:3, :3] @ T[:3, :3].T, np.eye(3), atol=1e-9)
