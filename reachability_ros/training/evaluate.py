@@ -1,0 +1,192 @@
+"""Evaluation of stance samplers on held-out grasps (seed 000, section 6.4).
+
+A sampler here is any callable ``sample(cond (B, dc), z (B, dz)) -> x (B, dx)``
+on numpy float32 arrays (a torch model wrapped by :func:`torch_sampler`, an
+onnxruntime session, the nearest-neighbour baseline).
+
+LeKiwi metrics (:func:`evaluate_lekiwi`), per model on held-out grasps with
+``n_samples`` raw samples each:
+
+* raw-sample FK error: decode the stance features with the grasp
+  (:class:`StanceCodec`), run the whole-body model's own FK (independent of the
+  sampler), position (mm) and orientation (deg) error: mean, median, p95;
+* ``frac_valid`` (joint limits) and ``frac_visible`` (core :class:`Visibility`);
+* ``frac_grasps_hit``: grasps with at least one sample within 20 mm / 5 deg
+  that is valid and visible;
+* coverage: largest azimuth gap (rad) of the base positions around the grasp;
+* latent usage: variance of the stance features at a fixed grasp.
+
+Toy v2 metrics (:func:`evaluate_toy`) follow seed 000's table.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..core.canonical import StanceCodec
+from ..core.geometry import pose_error
+
+Sampler = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def torch_sampler(model: torch.nn.Module, chunk: int = 65536) -> Sampler:
+    """Wrap a torch model's ``sample`` as a numpy sampler (CPU, no grad, chunked)."""
+    model = model.cpu().eval()
+
+    def sample(cond: np.ndarray, z: np.ndarray) -> np.ndarray:
+        out = []
+        with torch.no_grad():
+            for s in range(0, len(cond), chunk):
+                out.append(model.sample(torch.as_tensor(cond[s:s + chunk], dtype=torch.float32),
+                                        torch.as_tensor(z[s:s + chunk], dtype=torch.float32)
+                                        ).numpy())
+        return np.concatenate(out) if out else np.zeros((0, model.dx), np.float32)
+
+    return sample
+
+
+def max_azimuth_gap(angles: np.ndarray) -> float:
+    """Largest gap (rad) between sorted angles on the circle; 2 pi for < 2 angles."""
+    a = np.sort(np.mod(np.asarray(angles, dtype=float), 2 * np.pi))
+    if len(a) < 2:
+        return 2 * np.pi
+    gaps = np.diff(np.concatenate([a, [a[0] + 2 * np.pi]]))
+    return float(gaps.max())
+
+
+def kl_to_uniform(angles: np.ndarray, bins: int = 36) -> float:
+    """KL(histogram of angles || uniform on the circle), nats (seed 000, section 6.4)."""
+    h, _ = np.histogram(np.mod(angles, 2 * np.pi), bins=bins, range=(0, 2 * np.pi))
+    p = h / max(h.sum(), 1)
+    nz = p > 0
+    return float(np.sum(p[nz] * np.log(p[nz] * bins)))
+
+
+def _stats(prefix: str, v: np.ndarray) -> dict:
+    v = np.asarray(v, dtype=float)
+    return {f"{prefix}_mean": float(v.mean()), f"{prefix}_median": float(np.median(v)),
+            f"{prefix}_p95": float(np.percentile(v, 95))}
+
+
+def sample_grasps(sampler: Sampler, cond: np.ndarray, n_samples: int, dz: int,
+                  rng: np.random.Generator) -> np.ndarray:
+    """Raw samples ``(G, n_samples, dx)`` for conditions ``(G, dc)``."""
+    G = len(cond)
+    c = np.repeat(np.asarray(cond, np.float32), n_samples, axis=0)
+    z = rng.standard_normal((G * n_samples, dz)).astype(np.float32)
+    x = sampler(c, z)
+    return x.reshape(G, n_samples, -1)
+
+
+def evaluate_lekiwi(sampler: Sampler, cond: np.ndarray, T_grasp: np.ndarray, robot,
+                    n_samples: int = 256, dz: int = 9, seed: int = 0,
+                    visibility=None, output: str = "stance_features",
+                    manifold=None) -> dict:
+    """LeKiwi metrics of a sampler on held-out grasps.
+
+    Args:
+        sampler: numpy sampler ``(cond, z) -> x``.
+        cond: ``(G, 7)`` raw condition features of the grasps.
+        T_grasp: ``(G, 4, 4)`` grasp poses (world).
+        robot: :class:`WholeBodyModel`.
+        n_samples: raw samples per grasp.
+        dz: latent dimension of the sampler.
+        seed: noise seed.
+        visibility: a core ``Visibility`` (built from ``robot`` when None).
+        output: ``stance_features`` or ``manifold_coords``.
+        manifold: a ``StanceManifold`` (needed for ``manifold_coords``).
+
+    Returns:
+        Flat dict of metrics (floats).
+    """
+    from ..core.visibility import Visibility
+
+    vis = visibility or Visibility(robot)
+    rng = np.random.default_rng(seed)
+    G = len(cond)
+    x = sample_grasps(sampler, cond, n_samples, dz, rng)
+    T = np.repeat(np.asarray(T_grasp, float), n_samples, axis=0)
+    flat = x.reshape(G * n_samples, -1).astype(float)
+    solved = np.ones(len(flat), bool)
+    if output == "manifold_coords":
+        from ..core.onnx_sampler import decode_manifold_output
+        lo, hi = robot.lower[3:5], robot.upper[3:5]
+        pan, lift, branch = decode_manifold_output(flat, lo, hi)
+        q, solved = manifold.solve(T, pan, lift, branch)
+        q = np.where(np.isfinite(q), q, 0.0)
+    else:
+        codec = StanceCodec(robot.config.reach_m, robot.lower[3:], robot.upper[3:])
+        q = codec.decode(flat, T)
+    oMi = robot.joint_transforms(q)
+    j, Tf = robot.frame_placement(robot.config.tool_frame)
+    T_fk = oMi[:, j] @ Tf
+    dp, dr = pose_error(T_fk, T)
+    dp_mm, dr_deg = dp * 1e3, np.degrees(dr)
+    valid = robot.within_limits(q) & solved
+    visible = vis.check(q).visible & solved
+    good = valid & visible & (dp_mm <= 20.0) & (dr_deg <= 5.0)
+    az = np.arctan2(q[:, 1] - T[:, 1, 3], q[:, 0] - T[:, 0, 3]).reshape(G, n_samples)
+    ok = (valid & visible).reshape(G, n_samples)
+    gaps = np.array([max_azimuth_gap(az[g][ok[g]]) for g in range(G)])
+    gaps_all = np.array([max_azimuth_gap(az[g]) for g in range(G)])
+    out = {"n_grasps": float(G), "n_samples": float(n_samples)}
+    out.update(_stats("pos_err_mm", dp_mm[solved] if solved.any() else dp_mm))
+    out.update(_stats("rot_err_deg", dr_deg[solved] if solved.any() else dr_deg))
+    out["frac_solved"] = float(solved.mean())
+    out["frac_valid"] = float(valid.mean())
+    out["frac_visible"] = float(visible.mean())
+    out["frac_valid_visible"] = float((valid & visible).mean())
+    out["frac_good_20mm_5deg"] = float(good.mean())
+    out["frac_grasps_hit"] = float(good.reshape(G, n_samples).any(1).mean())
+    out["max_gap_mean"] = float(gaps.mean())
+    out["max_gap_p95"] = float(np.percentile(gaps, 95))
+    out["max_gap_all_mean"] = float(gaps_all.mean())
+    out["var_x_fixed_grasp"] = float(x.var(axis=1).mean())
+    return out
+
+
+def evaluate_toy(sampler: Sampler, H: np.ndarray, toy, n_samples: int = 1000, dz: int = 8,
+                 seed: int = 0) -> dict:
+    """Seed 000's table for the toy v2 robot.
+
+    Args:
+        sampler: numpy sampler ``(cond, z) -> x`` in the toy's features.
+        H: ``(G, dc)`` raw conditions of held-out targets.
+        toy: object with ``hand_error(x, H) -> (N,)`` (in R units) and
+            ``implied_angle(x, H) -> (N,)`` (rad) (see ``core/toys.py``).
+        n_samples: samples per target.
+        dz: sampler latent dimension.
+        seed: noise seed.
+
+    Returns:
+        ``hand_err_mean/median/p95``, ``max_gap_mean/p95``, ``kl_to_uniform``,
+        ``var_Q_fixed_H``.
+    """
+    rng = np.random.default_rng(seed)
+    G = len(H)
+    x = sample_grasps(sampler, H, n_samples, dz, rng)
+    Hr = np.repeat(np.asarray(H), n_samples, axis=0)
+    flat = x.reshape(G * n_samples, -1)
+    err = np.asarray(toy.hand_error(flat, Hr))
+    ang = np.asarray(toy.implied_angle(flat, Hr)).reshape(G, n_samples)
+    gaps = np.array([max_azimuth_gap(a) for a in ang])
+    kls = np.array([kl_to_uniform(a) for a in ang])
+    out = {"hand_err_mean": float(err.mean()), "hand_err_median": float(np.median(err)),
+           "hand_err_p95": float(np.percentile(err, 95)),
+           "max_gap_mean": float(gaps.mean()), "max_gap_p95": float(np.percentile(gaps, 95)),
+           "kl_to_uniform": float(kls.mean()), "var_Q_fixed_H": float(x.var(axis=1).mean())}
+    return out
+
+
+def format_table(rows: dict[str, dict], keys: list[str] | None = None) -> str:
+    """Markdown table: one row per model, one column per metric."""
+    keys = keys or sorted({k for r in rows.values() for k in r})
+    lines = ["| model | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    for name, r in rows.items():
+        lines.append(f"| {name} | " + " | ".join(
+            f"{r[k]:.4g}" if isinstance(r.get(k), float) else str(r.get(k, "")) for k in keys)
+            + " |")
+    return "\n".join(lines)
