@@ -148,6 +148,10 @@ def cmd_propose_batch(args) -> int:
                 n_ok += rec["ok"]
                 n_fail += not rec["ok"]
             except ReachabilityError as exc:
+                try:
+                    gid = str(json.loads(line).get("id", gid))
+                except Exception:  # the line is not a JSON object: keep line<N>
+                    pass
                 rec = {"ok": False, "reason": str(exc), "candidates": [], "funnel": {},
                        "timing_ms": {}}
                 n_bad += 1

@@ -1,0 +1,175 @@
+"""Benchmark of the stance proposal pipeline: every sampler on the same grasps, one thread.
+
+Usage:
+    python bench/bench_pipeline.py [--grasps 200] [--unreachable 50] [--samples 1024]
+                                   [--models models/lekiwi_manifold.onnx ...] [--no-rejection]
+
+Held-out grasps are generated from the robot model (random in-limit configurations
+whose tool the front camera sees; seed 2026, never used for training data), plus
+unreachable grasps (above the arm's reach). For each sampler: success@1 (the top
+stance re-verified with Pinocchio FK from the URDF: within limits, visible,
+<= 1 mm and <= 0.5 deg), false successes on unreachable grasps, robustness of the
+top stance, latency p50/p95/p99 (ms, end to end in ``propose``) and the mean
+funnel. Prints markdown tables and the ratios to the rejection baseline.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_v] = "1"
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from dataclasses import replace  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from reachability_ros.core.config import ProposalConfig, StanceConfig  # noqa: E402
+from reachability_ros.core.geometry import matrix_to_quat, pose_error  # noqa: E402
+from reachability_ros.core.pipeline import StanceProposer  # noqa: E402
+from reachability_ros.core.robot import WholeBodyModel  # noqa: E402
+from reachability_ros.core.types import Grasp  # noqa: E402
+from reachability_ros.core.visibility import Visibility  # noqa: E402
+
+BENCH_SEED = 2026
+
+
+def held_out_grasps(robot, n, seed=BENCH_SEED):
+    """Reachable, visible grasps: FK of random in-limit configurations the camera sees."""
+    vis = Visibility(robot)
+    rng = np.random.default_rng(seed)
+    out = []
+    while len(out) < n:
+        q = robot.random_configurations(4096, rng, base_extent_m=5.0)
+        q = q[vis.check(q).visible]
+        out.extend(robot.fk(q, [robot.config.tool_frame])[robot.config.tool_frame])
+    return [Grasp(tuple(T[:3, 3]), tuple(matrix_to_quat(T[:3, :3])), "map") for T in out[:n]]
+
+
+def unreachable_grasps(n, seed=BENCH_SEED + 1):
+    """Grasps 0.7-1.0 m above the floor: beyond the SO-101's reach on the LeKiwi."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        q = rng.normal(size=4)
+        q /= np.linalg.norm(q)
+        p = (rng.uniform(-3, 3), rng.uniform(-3, 3), rng.uniform(0.7, 1.0))
+        out.append(Grasp(p, tuple(q), "map"))
+    return out
+
+
+def verify_top(robot, vis, result, grasp, pos_tol=1e-3, ori_tol_deg=0.5):
+    """Independent check of the top stance: Pinocchio FK, limits, visibility."""
+    if not result.ok:
+        return False, np.nan, np.nan
+    q = result.candidates[0].q[None]
+    T = robot.fk_pinocchio(q, robot.config.tool_frame)
+    dp, dr = pose_error(T, grasp.matrix()[None])
+    ok = bool(dp[0] <= pos_tol and np.degrees(dr[0]) <= ori_tol_deg
+              and robot.within_limits(q)[0] and vis.check(q).visible[0])
+    return ok, float(dp[0]), float(dr[0])
+
+
+def run_sampler(name, proposer, reach, unreach, robot, vis):
+    lat, succ, rob, perr = [], [], [], []
+    funnel_sum = {}
+    for i, g in enumerate(reach):
+        t = time.perf_counter()
+        r = proposer.propose(g, rng=np.random.default_rng([BENCH_SEED, i]))
+        lat.append((time.perf_counter() - t) * 1e3)
+        ok, dp, _ = verify_top(robot, vis, r, g)
+        succ.append(ok)
+        perr.append(dp)
+        if r.ok:
+            rob.append(r.candidates[0].metrics["robustness"])
+        for k, v in r.funnel.items():
+            funnel_sum[k] = funnel_sum.get(k, 0) + v
+    false_succ = 0
+    for i, g in enumerate(unreach):
+        t = time.perf_counter()
+        r = proposer.propose(g, rng=np.random.default_rng([BENCH_SEED, 10_000 + i]))
+        lat.append((time.perf_counter() - t) * 1e3)
+        false_succ += int(r.ok)
+    lat = np.array(lat)
+    return {
+        "name": name,
+        "success@1": float(np.mean(succ)),
+        "false_success": false_succ,
+        "n_unreachable": len(unreach),
+        "robustness_top1": float(np.mean(rob)) if rob else float("nan"),
+        "pos_err_top1_max_m": float(np.nanmax(perr)) if np.isfinite(perr).any() else np.nan,
+        "p50": float(np.percentile(lat, 50)),
+        "p95": float(np.percentile(lat, 95)),
+        "p99": float(np.percentile(lat, 99)),
+        "funnel": {k: v / len(reach) for k, v in funnel_sum.items()},
+    }
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--grasps", type=int, default=200)
+    ap.add_argument("--unreachable", type=int, default=50)
+    ap.add_argument("--samples", type=int, default=1024)
+    ap.add_argument("--top-k", type=int, default=10)
+    ap.add_argument("--models", nargs="*", default=None,
+                    help="ONNX models to benchmark (default: every models/*.onnx)")
+    ap.add_argument("--no-rejection", action="store_true", help="skip the slow baseline")
+    args = ap.parse_args(argv)
+    robot = WholeBodyModel()
+    vis = Visibility(robot)
+    reach = held_out_grasps(robot, args.grasps)
+    unreach = unreachable_grasps(args.unreachable)
+    base = StanceConfig(proposal=ProposalConfig(n_samples=args.samples, top_k=args.top_k))
+    models = args.models
+    if models is None:
+        models = sorted(str(p) for p in (Path(__file__).resolve().parents[1] / "models")
+                        .glob("*.onnx"))
+    setups = [(f"model {Path(m).name}", replace(base, proposal=replace(
+        base.proposal, sampler="model", model_path=m))) for m in models]
+    setups.append(("exact grid", replace(base, proposal=replace(base.proposal, sampler="grid"))))
+    if not args.no_rejection:
+        setups.append(("rejection baseline", replace(base, proposal=replace(
+            base.proposal, sampler="rejection", refinement="numerical"))))
+    rows = []
+    for name, cfg in setups:
+        try:
+            proposer = StanceProposer(cfg, robot)
+        except Exception as exc:  # a missing piece is reported, not hidden
+            print(f"skipping {name}: {exc}", file=sys.stderr)
+            continue
+        t = time.perf_counter()
+        rows.append(run_sampler(name, proposer, reach, unreach, robot, vis))
+        print(f"{name}: done in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+    print(f"\n{len(reach)} reachable-visible held-out grasps, {len(unreach)} unreachable; "
+          f"N = {args.samples} proposals, top-{args.top_k}; one thread\n")
+    print("| sampler | success@1 | false success | robustness top-1 | max pos err top-1 | "
+          "p50 ms | p95 ms | p99 ms |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['name']} | {100 * r['success@1']:.1f} % | {r['false_success']}/"
+              f"{r['n_unreachable']} | {r['robustness_top1']:.2f} | "
+              f"{r['pos_err_top1_max_m']:.1e} m | {r['p50']:.1f} | {r['p95']:.1f} | "
+              f"{r['p99']:.1f} |")
+    ref = next((r for r in rows if r["name"] == "rejection baseline"), None)
+    if ref:
+        print("\nlatency ratio (rejection p50 / sampler p50):")
+        for r in rows:
+            print(f"- {r['name']}: {ref['p50'] / r['p50']:.1f}x")
+    print("\nmean funnel per reachable grasp:")
+    keys = [k for k in rows[0]["funnel"]] if rows else []
+    print("| sampler | " + " | ".join(keys) + " |")
+    print("|---|" + "---|" * len(keys))
+    for r in rows:
+        print(f"| {r['name']} | " + " | ".join(f"{r['funnel'].get(k, 0):.0f}" for k in keys)
+              + " |")
+
+
+if __name__ == "__main__":
+    main()
