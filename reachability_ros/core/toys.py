@@ -537,3 +537,335 @@ class TwoLinkToy:
 
 
 Toy = StickToy | TwoLinkToy
+Sampler = Callable[[np.ndarray], np.ndarray]
+
+DEFAULT_WORKSPACE_M = ((-2.0, 2.0), (-2.0, 2.0))
+
+
+def _check_workspace(workspace_m) -> np.ndarray:
+    w = np.asarray(workspace_m, dtype=float)
+    if w.shape != (2, 2) or not np.all(np.isfinite(w)) or np.any(w[:, 1] <= w[:, 0]):
+        raise ConfigError(
+            f"workspace_m must be ((x_min, x_max), (y_min, y_max)) with min < max, "
+            f"got {workspace_m!r}")
+    return w
+
+
+def sample_targets(n: int, rng: np.random.Generator,
+                   workspace_m=DEFAULT_WORKSPACE_M) -> np.ndarray:
+    """Draw targets ``H ~ Uniform(workspace)`` (seed 000 section 5.1, step 1): ``(n, 2)``.
+
+    Args:
+        n: number of targets.
+        rng: random generator.
+        workspace_m: ``((x_min, x_max), (y_min, y_max))`` (m).
+
+    Raises:
+        ConfigError: an empty or malformed workspace.
+    """
+    w = _check_workspace(workspace_m)
+    return rng.uniform(w[:, 0], w[:, 1], size=(int(n), 2))
+
+
+# --------------------------------------------------------- data generation
+def toy_v1_samples(n: int, rng: np.random.Generator, toy: StickToy | None = None,
+                   workspace_m=DEFAULT_WORKSPACE_M) -> tuple[np.ndarray, np.ndarray]:
+    """Data set of toy v1: ``H ~ U(workspace)``, ``t ~ U[-pi, pi)``, ``Q`` on the circle.
+
+    Args:
+        n: number of pairs.
+        rng: random generator (the result is a function of its state).
+        toy: the stick toy, default ``StickToy()``.
+        workspace_m: ``((x_min, x_max), (y_min, y_max))`` of the targets (m).
+
+    Returns:
+        ``q_world`` ``(n, 3)`` and ``h_world`` ``(n, 2)``, ``fk(q) == h``.
+    """
+    toy = toy or StickToy()
+    h = sample_targets(n, rng, workspace_m)
+    return toy.sample_solutions(h, rng), h
+
+
+def toy_v2_samples(n: int, rng: np.random.Generator, toy: TwoLinkToy | None = None,
+                   workspace_m=DEFAULT_WORKSPACE_M) -> tuple[np.ndarray, np.ndarray]:
+    """Data set of toy v2 by the pipeline of seed 000 section 5.1.
+
+    Per target: (1) ``H ~ U(workspace)``; (2)-(3) one base from the donut facing
+    ``H`` with heading noise; (4) both elbow branches by analytic IK; (5) keep
+    the branches within the joint limits. Rows are then shuffled (the two
+    branches of one base would otherwise sit side by side) and the first ``n``
+    kept.
+
+    Args:
+        n: number of pairs.
+        rng: random generator (the result is a function of its state).
+        toy: the two-link toy, default ``TwoLinkToy()``.
+        workspace_m: ``((x_min, x_max), (y_min, y_max))`` of the targets (m).
+
+    Returns:
+        ``q_world`` ``(n, 5)`` and ``h_world`` ``(n, 2)``, ``fk(q) == h``.
+
+    Raises:
+        ConfigError: the joint limits reject everything.
+    """
+    toy = toy or TwoLinkToy()
+    n = int(n)
+    qs, hs, have = [], [], 0
+    for _ in range(1000):
+        if have >= n:
+            break
+        m = max(64, (n - have) // 2 + 16)
+        h = sample_targets(m, rng, workspace_m)
+        q, valid = toy.ik(toy.sample_bases(h, rng), h)
+        qs.append(q[valid])
+        hs.append(np.repeat(h[:, None], 2, axis=1)[valid])
+        have += int(valid.sum())
+    else:
+        raise ConfigError(f"TwoLinkToy limits {toy.theta1_limits}, {toy.theta2_limits} reject "
+                          "(nearly) every solution; widen them")
+    q, h = np.concatenate(qs)[:n], np.concatenate(hs)[:n]
+    perm = rng.permutation(n)
+    return q[perm], h[perm]
+
+
+def toy_v2_dataset(n: int, rng: np.random.Generator, toy: TwoLinkToy | None = None,
+                   workspace_m=DEFAULT_WORKSPACE_M,
+                   cond_dim: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Training pairs ``(C_feat, Q_feat)`` of toy v2.1 (seed 000 section 4.1).
+
+    ``Q_feat`` is :meth:`TwoLinkToy.featurize` of :func:`toy_v2_samples` relative
+    to each row's own target, so the data no longer depend on ``H``: the
+    condition is the zero vector ``C_feat = (0, ..., 0)`` (seed 000 Table 1:
+    ``c_feat = [0, 0]``; ``cond_dim = 0`` gives the empty ``(n, 0)`` of
+    "dCond = 0"). A sampler of ``p(Q_feat | C_feat)`` is decoded for a target
+    ``H`` with :meth:`TwoLinkToy.decode`.
+
+    Args:
+        n: number of pairs.
+        rng: random generator (the result is a function of its state).
+        toy: the two-link toy, default ``TwoLinkToy()``.
+        workspace_m: ``((x_min, x_max), (y_min, y_max))`` of the targets (m);
+            it does not change the distribution of the features.
+        cond_dim: width of the (zero) condition.
+
+    Returns:
+        ``cond`` ``(n, cond_dim)`` zeros and ``x`` ``(n, 8)`` features.
+    """
+    if isinstance(cond_dim, bool) or not isinstance(cond_dim, int) or cond_dim < 0:
+        raise ConfigError(f"cond_dim must be an integer >= 0, got {cond_dim!r}")
+    toy = toy or TwoLinkToy()
+    q, h = toy_v2_samples(n, rng, toy, workspace_m)
+    return np.zeros((len(q), cond_dim)), toy.featurize(q, h)
+
+
+# ----------------------------------------------------------------- samplers
+def exact_sampler(toy: Toy, rng: np.random.Generator) -> Sampler:
+    """The ground-truth sampler: ``h (B, 2) -> q (B, dq)``, one exact draw per row."""
+    return lambda h: toy.sample_solutions(h, rng)
+
+
+def feature_sampler(toy: Toy, sample_features: Callable[[int], np.ndarray]) -> Sampler:
+    """Turn an unconditional sampler of ``Q_feat`` into ``h (B, 2) -> q (B, dq)``.
+
+    Args:
+        toy: the toy whose :meth:`decode` maps features back for each target.
+        sample_features: ``n -> (n, d_feat)`` draws (e.g. a trained v2.1 model).
+    """
+    return lambda h: toy.decode(sample_features(len(h)), h)
+
+
+class NearestNeighbourLookup:
+    """Nearest-neighbour baseline of seed 000 section 6.3 (numpy, brute force).
+
+    For a query ``H'`` find the ``k`` nearest training targets ``H_i``; with
+    ``k = 1`` return the ``Q_i`` of the nearest (deterministic, the seed's
+    "NNDeterministicLookup"); with ``k > 1`` draw one of them with weights
+    ``w_j ~ exp(-|H_j - H'|^2 / sigma^2)``.
+
+    Args:
+        h_train: ``(N, 2)`` training targets.
+        q_train: ``(N, dq)`` their configurations.
+        k: neighbours considered.
+        sigma_m: kernel width (m) for ``k > 1``.
+        rng: random generator for ``k > 1``.
+        chunk: queries per distance block (memory ``chunk * N`` floats).
+
+    Raises:
+        ConfigError: bad ``k`` / ``sigma_m``, or ``k > 1`` without ``rng``.
+    """
+
+    def __init__(self, h_train: np.ndarray, q_train: np.ndarray, k: int = 1,
+                 sigma_m: float = 0.05, rng: np.random.Generator | None = None,
+                 chunk: int = 256) -> None:
+        self.h_train = _as_batch(h_train, 2, "training targets")
+        self.q_train = np.asarray(q_train, dtype=float)
+        if self.q_train.ndim != 2 or len(self.q_train) != len(self.h_train):
+            raise InvalidRequest(f"q_train must be (N, dq) with N = {len(self.h_train)}, "
+                                 f"got {self.q_train.shape}")
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= len(self.h_train):
+            raise ConfigError(f"k must be an integer in [1, {len(self.h_train)}], got {k!r}")
+        if k > 1 and rng is None:
+            raise ConfigError("k > 1 draws among the neighbours: pass rng")
+        self.k, self.sigma_m, self.rng, self.chunk = k, _positive("sigma_m", sigma_m), rng, chunk
+
+    def neighbours(self, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Indices ``(B, k)`` of the nearest training targets and distances ``(B, k)``."""
+        h = _as_batch(h, 2, "query targets")
+        idx = np.empty((len(h), self.k), dtype=int)
+        dist = np.empty((len(h), self.k))
+        for a in range(0, len(h), self.chunk):
+            d2 = np.sum((h[a:a + self.chunk, None, :] - self.h_train[None]) ** 2, axis=-1)
+            if self.k == 1:
+                j = np.argmin(d2, axis=1)[:, None]
+            else:
+                j = np.argpartition(d2, self.k - 1, axis=1)[:, :self.k]
+            idx[a:a + self.chunk] = j
+            dist[a:a + self.chunk] = np.sqrt(np.take_along_axis(d2, j, axis=1))
+        return idx, dist
+
+    def __call__(self, h: np.ndarray) -> np.ndarray:
+        """Configurations ``(B, dq)`` for query targets ``h`` ``(B, 2)``."""
+        h = _as_batch(h, 2, "query targets")
+        uniq, inv = np.unique(h, axis=0, return_inverse=True)
+        inv = inv.reshape(-1)
+        idx, dist = self.neighbours(uniq)
+        if self.k == 1:
+            return self.q_train[idx[inv, 0]]
+        w = np.exp(-(dist[inv] / self.sigma_m) ** 2 + (dist[inv, :1] / self.sigma_m) ** 2)
+        cdf = np.cumsum(w / w.sum(axis=1, keepdims=True), axis=1)
+        pick = np.minimum((cdf < self.rng.random((len(h), 1))).sum(axis=1), self.k - 1)
+        return self.q_train[idx[inv, pick]]
+
+
+# ----------------------------------------------------------------- metrics
+def implied_angles(q: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """Angle of the target seen from the base, ``atan2(h_y - y, h_x - x)`` (section 6.4).
+
+    Args:
+        q: ``(..., dq)`` configurations (base ``x, y`` first).
+        h: ``(..., 2)`` targets, broadcastable against ``q[..., :2]``.
+
+    Returns:
+        ``(...)`` angles in (-pi, pi]; uniform under the ground truth of both toys.
+    """
+    q, h = np.asarray(q, dtype=float), np.asarray(h, dtype=float)
+    return np.arctan2(h[..., 1] - q[..., 1], h[..., 0] - q[..., 0])
+
+
+def max_circular_gap(angles: np.ndarray) -> np.ndarray:
+    """Largest gap between consecutive angles around the circle.
+
+    Args:
+        angles: ``(M, S)`` angles (rad), ``S`` samples for each of ``M`` targets.
+
+    Returns:
+        ``(M,)`` gaps in ``(0, 2 pi]``; ``2 pi`` when all ``S`` angles coincide.
+    """
+    a = np.sort(np.mod(np.asarray(angles, dtype=float), TWO_PI), axis=-1)
+    gaps = np.diff(a, axis=-1)
+    wrap = a[..., :1] + TWO_PI - a[..., -1:]
+    return np.concatenate([gaps, wrap], axis=-1).max(axis=-1)
+
+
+def kl_to_uniform(angles: np.ndarray, n_bins: int = 36) -> float:
+    """``KL(p_hat || Uniform)`` of the histogram of angles on ``n_bins`` equal bins (nats).
+
+    0 for a flat histogram, ``log(n_bins)`` when every angle falls in one bin.
+    With ``n`` uniform draws its expectation is about ``(n_bins - 1) / (2 n)``.
+    """
+    a = np.mod(np.asarray(angles, dtype=float).reshape(-1), TWO_PI)
+    counts = np.bincount(np.minimum((a / TWO_PI * n_bins).astype(int), n_bins - 1),
+                         minlength=n_bins)
+    p = counts[counts > 0] / a.size
+    return float(np.sum(p * np.log(p * n_bins)))
+
+
+def toy_metrics(samples_fn: Sampler, toy: Toy, h_test: np.ndarray, n_samples: int = 100,
+                n_bins: int = 36) -> dict[str, float]:
+    """Evaluate a sampler on a toy with the metrics of seed 000 section 6.4.
+
+    Each test target is repeated ``n_samples`` times and passed to
+    ``samples_fn`` in one batch (``(M * S, 2) -> (M * S, dq)``, one draw per row,
+    rows of one target contiguous).
+
+    * ``hand_err/{mean,median,p95,max}``: ``|f(Q) - H|`` over all draws (m).
+    * ``coverage/max_gap_{mean,p95}``: per target, the largest gap of the
+      implied angles around the circle (rad); ``2 pi`` = fully collapsed.
+    * ``coverage/kl_to_uniform``: KL of the histogram of all implied angles,
+      pooled over targets and draws, to the uniform (nats); the pooling that
+      reproduces the seed's nearest-neighbour row.
+    * ``coverage/kl_to_uniform_per_h``: the same per target, averaged.
+    * ``stochasticity/var_Q_fixed_H``: per target, the variance over draws of
+      each feature of :meth:`featurize` (positions in units of ``R``, angles as
+      cos/sin), averaged over features and targets; 0 = ignores its noise.
+    * ``valid/within_limits``: fraction of draws within the joint limits (v2).
+
+    Args:
+        samples_fn: the sampler under test.
+        toy: :class:`StickToy` or :class:`TwoLinkToy`.
+        h_test: ``(M, 2)`` test targets.
+        n_samples: draws per target ``S`` (>= 2).
+        n_bins: histogram bins of the KL.
+
+    Returns:
+        Metric name -> value (the keys of :data:`SEED_METRIC_KEYS` and the extras).
+
+    Raises:
+        InvalidRequest: the sampler returns the wrong shape or non-finite values.
+    """
+    h_test = _as_batch(h_test, 2, "test targets")
+    if n_samples < 2:
+        raise ConfigError(f"n_samples must be >= 2, got {n_samples!r}")
+    m, s = len(h_test), int(n_samples)
+    h_rep = np.repeat(h_test, s, axis=0)
+    q = np.asarray(samples_fn(h_rep), dtype=float)
+    if q.shape != (m * s, toy.dq):
+        raise InvalidRequest(f"samples_fn returned {q.shape}, expected {(m * s, toy.dq)}")
+    if not np.all(np.isfinite(q)):
+        raise InvalidRequest(f"samples_fn returned {int((~np.isfinite(q)).sum())} non-finite "
+                             "values")
+    err = np.linalg.norm(toy.fk(q) - h_rep, axis=1)
+    ang = implied_angles(q, h_rep).reshape(m, s)
+    gaps = max_circular_gap(ang)
+    feats = toy.featurize(q, h_rep).reshape(m, s, -1)
+    within = toy.within_limits(q) if isinstance(toy, TwoLinkToy) else np.ones(len(q), bool)
+    return {
+        "hand_err/mean": float(err.mean()),
+        "hand_err/median": float(np.median(err)),
+        "hand_err/p95": float(np.percentile(err, 95)),
+        "coverage/max_gap_mean": float(gaps.mean()),
+        "coverage/max_gap_p95": float(np.percentile(gaps, 95)),
+        "coverage/kl_to_uniform": kl_to_uniform(ang, n_bins),
+        "stochasticity/var_Q_fixed_H": float(feats.var(axis=1).mean()),
+        "hand_err/max": float(err.max()),
+        "coverage/kl_to_uniform_per_h": float(np.mean([kl_to_uniform(a, n_bins)
+                                                       for a in ang])),
+        "valid/within_limits": float(within.mean()),
+    }
+
+
+def format_metrics(metrics: Mapping[str, float], title: str) -> str:
+    """Render metrics like seed 000's table: ``=== Results: <title> ===`` then one per line."""
+    keys = [k for k in SEED_METRIC_KEYS if k in metrics] + sorted(
+        k for k in metrics if k not in SEED_METRIC_KEYS)
+    return "\n".join([f"=== Results: {title} ==="] + [f" {k} {metrics[k]:.6f}" for k in keys])
+
+
+def nn_baseline_row(rng: np.random.Generator, toy: StickToy | None = None,
+                    n_train: int = 20000, n_test: int = 1000, n_samples: int = 100,
+                    workspace_m=DEFAULT_WORKSPACE_M, n_bins: int = 36) -> dict[str, float]:
+    """Reproduce the "NNDeterministicLookup" row of seed 000 section 5.3.1 on toy v1.
+
+    Seed 000 does not give its set-up; these defaults (stick ``L = 1``, targets
+    uniform on ``[-2, 2]^2``, 20,000 training pairs, 1,000 in-distribution test
+    targets, 100 draws each, 36 bins) are chosen to match its scale: the
+    nearest-neighbour distance of ``N`` uniform points on area ``A`` has mean
+    ``~0.5 sqrt(A / N)`` = 0.0141 m here (seed: 0.0144).
+
+    Returns:
+        :func:`toy_metrics` of the 1-NN lookup.
+    """
+    toy = toy or StickToy()
+    q_train, h_train = toy_v1_samples(n_train, rng, toy, workspace_m)
+    h_test = sample_targets(n_test, rng, workspace_m)
+    return toy_metrics(NearestNeighbourLookup(h_train, q_train), toy, h_test, n_samples, n_bins)
