@@ -103,6 +103,15 @@ def test_two_link_ik_hits_target_both_branches(two_link_model, rng):
     np.testing.assert_array_equal(valid.reshape(-1), wb.within_limits(qa, tol=0.0))
 
 
+def test_two_link_manipulability_matches_jacobian(two_link_model, rng):
+    toy, wb = two_link_model
+    q = toy.sample_solutions(sample_targets(100, rng), rng)
+    J = wb.jacobian(q)[:, :2, 3:]  # planar position rows, arm columns
+    np.testing.assert_allclose(toy.manipulability(q), np.abs(np.linalg.det(J)), atol=1e-12)
+    q[:, 4] = 0.0
+    assert np.all(toy.manipulability(q) == 0.0)
+
+
 def test_two_link_ik_reports_unreachable():
     toy = TwoLinkToy()
     base = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])

@@ -195,6 +195,10 @@ class StickToy:
         p = self.fk(q)
         return _planar_pose(p[:, 0], p[:, 1], q[:, 2])
 
+    def within_limits(self, q: np.ndarray, tol: float = 0.0) -> np.ndarray:
+        """``(N,)`` all True: the stick toy has no joint limits."""
+        return np.ones(len(_as_batch(q, 3, "StickToy configurations")), dtype=bool)
+
     # closed-form solution set
     def solutions(self, h: np.ndarray, t: np.ndarray) -> np.ndarray:
         """Points of the solution circle of targets ``h`` at angles ``t``.
@@ -371,6 +375,16 @@ class TwoLinkToy:
         c, s = np.cos(q[:, 2]), np.sin(q[:, 2])
         return np.stack([q[:, 0] + c * loc[:, 0] - s * loc[:, 1],
                          q[:, 1] + s * loc[:, 0] + c * loc[:, 1]], axis=1)
+
+    def manipulability(self, q: np.ndarray) -> np.ndarray:
+        """Planar manipulability of the arm, ``|det J| = L1 L2 |sin theta2|`` (m^2), ``(N,)``.
+
+        Zero stretched out or folded. (:meth:`WholeBodyModel.manipulability` is
+        the 3-D measure, identically zero for this planar arm.) A score for the
+        filtering of seed 000 section 5.1, step 6.
+        """
+        q = _as_batch(q, 5, "TwoLinkToy configurations")
+        return self.l1_m * self.l2_m * np.abs(np.sin(q[:, 4]))
 
     def tool_pose(self, q: np.ndarray) -> np.ndarray:
         """World poses ``(N, 4, 4)`` of the tool frame (+x along the fore link)."""
@@ -828,7 +842,7 @@ def toy_metrics(samples_fn: Sampler, toy: Toy, h_test: np.ndarray, n_samples: in
     ang = implied_angles(q, h_rep).reshape(m, s)
     gaps = max_circular_gap(ang)
     feats = toy.featurize(q, h_rep).reshape(m, s, -1)
-    within = toy.within_limits(q) if isinstance(toy, TwoLinkToy) else np.ones(len(q), bool)
+    within = toy.within_limits(q)
     return {
         "hand_err/mean": float(err.mean()),
         "hand_err/median": float(np.median(err)),
