@@ -148,7 +148,7 @@ def _toy_robot_config(name: str, path: Path, arm_joints: tuple[str, ...],
     return RobotConfig(
         name=name, urdf=str(path), base_frame=TOY_BASE_FRAME, tool_frame=TOY_TOOL_FRAME,
         wrist_camera_frame=TOY_TOOL_FRAME, arm_joints=arm_joints,
-        occlusion_exclude_links=(TOY_TOOL_FRAME,), reach_m=min(max(reach_m, 0.05), 10.0),
+        occlusion_exclude_links=(TOY_TOOL_FRAME,), reach_m=reach_m,
         camera=CameraConfig(frame=TOY_CAMERA_FRAME))
 
 
@@ -271,8 +271,14 @@ class StickToy:
     def write(self, directory: str | Path) -> RobotConfig:
         """Write ``<name>.urdf`` into ``directory`` and return its :class:`RobotConfig`.
 
+        The config names the base ``base_footprint``, the tool ``tool_frame``, the
+        camera ``toy_camera_optical_frame`` (on the base, 5 cm up, looking along
+        +x); the toy has no wrist camera, so ``wrist_camera_frame`` is the tool
+        frame. ``reach_m`` is the toy's ``R``.
+
         Raises:
-            ConfigError: ``directory`` does not exist.
+            ConfigError: ``directory`` does not exist, or ``R`` is outside the
+                range ``RobotConfig.reach_m`` accepts.
         """
         path = _write_urdf(self.urdf(), directory, f"{self.name}.urdf")
         return _toy_robot_config(self.name, path, (), self.reach_m)
@@ -543,8 +549,14 @@ class TwoLinkToy:
     def write(self, directory: str | Path) -> RobotConfig:
         """Write ``<name>.urdf`` into ``directory`` and return its :class:`RobotConfig`.
 
+        The config names the base ``base_footprint``, the tool ``tool_frame``, the
+        camera ``toy_camera_optical_frame`` (on the base, 5 cm up, looking along
+        +x); the toy has no wrist camera, so ``wrist_camera_frame`` is the tool
+        frame. ``reach_m`` is the toy's ``R``.
+
         Raises:
-            ConfigError: ``directory`` does not exist.
+            ConfigError: ``directory`` does not exist, or ``R`` is outside the
+                range ``RobotConfig.reach_m`` accepts.
         """
         path = _write_urdf(self.urdf(), directory, f"{self.name}.urdf")
         return _toy_robot_config(self.name, path, TOY_ARM_JOINTS, self.reach_m)
@@ -626,14 +638,14 @@ def toy_v2_samples(n: int, rng: np.random.Generator, toy: TwoLinkToy | None = No
     n = int(n)
     qs, hs, have = [], [], 0
     for _ in range(1000):
-        if have >= n:
-            break
         m = max(64, (n - have) // 2 + 16)
         h = sample_targets(m, rng, workspace_m)
         q, valid = toy.ik(toy.sample_bases(h, rng), h)
         qs.append(q[valid])
         hs.append(np.repeat(h[:, None], 2, axis=1)[valid])
         have += int(valid.sum())
+        if have >= n:
+            break
     else:
         raise ConfigError(f"TwoLinkToy limits {toy.theta1_limits}, {toy.theta2_limits} reject "
                           "(nearly) every solution; widen them")
