@@ -22,7 +22,8 @@ _V = np.random.default_rng(1).standard_normal((DZ, DQ)).astype(np.float32)
 def _metadata(robot_model, /, **overrides):
     robot = robot_model
     md = {"format": "1", "robot": robot.config.name, "urdf_sha256": robot.urdf_sha256,
-          "featurization": FEATURIZATION_VERSION, "joint_names": json.dumps(list(robot.joint_names)),
+          "featurization": FEATURIZATION_VERSION,
+          "joint_names": json.dumps(list(robot.joint_names)),
           "reach_m": repr(float(robot.config.reach_m)), "dc": str(DC), "dz": str(DZ),
           "dq": str(DQ), "family": "flow", "output": "stance_features",
           "metrics": json.dumps({"fk_err_mm": 3.0}), "train_config": json.dumps({"lr": 1e-3}),
