@@ -176,30 +176,36 @@ def get_data(cfg: dict, out_dir: Path, log: Log) -> tuple[dict, dict, Any]:
         meta["manifold"] = StanceManifold(robot)
     mod = _data_module()
     use = dcfg.get("generator_impl", "auto")
-    if dcfg.get("path"):
-        if mod is None:
-            raise ConfigError("data.path given but reachability_ros.training.data is missing")
-        full = mod.load_dataset(dcfg["path"])
-    elif mod is not None and use in ("auto", "data_module"):
-        gen = dict(dcfg.get("generator", {}) or {})
-        gen.setdefault("n", n_train + n_val)
-        if source == "lekiwi_manifold":
-            gen.setdefault("mode", "manifold")
-        t0 = time.time()
-        manifest = mod.generate_dataset(gen, out_dir / "data", seed)
-        full = mod.load_dataset(manifest)
-        log(f"data: {len(full['cond'])} samples from training.data in {time.time() - t0:.1f}s")
-    else:
-        if source == "lekiwi_manifold":
-            from .manifold_data import manifold_dataset
-
-            full = manifold_dataset(meta["manifold"], n_train + n_val, seed)
+    if mod is not None and use in ("auto", "data_module"):
+        if dcfg.get("path"):
+            manifest = Path(dcfg["path"])
         else:
+            gen = dict(dcfg.get("generator", {}) or {})
+            gen.setdefault("train_pairs", n_train)
+            gen.setdefault("heldout_pairs", n_val)
             t0 = time.time()
-            full = builtin_lekiwi_dataset(n_train + n_val, seed, robot,
-                                          **(dcfg.get("builtin", {}) or {}))
-            log(f"data: {n_train + n_val} samples from the built-in generator in "
-                f"{time.time() - t0:.1f}s")
+            manifest = mod.generate_dataset(gen, Path(dcfg.get("cache_dir") or out / "data"),
+                                            seed, log=log, progress=False)
+            log(f"data: generated with training.data in {time.time() - t0:.1f}s")
+        tr = mod.load_dataset(manifest, "train")
+        va = mod.load_dataset(manifest, "heldout")
+        tr = {k: v[:n_train] for k, v in tr.items()}
+        va = {k: v[:n_val] for k, v in va.items()}
+        log(f"data: {len(tr['cond'])} train / {len(va['cond'])} held-out pairs from {manifest}")
+        return tr, va, meta
+    if use == "data_module":
+        raise ConfigError("data.generator_impl = data_module but reachability_ros.training.data "
+                          "is not importable")
+    if source == "lekiwi_manifold":
+        from .manifold_data import manifold_dataset
+
+        full = manifold_dataset(meta["manifold"], n_train + n_val, seed)
+    else:
+        t0 = time.time()
+        full = builtin_lekiwi_dataset(n_train + n_val, seed, robot,
+                                      **(dcfg.get("builtin", {}) or {}))
+        log(f"data: {n_train + n_val} samples from the built-in generator in "
+            f"{time.time() - t0:.1f}s")
     n = len(full["cond"])
     perm = np.random.default_rng(seed + 7).permutation(n)
     nv = min(n_val, max(1, n // 10))
