@@ -50,7 +50,6 @@ setup(
     maintainer_email="dev@reachability-ros.invalid",
     description="Ranked whole-body stances for a mobile manipulator to grasp a pose.",
     license="Apache-2.0",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             "stance_server = reachability_ros.ros.stance_node:main",
