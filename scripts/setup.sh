@@ -7,9 +7,14 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-stamp=.venv/.installed-$(cat setup.py | sha256sum | cut -c1-16)
+stamp=.venv/.installed-$(sha256sum setup.py | cut -c1-16)
 if [ ! -f "$stamp" ]; then
-  .venv/bin/python -m pip install --quiet --upgrade "pip" "setuptools<80" wheel
-  .venv/bin/python -m pip install --quiet -e '.[test]'
+  echo "setup: installing reachability_ros and its dependencies into .venv (log: .venv/install.log)"
+  if ! { .venv/bin/python -m pip install --upgrade "pip" "setuptools<80" wheel &&
+         .venv/bin/python -m pip install -e '.[test]'; } > .venv/install.log 2>&1; then
+    tail -30 .venv/install.log
+    echo "setup: pip install failed (full log: .venv/install.log)" >&2
+    exit 1
+  fi
   touch "$stamp"
 fi
