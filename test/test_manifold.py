@@ -1,0 +1,279 @@
+"""Closed-form stance manifold: exactness, round trips, the roll circle, structure checks,
+ground truth and seed-000 metrics."""
+
+import numpy as np
+import pytest
+
+from reachability_ros.core.config import RobotConfig
+from reachability_ros.core.errors import DescriptionError, InvalidRequest
+from reachability_ros.core.geometry import pose_error
+from reachability_ros.core.manifold import (
+    StanceManifold, _components, azimuth_coverage_gap, evaluate_samples, kl_to_ground_truth,
+    mode_recall)
+from reachability_ros.core.robot import WholeBodyModel
+
+from conftest import REFERENCE_URDF
+
+TOOL = "gripper_frame_link"
+
+
+@pytest.fixture(scope="module")
+def manifold(robot):
+    return StanceManifold(robot)
+
+
+def _tool(robot, q):
+    return robot.fk(q, [TOOL])[TOOL]
+
+
+def _q_diff(a, b):
+    d = np.abs(a - b)
+    d[:, 2] = np.abs(np.mod(a[:, 2] - b[:, 2] + np.pi, 2 * np.pi) - np.pi)
+    return d.max(axis=1)
+
+
+def _vertical_configurations(robot, manifold, n, rng):
+    """Configurations within limits whose roll axis is exactly vertical (top-down grasps)."""
+    # roll axis in the arm-plane frame at pitch phi: Ry(phi) w; vertical when its x = 0
+    q0 = np.zeros((1, 8))
+    oMi = robot.joint_transforms(q0)[0]
+    roll_axis = oMi[6, :3, :3] @ robot._axes[6]
+    R_A0 = np.array([[np.cos(manifold._alpha0), -np.sin(manifold._alpha0), 0],
+                     [np.sin(manifold._alpha0), np.cos(manifold._alpha0), 0], [0, 0, 1]])
+    w = R_A0.T @ roll_axis
+    out = []
+    while sum(len(o) for o in out) < n:
+        q = robot.random_configurations(4 * n, rng)
+        for phi_v in (np.arctan2(-w[0], w[2]), np.arctan2(-w[0], w[2]) + np.pi):
+            s3, s4, s5 = manifold._sig
+            q5 = s5 * (phi_v - s3 * q[:, 4] - s4 * q[:, 5])
+            q[:, 6] = np.mod(q5 - robot.lower[6], 2 * np.pi) + robot.lower[6]
+            out.append(q[robot.within_limits(q)].copy())
+    return np.concatenate(out)[:n]
+
+
+# ----------------------------------------------------------------- structure
+def test_constants_come_from_the_model(robot, manifold):
+    assert manifold.n_branches == 4
+    assert manifold.structure_deviation_rad < 1e-12
+    assert manifold.newton_steps == 0
+    assert manifold.lateral_offset_m == pytest.approx(0.0181, abs=2e-4)
+    j, T_tool = robot.frame_placement(TOOL)
+    a6 = robot._axes[j]
+    off = T_tool[:3, 3] - (T_tool[:3, 3] @ a6) * a6
+    assert np.linalg.norm(off) == pytest.approx(0.0079, abs=2e-4)
+    # the roll axis is the tool's -z
+    assert np.allclose(T_tool[:3, :3].T @ a6, [0, 0, -1], atol=1e-9)
+
+
+def test_tilted_lift_axis_is_refused(tmp_path, robot):
+    text = robot.urdf_text
+    old = '<origin xyz="-0.0303992 -0.0182778 -0.0542" rpy="-1.5707963267948966 ' \
+          '-1.5707963267948966 0"/>'
+    assert old in text
+    # the lift axis tilted by 0.1 rad: no longer parallel to the elbow and wrist-flex axes
+    bad = text.replace(old + '\n    <axis xyz="0 0 1"/>', old + '\n    <axis xyz="0.1 0 0.995"/>')
+    assert bad != text
+    path = tmp_path / "tilted.urdf"
+    path.write_text(bad)
+    tilted = WholeBodyModel(RobotConfig(urdf=str(path)))
+    with pytest.raises(DescriptionError, match="lacks the structure"):
+        StanceManifold(tilted)
+    # a looser tolerance accepts it (then the Newton steps make it exact)
+    StanceManifold(tilted, structure_tol_rad=0.2)
+
+
+# ---------------------------------------------------------------- exactness
+def test_round_trip_10000_configurations(robot, manifold):
+    rng = np.random.default_rng(0)
+    q = robot.random_configurations(10000, rng)
+    T = _tool(robot, q)
+    pan, lift, branch = manifold.coordinates(q)
+    assert set(np.unique(branch)) == {0, 1, 2, 3}
+    q2, valid = manifold.solve(T, pan, lift, branch)
+    assert valid.all()
+    assert _q_diff(q2, q).max() <= 1e-9
+    # the grasp given once for all rows reads the same coordinates
+    p1, l1, b1 = manifold.coordinates(q[:5], T[0])
+    assert np.array_equal(b1[:1], branch[:1])
+
+
+def test_every_valid_solution_reaches_its_grasp(robot, manifold):
+    rng = np.random.default_rng(1)
+    M = 20000
+    q = robot.random_configurations(M, rng)
+    T = _tool(robot, q)
+    pan = rng.uniform(robot.lower[3], robot.upper[3], M)
+    lift = rng.uniform(robot.lower[4], robot.upper[4], M)
+    branch = rng.integers(0, 4, M)
+    q2, valid = manifold.solve(T, pan, lift, branch)
+    assert valid.mean() > 0.05
+    assert robot.within_limits(q2[valid]).all()
+    assert np.all(np.isnan(q2[~np.isfinite(q2).all(axis=1)]))
+    dp, dr = pose_error(_tool(robot, q2[valid]), T[valid])
+    assert dp.max() <= 1e-9 and dr.max() <= 1e-9
+
+
+def test_grid_of_one_grasp(robot, manifold):
+    rng = np.random.default_rng(2)
+    q = robot.random_configurations(3, rng)
+    for Tg in _tool(robot, q):
+        qg, valid, c = manifold.grid(Tg, n_pan=24, n_lift=20)
+        assert qg.shape == (4 * 24 * 20, 8) and not c["vertical"]
+        assert valid.any()
+        dp, dr = pose_error(_tool(robot, qg[valid]), Tg[None])
+        assert dp.max() <= 1e-9 and dr.max() <= 1e-9
+        assert np.allclose(qg[valid, 3], c["pan"][valid])
+        assert np.array_equal(manifold.coordinates(qg[valid], Tg)[2], c["branch"][valid])
+
+
+def test_vertical_approach_roll_circle(robot, manifold):
+    rng = np.random.default_rng(3)
+    q = _vertical_configurations(robot, manifold, 2000, rng)
+    T = _tool(robot, q)
+    assert manifold.is_vertical(T).all()
+    pan, lift, branch, roll = manifold.coordinates(q, return_roll=True)
+    q2, valid = manifold.solve(T, pan, lift, branch, roll=roll)
+    assert valid.all()
+    assert _q_diff(q2, q).max() <= 1e-9
+    # every roll works: a whole circle of 2-D families
+    Tg = T[0]
+    rolls = np.linspace(manifold.roll_zero, manifold.roll_zero + np.pi, 7, endpoint=False)
+    n = len(rolls)
+    q3, v3 = manifold.solve(Tg, np.full(n, pan[0]), np.full(n, lift[0]),
+                            np.full(n, branch[0] & 1), roll=rolls)
+    assert v3.sum() >= 5
+    dp, dr = pose_error(_tool(robot, q3[v3]), Tg[None])
+    assert dp.max() <= 1e-9 and dr.max() <= 1e-9
+    assert np.ptp(q3[v3, 2]) > 0.5  # the heading turns with the roll
+    qg, vg, c = manifold.grid(Tg, n_pan=8, n_lift=8, n_roll=6)
+    assert c["vertical"] and qg.shape == (6 * 4 * 8 * 8, 8)
+    dp, dr = pose_error(_tool(robot, qg[vg]), Tg[None])
+    assert vg.any() and dp.max() <= 1e-9 and dr.max() <= 1e-9
+
+
+def test_project_decodes_approximate_stances(robot, manifold):
+    rng = np.random.default_rng(4)
+    q = robot.random_configurations(2000, rng)
+    q[:, 3:] = np.clip(q[:, 3:], robot.lower[3:] + 0.05, robot.upper[3:] - 0.05)
+    Tg = _tool(robot, q[:1])[0]
+    # exact stances of one grasp, perturbed like a learned sampler's output
+    qs, valid, _ = manifold.grid(Tg, 16, 16)
+    qs = qs[valid]
+    noisy = qs + rng.normal(0, [0.01, 0.01, 0.02, 0.02, 0.02, 0.02, 0.02, 0.02], qs.shape)
+    qp, ok = manifold.project(noisy, Tg)
+    assert ok.mean() > 0.8
+    dp, dr = pose_error(_tool(robot, qp[ok]), Tg[None])
+    assert dp.max() <= 1e-9 and dr.max() <= 1e-9
+    assert np.median(_q_diff(qp[ok], qs[ok])) < 0.2
+    q_same, ok_same = manifold.project(qs, Tg)
+    assert ok_same.all() and _q_diff(q_same, qs).max() <= 1e-9
+
+
+def test_invalid_inputs(manifold):
+    T = np.eye(4)
+    with pytest.raises(InvalidRequest):
+        manifold.solve(T, np.zeros(2), np.zeros(2), np.array([0, 4]))
+    with pytest.raises(InvalidRequest):
+        manifold.solve(np.eye(3), np.zeros(2), np.zeros(2), np.zeros(2, int))
+    with pytest.raises(InvalidRequest):
+        manifold.solve(np.stack([T] * 3), np.zeros(2), np.zeros(2), np.zeros(2, int))
+
+
+# ------------------------------------------------------------ reference URDF
+@pytest.mark.skipif(not REFERENCE_URDF.exists(), reason="../shared reference absent")
+def test_reference_description_is_solved_exactly():
+    ref = WholeBodyModel(RobotConfig(urdf=str(REFERENCE_URDF)))
+    sm = StanceManifold(ref)
+    assert 1e-7 < sm.structure_deviation_rad < 1e-5 and sm.newton_steps > 0
+    rng = np.random.default_rng(5)
+    q = ref.random_configurations(3000, rng)
+    T = _tool(ref, q)
+    pan, lift, branch = sm.coordinates(q)
+    q2, valid = sm.solve(T, pan, lift, branch)
+    # away from the elbow fold and from a vertical approach the round trip is exact
+    beta = sm._sig[0] * q[:, 4] + sm._sig[1] * q[:, 5]
+    clear = (np.abs(np.sin(beta + sm._mu)) > 0.02) & (sm._roll_terms(T)["rho"] > 1e-2)
+    assert clear.mean() > 0.9 and valid[clear].all()
+    d_roll = np.abs(q2[clear, 7] - q[clear, 7])
+    assert np.median(d_roll) <= 1e-10
+    assert _q_diff(q2[clear], q[clear]).max() <= 1e-9
+    dp, dr = pose_error(_tool(ref, q2[valid]), T[valid])
+    assert dp.max() <= 1e-9 and dr.max() <= 1e-9
+
+
+# ------------------------------------------------- area, ground truth, metrics
+def test_area_element_matches_finite_differences(robot, manifold):
+    rng = np.random.default_rng(6)
+    Tg = _tool(robot, robot.random_configurations(1, rng))[0]
+    qg, valid, c = manifold.grid(Tg, 12, 12)
+    idx = np.flatnonzero(valid)[:40]
+    a = manifold.area_element(qg[idx], Tg)
+    R = robot.config.reach_m
+    eps = 1e-6
+
+    def stance(pan, lift):
+        q, ok = manifold.solve(Tg, pan, lift, c["branch"][idx])
+        return np.stack([q[:, 0], q[:, 1], R * np.unwrap(q[:, 2])], axis=1), ok
+
+    p, lf = c["pan"][idx], c["lift"][idx]
+    sp1, _ = stance(p + eps, lf)
+    sp0, _ = stance(p - eps, lf)
+    sl1, _ = stance(p, lf + eps)
+    sl0, _ = stance(p, lf - eps)
+    dyaw = lambda a1, a0: np.mod(a1 - a0 + np.pi, 2 * np.pi) - np.pi  # noqa: E731
+    jp = sp1 - sp0
+    jp[:, 2] = R * dyaw(sp1[:, 2] / R, sp0[:, 2] / R)
+    jl = sl1 - sl0
+    jl[:, 2] = R * dyaw(sl1[:, 2] / R, sl0[:, 2] / R)
+    fd = np.linalg.norm(np.cross(jp, jl), axis=1) / (2 * eps) ** 2
+    np.testing.assert_allclose(a, fd, rtol=1e-4)
+
+
+def test_ground_truth_and_seed_metrics(robot, manifold, visibility):
+    rng = np.random.default_rng(7)
+    # a low, reachable, visible grasp in front of a base at the origin
+    q = robot.random_configurations(4000, rng, base_extent_m=0.0)
+    q[:, 2] = 0.0
+    vis = visibility.check(q).visible
+    Tg = _tool(robot, q[np.flatnonzero(vis)[0:1]])[0]
+    gt = manifold.ground_truth(Tg, visibility, n_pan=24, n_lift=24)
+    assert len(gt["q"]) > 20 and gt["n_modes"] >= 1
+    assert gt["weight"].sum() == pytest.approx(1.0)
+    assert np.all(gt["weight"] >= 0)
+    assert visibility.check(gt["q"]).visible.all()
+    dp, dr = pose_error(_tool(robot, gt["q"]), Tg[None])
+    assert dp.max() <= 1e-9 and dr.max() <= 1e-9
+    assert gt["cell_mass"].sum() == pytest.approx(1.0)
+    # samples drawn from the ground truth itself score well
+    draws = manifold.sample_ground_truth(gt, 20000, np.random.default_rng(0))
+    m = evaluate_samples(manifold, gt, draws)
+    assert m["mode_recall"] == 1.0
+    assert m["kl"] < 0.1
+    assert m["coverage_gap_rad"] <= np.radians(3.0)
+    # one mode only: the other modes are missed and a gap opens
+    first = gt["cell_mode"][gt["cell"]] == 0
+    m1 = evaluate_samples(manifold, gt, gt["q"][first])
+    assert m1["mode_recall"] == pytest.approx(1.0 / gt["n_modes"])
+    m0 = evaluate_samples(manifold, gt, gt["q"][:1])
+    assert m0["coverage_gap_rad"] > m["coverage_gap_rad"]
+    assert m0["kl"] > m["kl"]
+
+
+def test_metric_helpers():
+    full = np.linspace(-np.pi, np.pi, 3600, endpoint=False)
+    gap = azimuth_coverage_gap(np.array([0.0, np.pi / 2]), full)
+    assert gap == pytest.approx(1.5 * np.pi, abs=np.radians(2.0))
+    assert azimuth_coverage_gap(np.zeros(0), full) == pytest.approx(2 * np.pi)
+    arc = np.linspace(0.0, 1.0, 500)
+    assert azimuth_coverage_gap(np.array([0.5]), arc) == pytest.approx(0.5, abs=0.03)
+    assert azimuth_coverage_gap(np.array([3.0]), arc) == pytest.approx(1.0, abs=0.03)
+    mass = np.array([0.5, 0.5, 0.0])
+    assert kl_to_ground_truth(np.array([0, 1]), mass) == pytest.approx(0.0, abs=1e-5)
+    assert kl_to_ground_truth(np.array([0, 0]), mass) == pytest.approx(np.log(2), abs=1e-5)
+    assert kl_to_ground_truth(np.array([2]), mass) > 10.0
+    mask = np.zeros((2, 4, 4), bool)
+    mask[0, 0, :2] = mask[0, 3, 3] = mask[1, 1:3, 1] = True
+    lab = _components(mask)
+    assert lab.max() + 1 == 3 and lab[0, 0, 0] == lab[0, 0, 1] and (lab[~mask] == -1).all()
+    assert mode_recall(np.array([0]), np.array([0, 1, -1]), 2) == 0.5
