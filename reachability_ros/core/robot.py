@@ -11,6 +11,15 @@ zero with ``buildReducedModel``.
 A vectorized numpy path (:meth:`WholeBodyModel.fk`, :meth:`WholeBodyModel.jacobian`)
 replays Pinocchio's own joint placements for N configurations at once; tests
 hold it to Pinocchio within 1e-9.
+
+Speed notes (the vectorized path is the hot loop of the proposal service):
+the chain is evaluated in a structure-of-arrays layout, one ``(3, 4, N)`` array
+``[R | p]`` per joint with the configurations on the last (contiguous) axis.
+The constant joint placement is applied with one small matrix product per
+joint, ``matmul((4, 3), (3, 3, N))``, and the joint's own rotation is a mix
+of two columns only (a revolute joint about z, x or y changes a 2 x 2 block).
+The arm chain is evaluated relative to the root joint frame (the base) and the
+planar base motion is applied last, as a mix of two rows.
 """
 
 from __future__ import annotations
@@ -160,22 +169,102 @@ class WholeBodyModel:
         self._parents = [m.parents[j] for j in range(m.njoints)]
         self._placements = [m.jointPlacements[j].homogeneous.copy() for j in range(m.njoints)]
         self._axes: list[np.ndarray | None] = [None, None]
+        # per arm joint: the pair of columns its rotation mixes, or None (generic axis)
+        self._mix: list[tuple[int, int] | None] = [None, None]
         for j in range(2, m.njoints):
             short = m.joints[j].shortname()
             if short == "JointModelRZ":
-                axis = np.array([0.0, 0.0, 1.0])
+                axis, mix = np.array([0.0, 0.0, 1.0]), (0, 1)
             elif short == "JointModelRX":
-                axis = np.array([1.0, 0.0, 0.0])
+                axis, mix = np.array([1.0, 0.0, 0.0]), (1, 2)
             elif short == "JointModelRY":
-                axis = np.array([0.0, 1.0, 0.0])
+                axis, mix = np.array([0.0, 1.0, 0.0]), (2, 0)
             elif short == "JointModelRevoluteUnaligned":
-                axis = np.array(m.joints[j].extract().axis, dtype=float)
+                axis, mix = np.array(m.joints[j].extract().axis, dtype=float), None
             else:
                 raise DescriptionError(
                     f"joint {m.names[j]!r} is {short}; the vectorized FK handles revolute "
                     "arm joints only")
             self._axes.append(axis)
+            self._mix.append(mix)
         self._qidx = [m.idx_qs[j] for j in range(m.njoints)]
+        # (4, 3) transposed [R | p] of each joint placement, for matmul((4, 3), (3, 3, N))
+        self._placement_T43 = [np.ascontiguousarray(P[:3, :].T) for P in self._placements]
+        P1 = self._placements[1]
+        self._root_is_identity = bool(np.array_equal(P1, np.eye(4)))
+
+    def _arm_chain(self, c: np.ndarray, s: np.ndarray, upto: int | None = None) -> np.ndarray:
+        """Poses of the arm joint frames relative to the root joint frame.
+
+        Args:
+            c: ``(n_arm, N)`` cosines of the arm joint angles (row ``j - 2`` for joint j).
+            s: ``(n_arm, N)`` sines of the same.
+            upto: last joint index to evaluate (default: all).
+
+        Returns:
+            ``(njoints, 3, 4, N)`` structure-of-arrays ``[R | p]`` per joint,
+            relative to the frame of joint 1 (the planar root); entry 1 is the
+            identity, entry 0 is unused (zeros). Entries after ``upto`` are unset.
+        """
+        n = c.shape[1]
+        nj = self.model.njoints
+        upto = nj - 1 if upto is None else upto
+        T = np.empty((nj, 3, 4, n))
+        T[:2] = 0.0
+        T[1, 0, 0] = T[1, 1, 1] = T[1, 2, 2] = 1.0
+        tmp = np.empty((3, n))
+        for j in range(2, upto + 1):
+            par = T[self._parents[j]]
+            out = T[j]
+            # out = T_par @ placement (rotation part and offset of the translation)
+            np.matmul(self._placement_T43[j], par[:, :3, :], out=out)
+            out[:, 3] += par[:, 3]
+            cj, sj = c[j - 2], s[j - 2]
+            mix = self._mix[j]
+            if mix is not None:
+                a, b = mix  # column a' = c a + s b, column b' = c b - s a
+                np.multiply(out[:, a], sj, out=tmp)
+                out[:, a] *= cj
+                out[:, a] += out[:, b] * sj
+                out[:, b] *= cj
+                out[:, b] -= tmp
+            else:
+                A = out[:, :3].copy()
+                ang = np.arctan2(sj, cj)
+                R = np.moveaxis(_axis_rotation(self._axes[j], ang), 0, -1)  # (3, 3, N)
+                for k in range(3):
+                    out[:, k] = A[:, 0] * R[0, k] + A[:, 1] * R[1, k] + A[:, 2] * R[2, k]
+        return T
+
+    def _arm_sincos(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Cosines and sines ``(n_arm, N)`` of the arm joint angles of ``q`` ``(N, nq)``."""
+        qa = np.ascontiguousarray(q[:, 3:].T)
+        return np.cos(qa), np.sin(qa)
+
+    def _to_world(self, T: np.ndarray, q: np.ndarray) -> np.ndarray:
+        """Apply the root placement and the planar base motion to root-frame poses in place.
+
+        Args:
+            T: ``(..., 3, 4, N)`` poses relative to the root joint frame.
+            q: ``(N, nq)`` configurations (only the base part is used).
+
+        Returns:
+            ``T`` (modified in place), now world poses.
+        """
+        c, s = np.cos(q[:, 2]), np.sin(q[:, 2])
+        r0 = T[..., 0, :, :].copy()
+        r1 = T[..., 1, :, :]
+        T[..., 0, :, :] *= c
+        T[..., 0, :, :] -= r1 * s
+        r1 *= c
+        r1 += r0 * s
+        T[..., 0, 3, :] += q[:, 0]
+        T[..., 1, 3, :] += q[:, 1]
+        if not self._root_is_identity:
+            P1 = self._placements[1]
+            T[...] = np.einsum("ik,...kln->...iln", P1[:3, :3], T)
+            T[..., 3, :] += P1[:3, 3, None]
+        return T
 
     def _check_q(self, q: np.ndarray) -> np.ndarray:
         q = np.asarray(q, dtype=float)
@@ -196,20 +285,11 @@ class WholeBodyModel:
         """
         q = self._check_q(q)
         n = q.shape[0]
+        T = self._to_world(self._arm_chain(*self._arm_sincos(q))[1:], q)
         out = np.empty((n, self.model.njoints, 4, 4))
+        out[:, 1:, :3, :] = T.transpose(3, 0, 1, 2)
+        out[:, 1:, 3, :] = (0.0, 0.0, 0.0, 1.0)
         out[:, 0] = np.eye(4)
-        c, s = np.cos(q[:, 2]), np.sin(q[:, 2])
-        base = np.zeros((n, 4, 4))
-        base[:, 0, 0], base[:, 0, 1], base[:, 1, 0], base[:, 1, 1] = c, -s, s, c
-        base[:, 2, 2] = base[:, 3, 3] = 1.0
-        base[:, 0, 3], base[:, 1, 3] = q[:, 0], q[:, 1]
-        out[:, 1] = self._placements[1] @ base
-        for j in range(2, self.model.njoints):
-            R = _axis_rotation(self._axes[j], q[:, self._qidx[j]])
-            M = out[:, self._parents[j]] @ self._placements[j]
-            out[:, j, :, :3] = np.zeros((n, 4, 3))
-            out[:, j, :3, :3] = M[:, :3, :3] @ R
-            out[:, j, :, 3] = M[:, :, 3]
         return out
 
     def fk(self, q: np.ndarray, frames: Iterable[str] | None = None) -> dict[str, np.ndarray]:
@@ -224,11 +304,26 @@ class WholeBodyModel:
         """
         frames = tuple(frames) if frames is not None else (
             self.config.tool_frame, self.config.camera.frame)
-        oMi = self.joint_transforms(q)
+        q = self._check_q(q)
+        placed = [self.frame_placement(name) for name in frames]
+        upto = max([j for j, _ in placed], default=1)
+        chain = self._arm_chain(*self._arm_sincos(q), upto=upto)
+        F = np.empty((len(frames), 3, 4, q.shape[0]))
+        for k, (j, T_jf) in enumerate(placed):
+            if j == 0:  # a frame on the universe: constant
+                F[k] = T_jf[:3, :, None]
+                continue
+            np.matmul(np.ascontiguousarray(T_jf[:3, :].T), chain[j, :, :3, :], out=F[k])
+            F[k, :, 3] += chain[j, :, 3]
+        world = [k for k, (j, _) in enumerate(placed) if j != 0]
+        if world:
+            F[world] = self._to_world(F[world], q)
         out = {}
-        for name in frames:
-            j, T = self.frame_placement(name)
-            out[name] = oMi[:, j] @ T
+        for k, name in enumerate(frames):
+            M = np.empty((q.shape[0], 4, 4))
+            M[:, :3, :] = F[k].transpose(2, 0, 1)
+            M[:, 3, :] = (0.0, 0.0, 0.0, 1.0)
+            out[name] = M
         return out
 
     def fk_pinocchio(self, q: np.ndarray, frame: str) -> np.ndarray:
