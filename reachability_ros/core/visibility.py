@@ -14,12 +14,36 @@ origin) must be
 All computations happen in the base frame, so targets 10 km from the world
 origin lose no precision. Margins are positive when satisfied:
 
-* ``angle_margin_rad``: smallest angle between the target ray and a side plane;
+* ``angle_margin_rad``: smallest angle between the target ray and a side
+  plane, each measured in the plane of the optical axis and the plane's normal
+  (``atan2(x, z)`` against the horizontal half-angles, ``atan2(y, z)`` against
+  the vertical ones);
 * ``range_margin_m``: ``min(depth - near, far - depth)``;
 * ``occlusion_margin_m``: smallest clearance between the segment and an
-  occluder's surface (negative: the segment passes through it). For spheres and
-  for the cylinder sides it is exact; when the segment lies wholly above or
-  below a cylinder it is a lower bound built from the cap gap.
+  occluder's surface (negative: the segment passes through it; then it is the
+  deepest the segment's axis-distance goes below the radius). Capsules (a
+  cylinder with a sphere of the same radius at each end of its axis, as the
+  description writes them) are merged into one capsule each and their
+  clearance is exact: segment-segment distance minus the radius. Lone spheres
+  are exact too. For the remaining cylinders (the base's) the clearance is
+  exact when the segment crosses the cylinder's slab, and a lower bound built
+  from the cap gap when the segment lies wholly above or below it.
+
+  **Occlusion is evaluated only where the target is inside the frustum.**
+  Elsewhere the target is not visible whatever the occluders do, so
+  :meth:`Visibility.check` reports ``occlusion_margin_m = +inf`` and
+  ``occluded = False`` there (``visible`` and ``margin`` are then decided by
+  the frustum margins, which are negative). Pass
+  ``occlusion_outside_frustum=True`` (or call :meth:`Visibility.occlusion_margin`)
+  for the clearance of every configuration.
+
+Hence ``visible == (angle_margin_rad >= 0) & (range_margin_m >= 0) &
+(occlusion_margin_m >= 0)`` always holds.
+
+Speed: the arm chain is evaluated once in a structure-of-arrays layout (see
+:mod:`reachability_ros.core.robot`), the primitives fixed to the base are
+constant in the base frame and never transformed per configuration, and all
+occluders of one kind are handled in one vectorized pass.
 """
 
 from __future__ import annotations
@@ -29,7 +53,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import CameraConfig
-from .robot import WholeBodyModel
+from .robot import Primitive, WholeBodyModel
+
+_CAPSULE_TOL_M = 1e-6  # sphere centres must sit this close to the cylinder's axis ends
 
 
 @dataclass(frozen=True)
@@ -60,6 +86,133 @@ def _segment_point_distance(p0, d, c):
     return np.linalg.norm(p0 + t[..., None] * d - c, axis=-1)
 
 
+def segment_segment_distance(p0: np.ndarray, d1: np.ndarray, a: np.ndarray, d2: np.ndarray,
+                             e: np.ndarray | None = None) -> np.ndarray:
+    """Exact distance between segments ``p0 + s d1`` and ``a + t d2``, s, t in [0, 1].
+
+    Closest points of two segments after Ericson, *Real-Time Collision
+    Detection* (2005), section 5.1.9, with the branches turned into ``where``.
+    Components come first so that every operation runs on contiguous arrays.
+
+    Args:
+        p0: ``(3, ...)`` start of the first segments.
+        d1: ``(3, ...)`` direction (end - start) of the first segments.
+        a: ``(3, ...)`` start of the second segments.
+        d2: ``(3, ...)`` direction of the second segments (may be zero: a point).
+        e: optional precomputed ``|d2|^2`` (broadcastable).
+
+    Returns:
+        Distances, the broadcast shape of the inputs without the leading 3.
+    """
+    rx, ry, rz = p0[0] - a[0], p0[1] - a[1], p0[2] - a[2]
+    aa = d1[0] * d1[0] + d1[1] * d1[1] + d1[2] * d1[2]
+    if e is None:
+        e = d2[0] * d2[0] + d2[1] * d2[1] + d2[2] * d2[2]
+    b = d1[0] * d2[0] + d1[1] * d2[1] + d1[2] * d2[2]
+    c = d1[0] * rx + d1[1] * ry + d1[2] * rz
+    f = d2[0] * rx + d2[1] * ry + d2[2] * rz
+    aa = np.maximum(aa, 1e-300)
+    inv_a = 1.0 / aa
+    denom = aa * e - b * b
+    s_par = np.clip(-c * inv_a, 0.0, 1.0)  # also right for a point (e = 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s_gen = np.clip((b * f - c * e) / denom, 0.0, 1.0)
+    s = np.where(denom > 1e-12 * aa * e, s_gen, s_par)
+    tn = b * s + f
+    s = np.where(tn < 0.0, s_par, s)
+    s = np.where(tn > e, np.clip((b - c) * inv_a, 0.0, 1.0), s)
+    t = np.clip(tn, 0.0, e) / np.maximum(e, 1e-300)
+    dx = rx + s * d1[0] - t * d2[0]
+    dy = ry + s * d1[1] - t * d2[1]
+    dz = rz + s * d1[2] - t * d2[2]
+    return np.sqrt(dx * dx + dy * dy + dz * dz)
+
+
+def _cylinder_margin_soa(p0, d, r, h):
+    """Clearance of segments to cylinders, in the cylinders' frames (axis z, |z| <= h).
+
+    Args:
+        p0: ``(3, ...)`` segment starts in the cylinder frames.
+        d: ``(3, ...)`` segment directions in the cylinder frames.
+        r: radii, broadcastable to the batch shape.
+        h: half lengths, broadcastable to the batch shape.
+
+    Returns:
+        Clearances (m), the batch shape: exact radial clearance when the segment
+        crosses the slab ``|z| <= h``; otherwise a lower bound from the cap gap.
+    """
+    x0, y0, z0 = p0[0], p0[1], p0[2]
+    dxx, dyy, dz = d[0], d[1], d[2]
+    z0, dz = np.broadcast_arrays(z0, dz)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ta = (-h - z0) / dz
+        tb = (h - z0) / dz
+    flat = np.abs(dz) < 1e-15
+    t_lo = np.where(flat, 0.0, np.minimum(ta, tb))
+    t_hi = np.where(flat, 1.0, np.maximum(ta, tb))
+    t_lo = np.where(flat & (np.abs(z0) > h), 2.0, t_lo)  # flat and outside the slab
+    t_lo, t_hi = np.clip(t_lo, 0.0, 1.0), np.clip(t_hi, 0.0, 1.0)
+    inside_slab = t_hi > t_lo
+    # min over t in [t_lo, t_hi] of the radial distance |xy(t)|
+    a = dxx * dxx + dyy * dyy
+    b = x0 * dxx + y0 * dyy
+    pos = a > 1e-300
+    t_free = np.where(pos, -b / np.maximum(a, 1e-300), t_lo)
+    t_star = np.clip(t_free, t_lo, t_hi)
+    x = x0 + t_star * dxx
+    y = y0 + t_star * dyy
+    radial = np.sqrt(x * x + y * y) - r
+    # segment wholly above/below: gap to the cap plane, combined with radial gap
+    t_all = np.clip(np.where(pos, t_free, 0.0), 0.0, 1.0)
+    xa, ya = x0 + t_all * dxx, y0 + t_all * dyy
+    rad_all = np.maximum(np.sqrt(xa * xa + ya * ya) - r, 0.0)
+    zgap = np.maximum(np.minimum(np.abs(z0), np.abs(z0 + dz)) - h, 0.0)
+    outside = np.sqrt(zgap * zgap + rad_all * rad_all)
+    return np.where(inside_slab, radial, outside)
+
+
+def merge_capsules(prims) -> tuple[list, list, list]:
+    """Split primitives into capsules, lone spheres and plain cylinders.
+
+    A cylinder and two spheres of the same link and radius whose centres sit at
+    the two ends of the cylinder's axis form one capsule.
+
+    Args:
+        prims: sequence of :class:`~reachability_ros.core.robot.Primitive`.
+
+    Returns:
+        ``(capsules, spheres, cylinders)``: capsules as ``(joint, a, b, radius)``
+        with the axis end points ``a, b`` ``(3,)`` in the joint frame; lone
+        spheres as ``(joint, centre, radius)``; the other cylinders as the
+        original primitives.
+    """
+    spheres = [p for p in prims if p.kind == "sphere"]
+    used: set[int] = set()
+    capsules, cylinders = [], []
+    for p in prims:
+        if p.kind != "cylinder":
+            continue
+        o, z = p.T_joint_prim[:3, 3], p.T_joint_prim[:3, 2]
+        ends = (o - p.half_length * z, o + p.half_length * z)
+        match = []
+        for end in ends:
+            for k, sp in enumerate(spheres):
+                if (id(sp) not in used and sp.link == p.link and sp.joint == p.joint
+                        and abs(sp.radius - p.radius) < 1e-9
+                        and np.linalg.norm(sp.T_joint_prim[:3, 3] - end) < _CAPSULE_TOL_M
+                        and k not in [m for m, _ in match]):
+                    match.append((k, sp))
+                    break
+        if len(match) == 2:
+            used.update(id(sp) for _, sp in match)
+            capsules.append((p.joint, ends[0].copy(), ends[1].copy(), p.radius))
+        else:
+            cylinders.append(p)
+    lone = [(p.joint, p.T_joint_prim[:3, 3].copy(), p.radius)
+            for p in spheres if id(p) not in used]
+    return capsules, lone, cylinders
+
+
 class Visibility:
     """Batched visibility of a target from the robot's front camera.
 
@@ -67,6 +220,9 @@ class Visibility:
         robot: the whole-body model (gives the camera frame and the occluders).
         camera: intrinsics; default ``robot.config.camera``.
         exclude_links: links that never occlude; default from the robot config.
+
+    Raises:
+        NotImplementedError: the camera is not fixed to the base.
     """
 
     def __init__(self, robot: WholeBodyModel, camera: CameraConfig | None = None,
@@ -78,7 +234,8 @@ class Visibility:
             raise NotImplementedError("the visibility camera must be fixed to the base")
         # joint 1's placement is identity at the world root; with base q = 0 the
         # root joint frame is the base frame.
-        self.T_base_cam = robot._placements[1] @ T_joint_cam
+        P1 = robot._placements[1]
+        self.T_base_cam = P1 @ T_joint_cam
         self.p_base_cam = self.T_base_cam[:3, 3].copy()
         self.R_cam_base = self.T_base_cam[:3, :3].T.copy()
         tl, tr, tu, td = self.camera.frustum_tangents()
@@ -86,23 +243,149 @@ class Visibility:
         excl = robot.config.occlusion_exclude_links if exclude_links is None else exclude_links
         prims = robot.primitives_excluding(excl)
         self.primitives = prims
-        self._joint = np.array([p.joint for p in prims], dtype=int)
-        self._T = np.stack([p.T_joint_prim for p in prims]) if prims else np.zeros((0, 4, 4))
-        self._radius = np.array([p.radius for p in prims])
-        self._half = np.array([p.half_length for p in prims])
-        self._is_cyl = np.array([p.kind == "cylinder" for p in prims], dtype=bool)
+        self._tool_joint, self._T_joint_tool = robot.frame_placement(robot.config.tool_frame)
+        self._build_occluders(prims, P1)
+
+    # ---------------------------------------------------------------- set-up
+    def _build_occluders(self, prims, P1: np.ndarray) -> None:
+        """Group the occluders: capsules (spheres as zero-length capsules) and cylinders."""
+        if any(p.joint < 1 for p in prims):
+            raise NotImplementedError("occluders fixed to the world are not supported")
+        capsules, spheres, cylinders = merge_capsules(prims)
+        capsules = capsules + [(j, c, c.copy(), r) for j, c, r in spheres]
+        fixed = [c for c in capsules if c[0] == 1]
+        moving = [c for c in capsules if c[0] != 1]
+        # base-fixed capsules: end points once in the base frame, (3, K, 1)
+        if fixed:
+            a = np.stack([P1[:3, :3] @ c[1] + P1[:3, 3] for c in fixed], axis=1)
+            b = np.stack([P1[:3, :3] @ c[2] + P1[:3, 3] for c in fixed], axis=1)
+            self._fix_a, self._fix_d = a[:, :, None], (b - a)[:, :, None]
+            self._fix_r = np.array([c[3] for c in fixed])[:, None]
+        else:
+            self._fix_a = self._fix_d = np.zeros((3, 0, 1))
+            self._fix_r = np.zeros((0, 1))
+        self._fix_e = (self._fix_d ** 2).sum(axis=0)
+        # moving capsules, grouped by joint: homogeneous end points (2K_j, 4)
+        self._mov_joints = sorted({c[0] for c in moving})
+        self._mov_pts = []
+        radii, lengths = [], []
+        for j in self._mov_joints:
+            caps = [c for c in moving if c[0] == j]
+            pts = [np.append(c[1], 1.0) for c in caps] + [np.append(c[2], 1.0) for c in caps]
+            self._mov_pts.append(np.array(pts))
+            radii += [c[3] for c in caps]
+            lengths += [float(np.sum((c[2] - c[1]) ** 2)) for c in caps]
+        self._mov_r = np.array(radii)[:, None]
+        self._mov_e = np.array(lengths)[:, None]
+        # cylinders (not capsules): base-fixed ones constant in the base frame
+        self._cyl_fixed = [p for p in cylinders if p.joint == 1]
+        self._cyl_moving = [p for p in cylinders if p.joint != 1]
+        if self._cyl_fixed:
+            T = np.stack([P1 @ p.T_joint_prim for p in self._cyl_fixed])
+            self._cylf_RT = np.ascontiguousarray(np.swapaxes(T[:, :3, :3], 1, 2))  # (C,3,3)
+            self._cylf_p0 = np.einsum("kij,kj->ik", self._cylf_RT,
+                                      self.p_base_cam - T[:, :3, 3])[:, :, None]  # (3,C,1)
+            self._cylf_o = T[:, :3, 3]
+            self._cylf_r = np.array([p.radius for p in self._cyl_fixed])[:, None]
+            self._cylf_h = np.array([p.half_length for p in self._cyl_fixed])[:, None]
+            self._cylf_d0, self._cylf_n = self._camera_clearance(T)
+        self._cylm_joint = np.array([p.joint for p in self._cyl_moving], dtype=int)
+        self._cylm_T = (np.stack([p.T_joint_prim for p in self._cyl_moving])
+                        if self._cyl_moving else np.zeros((0, 4, 4)))
+        self._cylm_r = np.array([p.radius for p in self._cyl_moving])[:, None]
+        self._cylm_h = np.array([p.half_length for p in self._cyl_moving])[:, None]
+        joints = set(self._mov_joints) | set(self._cylm_joint.tolist())
+        robot_parent_of_tool = self.robot._parents[self._tool_joint] if self._tool_joint > 1 else 1
+        self._need_joints = sorted(joints)
+        self._upto = max(joints | {robot_parent_of_tool, 1})
+
+    def _camera_clearance(self, T: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Distance from the camera to each base-fixed cylinder, and the escape direction.
+
+        The clearance of a segment starting at the camera ``c`` is a convex
+        function of the position along the segment. When the segment direction
+        ``d`` satisfies ``d . n >= 0``, with ``n`` the unit vector from the
+        cylinder's closest point to ``c``, it is nondecreasing, so the
+        segment's clearance is exactly ``dist(c, cylinder)``: no per-segment
+        work is needed. A camera inside a cylinder gets ``n = 0`` and is always
+        evaluated in full.
+
+        Args:
+            T: ``(C, 4, 4)`` cylinder poses in the base frame.
+
+        Returns:
+            ``(C,)`` distances and ``(C, 3)`` unit directions (base frame).
+        """
+        d0 = np.zeros(len(T))
+        n = np.zeros((len(T), 3))
+        for k, (Tk, p) in enumerate(zip(T, self._cyl_fixed)):
+            c = Tk[:3, :3].T @ (self.p_base_cam - Tk[:3, 3])
+            rho, r, h = float(np.hypot(c[0], c[1])), p.radius, p.half_length
+            dz = abs(c[2]) - h
+            if rho <= r and dz <= 0.0:
+                d0[k] = -np.inf  # inside: never short-cut
+                continue
+            near = c.copy()
+            if rho > r:
+                near[:2] *= r / rho
+            near[2] = np.clip(c[2], -h, h)
+            gap = c - near
+            d0[k] = float(np.linalg.norm(gap))
+            n[k] = Tk[:3, :3] @ gap / d0[k]
+        return d0, n
+
+    # ------------------------------------------------------------ kinematics
+    def _chain_base(self, q: np.ndarray, oMi_base: np.ndarray | None, upto: int) -> np.ndarray:
+        """Joint poses in the base frame, structure-of-arrays ``(njoints, 3, 4, N)``."""
+        if oMi_base is not None:
+            return np.ascontiguousarray(np.asarray(oMi_base)[:, :, :3, :].transpose(1, 2, 3, 0))
+        c, s = self.robot._arm_sincos(q)
+        T = self.robot._arm_chain(c, s, upto=upto)
+        if not self.robot._root_is_identity:
+            P1 = self.robot._placements[1]
+            T[1:upto + 1] = np.einsum("ik,jkln->jiln", P1[:3, :3], T[1:upto + 1])
+            T[1:upto + 1, :, 3] += P1[:3, 3, None]
+        self._last_cs = (c, s)
+        return T
+
+    def _tool_base(self, q: np.ndarray, T: np.ndarray, full: bool) -> np.ndarray:
+        """Tool frame origins ``(3, N)`` in the base frame from a base-frame chain."""
+        robot, j, p_loc = self.robot, self._tool_joint, self._T_joint_tool[:3, 3]
+        if full or j <= 1:
+            return np.matmul(T[j, :, :3, :].transpose(2, 0, 1), p_loc).T + T[j, :, 3]
+        # only the tool point through the last joint: w = placement @ Rot(q_j) p_loc
+        c, s = self._last_cs
+        cj, sj = c[j - 2], s[j - 2]
+        v = np.empty((3, len(cj)))
+        mix = robot._mix[j]
+        if mix is None:
+            from .robot import _axis_rotation
+            R = _axis_rotation(robot._axes[j], np.arctan2(sj, cj))
+            v[:] = (R @ p_loc).T
+        else:
+            a, b = mix
+            k = 3 - a - b
+            v[a] = cj * p_loc[a] - sj * p_loc[b]
+            v[b] = sj * p_loc[a] + cj * p_loc[b]
+            v[k] = p_loc[k]
+        P = robot._placements[j]
+        w = P[:3, :3] @ v + P[:3, 3, None]
+        par = T[robot._parents[j]]
+        return (par[:, 0] * w[0] + par[:, 1] * w[1] + par[:, 2] * w[2]) + par[:, 3]
 
     def tool_in_base(self, q: np.ndarray, oMi_base: np.ndarray | None = None) -> np.ndarray:
         """Tool positions in the base frame ``(N, 3)``."""
         q0 = np.array(q, dtype=float, ndmin=2)
-        q0[:, :3] = 0.0
-        if oMi_base is None:
-            oMi_base = self.robot.joint_transforms(q0)
-        j, T = self.robot.frame_placement(self.robot.config.tool_frame)
-        return (oMi_base[:, j] @ T)[:, :3, 3]
+        if oMi_base is not None:
+            T = self._chain_base(q0, oMi_base, self.robot.model.njoints - 1)
+            return self._tool_base(q0, T, full=True).T.copy()
+        T = self._chain_base(q0, None, self._upto)
+        return self._tool_base(q0, T, full=self._upto >= self._tool_joint).T.copy()
 
+    # --------------------------------------------------------------- checks
     def check(self, q: np.ndarray, target_world: np.ndarray | None = None,
-              oMi_base: np.ndarray | None = None) -> VisibilityResult:
+              oMi_base: np.ndarray | None = None, *,
+              occlusion_outside_frustum: bool = False) -> VisibilityResult:
         """Check visibility for configurations.
 
         Args:
@@ -111,87 +394,111 @@ class Visibility:
                 default the tool frame origin of each configuration.
             oMi_base: optional :meth:`WholeBodyModel.joint_transforms` of ``q``
                 with the base set to zero (reuse across checks).
+            occlusion_outside_frustum: also evaluate the occlusion margin where
+                the target is outside the frustum (default: ``+inf`` there).
 
         Returns:
             A :class:`VisibilityResult`.
         """
         q = np.array(q, dtype=float, ndmin=2)
-        q0 = q.copy()
-        q0[:, :3] = 0.0
-        if oMi_base is None:
-            oMi_base = self.robot.joint_transforms(q0)
+        n = q.shape[0]
+        upto = self.robot.model.njoints - 1 if oMi_base is not None else self._upto
+        T = self._chain_base(q, oMi_base, upto)
         if target_world is None:
-            target = self.tool_in_base(q0, oMi_base)
+            target = self._tool_base(q, T, full=oMi_base is not None
+                                     or self._upto >= self._tool_joint)
         else:
-            tw = np.broadcast_to(np.asarray(target_world, dtype=float), (len(q), 3))
+            tw = np.broadcast_to(np.asarray(target_world, dtype=float), (n, 3))
             c, s = np.cos(q[:, 2]), np.sin(q[:, 2])
             dx, dy = tw[:, 0] - q[:, 0], tw[:, 1] - q[:, 1]
-            target = np.stack([c * dx + s * dy, -s * dx + c * dy, tw[:, 2]], axis=1)
-        return self._check_base(target, oMi_base)
+            target = np.stack([c * dx + s * dy, -s * dx + c * dy, tw[:, 2]])
+        return self._check_soa(target, T, occlusion_outside_frustum)
 
     def _check_base(self, target: np.ndarray, oMi_base: np.ndarray) -> VisibilityResult:
-        p_cam = target @ self.R_cam_base.T - self.R_cam_base @ self.p_base_cam
-        x, y, z = p_cam[:, 0], p_cam[:, 1], p_cam[:, 2]
+        """Same as :meth:`check` from base-frame targets ``(N, 3)`` and ``oMi_base``."""
+        T = self._chain_base(None, oMi_base, self.robot.model.njoints - 1)
+        return self._check_soa(np.ascontiguousarray(np.asarray(target).T), T, False)
+
+    def _check_soa(self, target: np.ndarray, T: np.ndarray,
+                   everywhere: bool) -> VisibilityResult:
+        """Frustum margins everywhere, occlusion inside the frustum; ``target`` ``(3, N)``."""
+        p_cam = self.R_cam_base @ (target - self.p_base_cam[:, None])
+        x, y, z = p_cam[0], p_cam[1], p_cam[2]
         ah = np.arctan2(x, z)
         av = np.arctan2(y, z)
         left, right, up, down = self.half_angles
-        angle_margin = np.minimum.reduce([ah + left, right - ah, av + up, down - av])
+        angle_margin = np.minimum(np.minimum(ah + left, right - ah),
+                                  np.minimum(av + up, down - av))
         range_margin = np.minimum(z - self.camera.near_m, self.camera.far_m - z)
         in_frustum = (angle_margin >= 0.0) & (range_margin >= 0.0)
-        occ = self.occlusion_margin(target, oMi_base)
+        if everywhere:
+            occ = self._occlusion_soa(target, T)
+        else:
+            occ = np.full(target.shape[1], np.inf)
+            idx = np.flatnonzero(in_frustum)
+            if len(idx) == len(occ):
+                occ = self._occlusion_soa(target, T)
+            elif len(idx):
+                occ[idx] = self._occlusion_soa(target[:, idx], T[..., idx])
         occluded = occ < 0.0
         return VisibilityResult(in_frustum & ~occluded, in_frustum, occluded,
                                 angle_margin, range_margin, occ)
 
     def occlusion_margin(self, target: np.ndarray, oMi_base: np.ndarray) -> np.ndarray:
-        """Smallest clearance (m) of the camera->target segments to the occluders, ``(N,)``."""
-        n = target.shape[0]
-        if len(self.primitives) == 0:
-            return np.full(n, np.inf)
-        T = oMi_base[:, self._joint] @ self._T  # (N, P, 4, 4)
-        R, o = T[..., :3, :3], T[..., :3, 3]
-        p0w = np.broadcast_to(self.p_base_cam, (n, 3))[:, None, :] - o
-        p1w = target[:, None, :] - o
-        # into each primitive's frame: p_local = R^T (p - o)
-        p0 = np.einsum("npji,npj->npi", R, p0w)
-        p1 = np.einsum("npji,npj->npi", R, p1w)
-        d = p1 - p0
-        margin = np.empty(p0.shape[:2])
-        sph = ~self._is_cyl
-        if sph.any():
-            margin[:, sph] = _segment_point_distance(
-                p0[:, sph], d[:, sph], np.zeros(3)) - self._radius[sph]
-        if self._is_cyl.any():
-            margin[:, self._is_cyl] = self._cylinder_margin(
-                p0[:, self._is_cyl], d[:, self._is_cyl], self._radius[self._is_cyl],
-                self._half[self._is_cyl])
-        return margin.min(axis=1)
+        """Smallest clearance (m) of the camera->target segments to the occluders, ``(N,)``.
 
-    @staticmethod
-    def _cylinder_margin(p0, d, r, h):
-        """Clearance of segments (in cylinder frames, axis z, |z| <= h) to cylinders."""
-        z0, dz = p0[..., 2], d[..., 2]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ta = (-h - z0) / dz
-            tb = (h - z0) / dz
-        flat = np.abs(dz) < 1e-15
-        t_lo = np.where(flat, 0.0, np.minimum(ta, tb))
-        t_hi = np.where(flat, 1.0, np.maximum(ta, tb))
-        t_lo = np.where(flat & (np.abs(z0) > h), 2.0, t_lo)  # flat and outside the slab
-        t_lo, t_hi = np.clip(t_lo, 0.0, 1.0), np.clip(t_hi, 0.0, 1.0)
-        inside_slab = t_hi > t_lo
-        # min over t in [t_lo, t_hi] of the radial distance |xy(t)|
-        a = d[..., 0] ** 2 + d[..., 1] ** 2
-        b = p0[..., 0] * d[..., 0] + p0[..., 1] * d[..., 1]
-        t_star = np.where(a > 1e-300, -b / np.maximum(a, 1e-300), t_lo)
-        t_star = np.clip(t_star, t_lo, t_hi)
-        x = p0[..., 0] + t_star * d[..., 0]
-        y = p0[..., 1] + t_star * d[..., 1]
-        radial = np.hypot(x, y) - r
-        # segment wholly above/below: gap to the cap plane, combined with radial gap
-        t_all = np.clip(np.where(a > 1e-300, -b / np.maximum(a, 1e-300), 0.0), 0.0, 1.0)
-        rad_all = np.hypot(p0[..., 0] + t_all * d[..., 0], p0[..., 1] + t_all * d[..., 1]) - r
-        zgap = np.minimum(np.abs(z0), np.abs(z0 + dz)) - h
-        outside = np.hypot(np.maximum(zgap, 0.0), np.maximum(rad_all, 0.0))
-        outside = np.maximum(outside, np.maximum(zgap, 0.0))
-        return np.where(inside_slab, radial, outside)
+        Args:
+            target: ``(N, 3)`` targets in the base frame.
+            oMi_base: ``(N, njoints, 4, 4)`` joint poses with the base at zero.
+
+        Returns:
+            ``(N,)`` clearances; ``+inf`` when there is no occluder.
+        """
+        T = self._chain_base(None, oMi_base, self.robot.model.njoints - 1)
+        return self._occlusion_soa(np.ascontiguousarray(np.asarray(target, dtype=float).T), T)
+
+    def _occlusion_soa(self, target: np.ndarray, T: np.ndarray) -> np.ndarray:
+        """Clearance ``(M,)`` of camera->target (``(3, M)``) to every occluder."""
+        m = target.shape[1]
+        cam = self.p_base_cam[:, None, None]
+        d1 = (target - self.p_base_cam[:, None])[:, None, :]  # (3, 1, M)
+        best = np.full(m, np.inf)
+        if self._mov_joints:
+            a_parts, b_parts = [], []
+            for j, pts in zip(self._mov_joints, self._mov_pts):
+                E = np.matmul(pts, T[j])  # (3, 2K, M)
+                k = pts.shape[0] // 2
+                a_parts.append(E[:, :k])
+                b_parts.append(E[:, k:])
+            A = a_parts[0] if len(a_parts) == 1 else np.concatenate(a_parts, axis=1)
+            B = b_parts[0] if len(b_parts) == 1 else np.concatenate(b_parts, axis=1)
+            dist = segment_segment_distance(cam, d1, A, B - A, self._mov_e)
+            best = np.minimum(best, (dist - self._mov_r).min(axis=0))
+        if self._fix_r.shape[0]:
+            dist = segment_segment_distance(cam, d1, self._fix_a, self._fix_d, self._fix_e)
+            best = np.minimum(best, (dist - self._fix_r).min(axis=0))
+        if self._cyl_fixed:
+            # segments heading away from a cylinder keep the camera's clearance;
+            # the others are evaluated in the cylinder frame (start constant)
+            d = d1[:, 0, :]
+            need = self._cylf_n @ d < 0.0  # (C, M)
+            need[np.isinf(self._cylf_d0)] = True
+            marg = np.repeat(self._cylf_d0[:, None], m, axis=1)
+            kk, mm = np.nonzero(need)
+            if len(kk):
+                d_loc = np.einsum("lij,jl->il", self._cylf_RT[kk], d[:, mm])
+                marg[kk, mm] = _cylinder_margin_soa(
+                    self._cylf_p0[:, kk, 0], d_loc, self._cylf_r[kk, 0], self._cylf_h[kk, 0])
+            best = np.minimum(best, marg.min(axis=0))
+        if self._cyl_moving:
+            Tj = T[self._cylm_joint]  # (C, 3, 4, M)
+            Tc = np.einsum("kilm,klj->kijm", Tj[:, :, :3, :], self._cylm_T[:, :3, :])
+            Tc[:, :, 3] += Tj[:, :, 3]
+            R, o = Tc[:, :, :3], Tc[:, :, 3]  # (C,3,3,M), (C,3,M)
+            p0w = self.p_base_cam[None, :, None] - o
+            p1w = target[None] - o
+            p0 = np.einsum("kjim,kjm->ikm", R, p0w)
+            d = np.einsum("kjim,kjm->ikm", R, p1w) - p0
+            marg = _cylinder_margin_soa(p0, d, self._cylm_r, self._cylm_h)
+            best = np.minimum(best, marg.min(axis=0))
+        return best
