@@ -148,37 +148,62 @@ def evaluate_lekiwi(sampler: Sampler, cond: np.ndarray, T_grasp: np.ndarray, rob
     return out
 
 
-def evaluate_toy(sampler: Sampler, H: np.ndarray, toy, n_samples: int = 1000, dz: int = 8,
-                 seed: int = 0) -> dict:
-    """Seed 000's table for the toy v2 robot.
+def evaluate_toy(sampler: Sampler, toy, dc: int, n_targets: int = 1000, n_samples: int = 100,
+                 dz: int = 8, seed: int = 0) -> dict:
+    """Seed 000's table for toy v2.1 (``core.toys.toy_metrics``, keys without prefixes).
+
+    The v2.1 features are relative to the target, so the condition is the zero
+    vector; each test target ``H ~ U(workspace)`` is decoded with ``toy.decode``.
 
     Args:
-        sampler: numpy sampler ``(cond, z) -> x`` in the toy's features.
-        H: ``(G, dc)`` raw conditions of held-out targets.
-        toy: object with ``hand_error(x, H) -> (N,)`` (in R units) and
-            ``implied_angle(x, H) -> (N,)`` (rad) (see ``core/toys.py``).
-        n_samples: samples per target.
+        sampler: numpy sampler ``(cond (B, dc), z (B, dz)) -> Q_feat (B, 8)``.
+        toy: ``core.toys.TwoLinkToy``.
+        dc: condition width (zeros).
+        n_targets: test targets.
+        n_samples: draws per target.
         dz: sampler latent dimension.
-        seed: noise seed.
+        seed: seed of targets and noise.
 
     Returns:
-        ``hand_err_mean/median/p95``, ``max_gap_mean/p95``, ``kl_to_uniform``,
-        ``var_Q_fixed_H``.
+        ``hand_err_mean/median/p95`` (m), ``max_gap_mean/p95`` (rad),
+        ``kl_to_uniform``, ``var_Q_fixed_H`` and the extras of ``toy_metrics``.
     """
+    from ..core import toys
+
     rng = np.random.default_rng(seed)
-    G = len(H)
-    x = sample_grasps(sampler, H, n_samples, dz, rng)
-    Hr = np.repeat(np.asarray(H), n_samples, axis=0)
-    flat = x.reshape(G * n_samples, -1)
-    err = np.asarray(toy.hand_error(flat, Hr))
-    ang = np.asarray(toy.implied_angle(flat, Hr)).reshape(G, n_samples)
-    gaps = np.array([max_azimuth_gap(a) for a in ang])
-    kls = np.array([kl_to_uniform(a) for a in ang])
-    out = {"hand_err_mean": float(err.mean()), "hand_err_median": float(np.median(err)),
-           "hand_err_p95": float(np.percentile(err, 95)),
-           "max_gap_mean": float(gaps.mean()), "max_gap_p95": float(np.percentile(gaps, 95)),
-           "kl_to_uniform": float(kls.mean()), "var_Q_fixed_H": float(x.var(axis=1).mean())}
+    h = toys.sample_targets(n_targets, rng)
+
+    def features(n: int) -> np.ndarray:
+        z = rng.standard_normal((n, dz)).astype(np.float32)
+        return np.asarray(sampler(np.zeros((n, dc), np.float32), z), dtype=float)
+
+    m = toys.toy_metrics(toys.feature_sampler(toy, features), toy, h, n_samples)
+    out = {_toy_key(k): float(v) for k, v in m.items()}
+    out["reach_m"] = float(toy.reach_m)
     return out
+
+
+def toy_nn_baseline(toy, n_train: int = 20000, n_targets: int = 1000, n_samples: int = 100,
+                    seed: int = 0) -> dict:
+    """Seed 000's NN lookup row on toy v2 (1-NN over world targets, as in its table)."""
+    from ..core import toys
+
+    rng = np.random.default_rng(seed + 1000)
+    q_tr, h_tr = toys.toy_v2_samples(n_train, rng, toy)
+    h = toys.sample_targets(n_targets, np.random.default_rng(seed))
+    m = toys.toy_metrics(toys.NearestNeighbourLookup(h_tr, q_tr), toy, h, n_samples)
+    out = {_toy_key(k): float(v) for k, v in m.items()}
+    out["reach_m"] = float(toy.reach_m)
+    return out
+
+
+def _toy_key(k: str) -> str:
+    head, tail = k.split("/", 1)
+    return f"{head}_{tail}" if head == "hand_err" else tail
+
+
+TOY_KEYS = ["hand_err_mean", "hand_err_median", "hand_err_p95", "max_gap_mean", "max_gap_p95",
+            "kl_to_uniform", "var_Q_fixed_H"]
 
 
 def format_table(rows: dict[str, dict], keys: list[str] | None = None) -> str:

@@ -161,11 +161,15 @@ def get_data(cfg: dict, out_dir: Path, log: Log) -> tuple[dict, dict, Any]:
     if source == "toy_v2":
         from ..core import toys
 
-        toy = toys.ToyV2() if hasattr(toys, "ToyV2") else None
-        tr = toys.toy_v2_dataset(n_train, seed=seed)
-        va = toys.toy_v2_dataset(n_val, seed=seed + 1)
+        toy = toys.TwoLinkToy()
+        cd = int(dcfg.get("cond_dim", 2))
+        c_tr, x_tr = toys.toy_v2_dataset(n_train, np.random.default_rng(seed), toy, cond_dim=cd)
+        c_va, x_va = toys.toy_v2_dataset(n_val, np.random.default_rng(seed + 1), toy,
+                                         cond_dim=cd)
         meta["toy"] = toy
-        return _as_arrays(tr), _as_arrays(va), meta
+        tr = {"cond": c_tr.astype(np.float32), "x": x_tr.astype(np.float32)}
+        va = {"cond": c_va.astype(np.float32), "x": x_va.astype(np.float32)}
+        return tr, va, meta
     from ..core.robot import WholeBodyModel
 
     robot = WholeBodyModel()
@@ -538,9 +542,7 @@ def evaluate_trained(model, va: dict, meta: dict, ecfg: dict, seed: int, log: Lo
     ns = int(ecfg.get("n_samples", 256))
     sampler = torch_sampler(model)
     if meta["source"] == "toy_v2":
-        if meta.get("toy") is None:
-            return {}
-        return evaluate_toy(sampler, va["cond"][:G], meta["toy"], ns, model.dz, seed)
+        return evaluate_toy(sampler, meta["toy"], va["cond"].shape[1], G, ns, model.dz, seed)
     if "T_grasp" not in va:
         log("no T_grasp in the data: skipping the FK evaluation")
         return {}
