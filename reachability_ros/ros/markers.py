@@ -136,7 +136,8 @@ def grasp_markers(grasp: Grasp | None) -> list[dict]:
     if grasp is None:
         return []
     try:
-        T = grasp.matrix()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            T = grasp.matrix()
     except (TypeError, ValueError):
         return []
     if not np.all(np.isfinite(T)):

@@ -1,0 +1,78 @@
+"""Start the reachability stance server for the LeKiwi (and optionally RViz).
+
+Usage::
+
+    ros2 launch reachability_ros lekiwi.launch.py
+    ros2 launch reachability_ros lekiwi.launch.py model:=models/lekiwi_flow.onnx \
+        target_frame:=map use_rviz:=true
+
+Launch arguments:
+
+- ``config``: parameter file (default: the package's ``config/lekiwi.yaml``);
+  it is both the node's ROS parameter file and its ``config_file`` (checked
+  for unknown keys by the config dataclass);
+- ``model``: ONNX sampler file; empty (default) keeps the config's
+  ``proposal.model_path``. Relative paths resolve against the package share;
+- ``target_frame``: frame of the response (default ``map``);
+- ``use_rviz``: also start RViz with ``config/lekiwi.rviz`` (default false).
+"""
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
+from launch_ros.substitutions import FindPackageShare
+
+PACKAGE = "reachability_ros"
+
+
+def _stance_server(context, *args, **kwargs):
+    """Build the node once the launch arguments are known (empty ``model`` = no override)."""
+    config = LaunchConfiguration("config").perform(context)
+    model = LaunchConfiguration("model").perform(context).strip()
+    target_frame = LaunchConfiguration("target_frame").perform(context).strip()
+    overrides = {
+        "config_file": ParameterValue(config, value_type=str),
+        "target_frame": ParameterValue(target_frame or "map", value_type=str),
+    }
+    if model:
+        overrides["proposal.model_path"] = ParameterValue(model, value_type=str)
+    return [Node(
+        package=PACKAGE,
+        executable="stance_server",
+        name="stance_server",
+        output="screen",
+        emulate_tty=True,
+        parameters=[config, overrides],
+    )]
+
+
+def generate_launch_description() -> LaunchDescription:
+    """Declare the arguments, the stance server and the optional RViz."""
+    default_config = PathJoinSubstitution([FindPackageShare(PACKAGE), "config", "lekiwi.yaml"])
+    rviz_config = PathJoinSubstitution([FindPackageShare(PACKAGE), "config", "lekiwi.rviz"])
+    return LaunchDescription([
+        DeclareLaunchArgument(
+            "model", default_value="",
+            description="ONNX sampler model; empty = the config's proposal.model_path"),
+        DeclareLaunchArgument(
+            "config", default_value=default_config,
+            description="parameter file of the stance server (config/lekiwi.yaml layout)"),
+        DeclareLaunchArgument(
+            "target_frame", default_value="map",
+            description="frame of the returned base poses; goals are transformed into it"),
+        DeclareLaunchArgument(
+            "use_rviz", default_value="false", choices=["true", "false"],
+            description="also start RViz showing /propose_stance/markers"),
+        OpaqueFunction(function=_stance_server),
+        Node(
+            package="rviz2",
+            executable="rviz2",
+            name="rviz2",
+            arguments=["-d", rviz_config],
+            output="screen",
+            condition=IfCondition(LaunchConfiguration("use_rviz")),
+        ),
+    ])
