@@ -88,7 +88,8 @@ def _perp_error(a: np.ndarray, b: np.ndarray) -> float:
 
 def _wrap_pi(a: np.ndarray) -> np.ndarray:
     """Wrap angles into ``[-pi, pi)``."""
-    return np.mod(np.asarray(a) + np.pi, TWO_PI) - np.pi
+    a = np.asarray(a)
+    return a - TWO_PI * np.floor((a + np.pi) / TWO_PI)
 
 
 def _log_so3(R: np.ndarray) -> np.ndarray:
@@ -276,7 +277,7 @@ class StanceManifold:
         if not (np.isfinite(lo) and np.isfinite(hi)):
             return _wrap_pi(theta)
         tol = self.limit_tol
-        return lo - tol + np.mod(theta - lo + tol, TWO_PI)
+        return theta - TWO_PI * np.floor((theta - lo + tol) / TWO_PI)
 
     # --------------------------------------------------------------- solve
     def solve(self, T_world_grasp: np.ndarray, pan: np.ndarray, lift: np.ndarray,
@@ -319,63 +320,98 @@ class StanceManifold:
         rt = self._roll_terms(T)
         rb = branch >> 1
         eb = branch & 1
-        if roll is None:
-            roll_free = np.full(M, self.roll_zero)
+        roll_free = (np.full(M, self.roll_zero) if roll is None
+                     else np.broadcast_to(np.asarray(roll, dtype=float), (M,)))
+        if len(T) == 1 and not rt["vertical"][0]:
+            # one grasp: two roll solutions, heading and pitch per roll branch
+            th6_b = rt["gamma"][0] + np.array([1.0, -1.0]) * rt["delta"][0]
+            h_b, phi_b = self._heading_pitch([Q[0] for Q in rt["Q"]], th6_b)
+            th6, h, phi = th6_b[rb], h_b[rb], phi_b[rb]
+            o = rt["W"][0, :3, 3]
         else:
-            roll_free = np.broadcast_to(np.asarray(roll, dtype=float), (M,))
-        vert = rt["vertical"][gi]
-        th6 = np.where(vert, roll_free + np.pi * rb,
-                       rt["gamma"][gi] + np.where(rb == 0, 1.0, -1.0) * rt["delta"][gi])
-        q = self._solve_rows(rt, gi, th6, pan, lift, eb)
-        if self.newton_steps:
-            q = self._polish(q, T[gi])
-        valid = self._valid(q)
-        return q, valid
+            vert = rt["vertical"][gi]
+            th6 = np.where(vert, roll_free + np.pi * rb,
+                           rt["gamma"][gi] + np.where(rb == 0, 1.0, -1.0) * rt["delta"][gi])
+            h, phi = self._heading_pitch([Q[gi] for Q in rt["Q"]], th6)
+            o = rt["W"][gi, :3, 3]
+        q, ok = self._solve_core(h, phi, th6, o[..., 0], o[..., 1], o[..., 2], pan, lift, eb)
+        return self._finish(q.reshape(M, 8), ok.reshape(M), T, gi)
 
-    def _solve_rows(self, rt, gi, th6, pan, lift, eb) -> np.ndarray:
+    def _finish(self, q, ok, T, gi):
+        """NaN rows without a real branch; Newton steps where the structure is approximate."""
+        real = np.isfinite(q[:, 5])
+        q[~real] = np.nan
+        if not self.newton_steps:
+            return q, ok & real
+        q = self._polish(q, T[gi])
+        return q, self._valid(q)
+
+    @staticmethod
+    def _heading_pitch(Q, th6):
+        """Heading ``h`` and pitch ``phi`` of ``N = R_W R6(-roll) M6^T = Rz(h) Ry(phi)``.
+
+        ``Q`` holds ``R_W P_k`` as arrays ``(..., 3, 3)`` broadcastable with ``th6``.
+        """
         c6, s6 = np.cos(th6), np.sin(th6)
-        Q0, Q1, Q2 = (Q[gi] for Q in rt["Q"])
 
-        def n_entry(i, j):
-            return Q0[:, i, j] + c6 * Q1[:, i, j] - s6 * Q2[:, i, j]
+        def n(i, j):
+            return Q[0][..., i, j] + c6 * Q[1][..., i, j] - s6 * Q[2][..., i, j]
 
-        h = np.arctan2(-n_entry(0, 1), n_entry(1, 1))
-        phi = np.arctan2(-n_entry(2, 0), n_entry(2, 2))
-        W = rt["W"][gi]
-        o = W[:, :3, 3]
+        return np.arctan2(-n(0, 1), n(1, 1)), np.arctan2(-n(2, 0), n(2, 2))
+
+    def _solve_core(self, h, phi, th6, ox, oy, oz, pan, lift, eb):
+        """Closed form on broadcastable arrays; returns ``q (..., 8)`` and ``ok (...)``.
+
+        ``h, phi, th6``: heading, pitch and wrist roll (per roll branch);
+        ``ox, oy, oz``: the wrist-roll joint's position; ``pan, lift, eb``: the
+        manifold coordinates and the elbow branch.
+        """
         s3, s4, s5 = self._sig
-        phi3 = s3 * lift
         d34, d45, d56, o3 = self._d34, self._d45, self._d56, self._o3
+        phi3 = s3 * lift
         c3, sn3 = np.cos(phi3), np.sin(phi3)
         ux = d34[0] * c3 + d34[2] * sn3
         uz = -d34[0] * sn3 + d34[2] * c3
         cp, sp = np.cos(phi), np.sin(phi)
         wx = d56[0] * cp + d56[2] * sp
         wz = -d56[0] * sp + d56[2] * cp
-        K = (o[:, 2] - self._p2[2]) - o3[2] - uz - wz
-        ratio = K / self._rho45
+        ratio = ((oz - self._p2[2]) - o3[2] - wz - uz) / self._rho45
         real = np.abs(ratio) <= 1.0 + 1e-12
-        acos = np.arccos(np.clip(ratio, -1.0, 1.0))
-        beta = -self._mu + np.where(eb == 0, acos, -acos)
-        cb, sb = np.cos(beta), np.sin(beta)
-        vx = d45[0] * cb + d45[2] * sb
-        X = o3[0] + ux + vx + wx
+        ratio = np.clip(ratio, -1.0, 1.0)
+        sgn = 1.0 - 2.0 * eb
+        beta = np.where(real, sgn * np.arccos(ratio) - self._mu, np.nan)
+        # cos/sin of beta = -mu + sgn * acos(ratio) without more trigonometry
+        sa = sgn * np.sqrt(1.0 - ratio * ratio)
+        cm, sm = math.cos(self._mu), math.sin(self._mu)
+        cb = cm * ratio + sm * sa
+        sb = -sm * ratio + cm * sa
+        X = (o3[0] + wx) + ux + (d45[0] * cb + d45[2] * sb)
         Y = self._Y
-        psi = h - self._s_pan * pan - self._alpha0
         ch, sh = np.cos(h), np.sin(h)
-        cy, sy = np.cos(psi), np.sin(psi)
+        # psi = h - s pan - alpha0
+        ha = h - self._alpha0
+        ca, sa_ = np.cos(ha), np.sin(ha)
+        cpn, spn = np.cos(pan), np.sin(pan)
+        s = self._s_pan
+        cy = ca * cpn + s * sa_ * spn
+        sy = sa_ * cpn - s * ca * spn
         p2 = self._p2
-        q = np.empty((len(pan), 8))
-        q[:, 0] = o[:, 0] - (cy * p2[0] - sy * p2[1]) - (ch * X - sh * Y)
-        q[:, 1] = o[:, 1] - (sy * p2[0] + cy * p2[1]) - (sh * X + ch * Y)
-        q[:, 2] = _wrap_pi(psi)
-        q[:, 3] = pan
-        q[:, 4] = lift
-        q[:, 5] = self._wrap_into(s4 * (beta - phi3), 2)
-        q[:, 6] = self._wrap_into(s5 * (phi - beta), 3)
-        q[:, 7] = self._wrap_into(th6, 4)
-        q[~real] = np.nan
-        return q
+        x = ox - (cy * p2[0] - sy * p2[1]) - (ch * X - sh * Y)
+        y = oy - (sy * p2[0] + cy * p2[1]) - (sh * X + ch * Y)
+        psi = _wrap_pi(ha - s * pan)
+        arm = [pan, lift, self._wrap_into(s4 * (beta - phi3), 2),
+               self._wrap_into(s5 * (phi - beta), 3), self._wrap_into(th6, 4)]
+        # limits on the (small) broadcast factors, before the grid is expanded
+        ok = real
+        for k, a in enumerate(arm):
+            ok = ok & self._in_limits(a, k)
+        cols = np.broadcast_arrays(x, y, psi, *arm)
+        return np.stack(cols, axis=-1), np.broadcast_to(ok, cols[0].shape)
+
+    def _in_limits(self, a: np.ndarray, k: int) -> np.ndarray:
+        """Arm joint ``k`` (0 = pan) within its limits (+ ``limit_tol``)."""
+        tol = self.limit_tol
+        return (a >= self._lo[k] - tol) & (a <= self._hi[k] + tol)
 
     def _valid(self, q: np.ndarray) -> np.ndarray:
         tol = self.limit_tol
@@ -508,7 +544,9 @@ class StanceManifold:
         T = np.asarray(T_world_grasp, dtype=float)
         if T.shape != (4, 4):
             raise InvalidRequest(f"grid takes one grasp (4, 4), got {T.shape}")
-        vertical = bool(self.is_vertical(T)[0])
+        self._grasps(T, None)
+        rt = self._roll_terms(T[None])
+        vertical = bool(rt["vertical"][0])
         pans, lifts, dp, dl = self._axes_grid(n_pan, n_lift)
         nr = max(1, int(n_roll)) if vertical else 1
         dr = np.pi / nr
@@ -519,9 +557,22 @@ class StanceManifold:
         coords = {"pan": pans[ip], "lift": lifts[il], "branch": ib, "roll": rolls[ir],
                   "i_pan": ip, "i_lift": il, "i_roll": ir, "dpan": dp, "dlift": dl,
                   "droll": dr if vertical else 0.0, "vertical": vertical}
-        q, valid = self.solve(T, coords["pan"], coords["lift"], ib,
-                              roll=coords["roll"] if vertical else None)
-        return q, valid, coords
+        # separable: solve on broadcast (roll, roll branch, elbow branch, pan, lift) axes
+        Qg = [Q[0] for Q in rt["Q"]]
+        if vertical:
+            th6 = rolls[:, None] + np.pi * np.arange(2)[None, :]
+        else:
+            th6 = (rt["gamma"][0] + np.array([1.0, -1.0]) * rt["delta"][0])[None, :]
+        h, phi = self._heading_pitch(Qg, th6)
+        ex = (slice(None), slice(None), None, None, None)
+        o = rt["W"][0, :3, 3]
+        qb, real = self._solve_core(
+            h[ex], phi[ex], th6[ex], o[0], o[1], o[2],
+            pans[None, None, None, :, None], lifts[None, None, None, None, :],
+            np.arange(2)[None, None, :, None, None])
+        q, ok = self._finish(qb.reshape(-1, 8), real.reshape(-1), T[None],
+                             np.zeros(qb.shape[:-1], dtype=int).reshape(-1))
+        return q, ok, coords
 
     # --------------------------------------------------------- area element
     def area_element(self, q: np.ndarray, T_world_grasp: np.ndarray,

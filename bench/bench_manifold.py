@@ -1,0 +1,103 @@
+"""Benchmark: the exact stance manifold on a 4,096-point grid, single-threaded.
+
+Times, per grasp, the closed-form solve of a ``side x side`` (pan, lift) grid
+over all 4 branches (``side = 32``: 4,096 points), then the same with the
+front camera's frustum and self-occlusion check (``Visibility.check``) of the
+stances within limits, and the full ground truth (grid + visibility + area
+weights). Median over repeats and grasps; the issue's target is <= 3 ms for
+4,096 points including visibility and occlusion, on one thread.
+
+Run from the repository root::
+
+    python bench/bench_manifold.py            # 20 grasps x 7 repeats
+    python bench/bench_manifold.py --grasps 5 --repeats 3
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+
+def _median_ms(fn, repeats: int) -> float:
+    fn()  # warm-up
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return float(np.median(ts) * 1e3)
+
+
+def reachable_grasps(robot, visibility, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Grasps ``(n, 4, 4)`` reached by random arm poses that the front camera sees."""
+    q = robot.random_configurations(50 * n, rng, base_extent_m=0.0)
+    q[:, 2] = 0.0
+    ok = visibility.check(q).visible
+    q = q[ok][:n]
+    tool = robot.config.tool_frame
+    return robot.fk(q, [tool])[tool]
+
+
+def main(args=None) -> int:
+    """Print the timings; returns 0."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--grasps", type=int, default=20)
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--side", type=int, default=32, help="pan and lift cells (4 branches)")
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args(args)
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from reachability_ros.core.manifold import StanceManifold
+    from reachability_ros.core.robot import WholeBodyModel
+    from reachability_ros.core.visibility import Visibility
+
+    robot = WholeBodyModel()
+    vis = Visibility(robot)
+    sm = StanceManifold(robot)
+    grasps = reachable_grasps(robot, vis, a.grasps, np.random.default_rng(a.seed))
+    n_pts = sm.n_branches * a.side * a.side
+    rows = {"solve": [], "solve+visibility": [], "visibility only": [],
+            "joint_transforms only": [], "ground_truth": []}
+    frac_valid, frac_visible = [], []
+    for T in grasps:
+        q, valid, _ = sm.grid(T, a.side, a.side)
+        qv = q[valid]
+        frac_valid.append(valid.mean())
+        frac_visible.append(vis.check(qv).visible.mean() * valid.mean() if len(qv) else 0.0)
+
+        def solve_vis():
+            qq, vv, _ = sm.grid(T, a.side, a.side)
+            return vis.check(qq[vv])
+
+        rows["solve"].append(_median_ms(lambda: sm.grid(T, a.side, a.side), a.repeats))
+        rows["solve+visibility"].append(_median_ms(solve_vis, a.repeats))
+        rows["visibility only"].append(_median_ms(lambda: vis.check(qv), a.repeats))
+        rows["joint_transforms only"].append(
+            _median_ms(lambda: robot.joint_transforms(qv), a.repeats))
+        rows["ground_truth"].append(_median_ms(
+            lambda: sm.ground_truth(T, vis, a.side, a.side), a.repeats))
+    print(f"grid: {a.side} pan x {a.side} lift x {sm.n_branches} branches = {n_pts} points; "
+          f"{len(grasps)} reachable visible grasps, {a.repeats} repeats, 1 thread")
+    print(f"within limits: {100 * np.mean(frac_valid):.1f} % of the grid; visible: "
+          f"{100 * np.mean(frac_visible):.1f} %")
+    print(f"{'step':<24}{'median ms':>10}{'p90 ms':>10}")
+    for k, v in rows.items():
+        print(f"{k:<24}{np.median(v):>10.3f}{np.percentile(v, 90):>10.3f}")
+    print("visibility and joint_transforms: on the stances within limits only")
+    print("target (issue 7): solve + visibility <= 3 ms for 4,096 points")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
