@@ -9,6 +9,7 @@ structured) under the keys of :data:`METADATA_KEYS`.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -92,7 +93,8 @@ def export_onnx(model: torch.nn.Module, path: str | Path, metadata: Mapping[str,
     graph = _SampleGraph(model).eval()
     cond = torch.zeros(2, model.dc)
     z = torch.zeros(2, model.dz)
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(graph, (cond, z), str(path), input_names=["cond", "z"],
                           output_names=["x"], opset_version=OPSET, dynamo=False,
                           dynamic_axes={"cond": {0: "B"}, "z": {0: "B"}, "x": {0: "B"}},

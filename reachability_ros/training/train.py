@@ -300,9 +300,10 @@ def health(model, xn: torch.Tensor, cn: torch.Tensor) -> dict:
 def _batches_loss(model, xb, cb, tcfg, step, fk_ctx, gen=None):
     xn = model.x_norm(xb)
     cn = model.cond_norm(cb)
-    noise = float(tcfg.get("noise_std", 0.0))
-    if noise > 0:
-        xn = xn + noise * torch.randn(xn.shape, generator=gen, device=xn.device) / model.x_norm.std
+    noise = tcfg.get("noise_std", 0.0)
+    if isinstance(noise, (list, tuple)) or float(noise) > 0:
+        sd = torch.as_tensor(noise, dtype=xn.dtype, device=xn.device)
+        xn = xn + sd * torch.randn(xn.shape, generator=gen, device=xn.device) / model.x_norm.std
     stats: dict[str, torch.Tensor] = {}
     if isinstance(model, ConditionalFlow):
         per, st = model.nll_normalized(xn, cn)

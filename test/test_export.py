@@ -1,0 +1,122 @@
+"""ONNX export: parity torch vs onnxruntime, dynamic batch, metadata; shipped models."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+ort = pytest.importorskip("onnxruntime")
+
+from reachability_ros.core.canonical import FEATURIZATION_VERSION  # noqa: E402
+from reachability_ros.core.errors import ConfigError  # noqa: E402
+from reachability_ros.training import models as M  # noqa: E402
+from reachability_ros.training.export import (METADATA_KEYS, PREFIX, export_onnx,  # noqa: E402
+                                              metadata_for, onnx_parity, read_metadata)
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = {"lekiwi_flow.onnx": ("flow", "stance_features", 9),
+           "lekiwi_cvae.onnx": ("cvae", "stance_features", 9),
+           "lekiwi_manifold.onnx": ("manifold_flow", "manifold_coords", 6)}
+EXPECTED_KEYS = {"format", "robot", "urdf_sha256", "featurization", "joint_names", "reach_m",
+                 "dc", "dz", "dq", "family", "output", "metrics", "train_config", "seed"}
+
+
+def _model(family, dx):
+    params = {"cvae": {"dz": 4, "hidden": 64, "n_layers": 2}}.get(
+        family, {"n_blocks": 4, "hidden": 64, "n_layers": 2})
+    model = M.build_model(family, dx, 7, params, seed=3)
+    rng = np.random.default_rng(1)
+    model.cond_norm.fit(rng.normal(0.2, 0.6, (1000, 7)))
+    model.x_norm.fit(rng.normal(0.0, 0.4, (1000, dx)))
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(0.15 * torch.randn(p.shape, generator=g))
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, robot):
+    out = {}
+    d = tmp_path_factory.mktemp("onnx")
+    for family, dx in (("flow", 9), ("cvae", 9), ("manifold_flow", 6)):
+        model = _model(family, dx)
+        md = metadata_for(model, {"robot": robot}, {"pos_err_mm_median": 1.5},
+                          {"model": {"family": family}}, seed=3)
+        path = export_onnx(model, d / f"{family}.onnx", md)
+        out[family] = (model, path)
+    return out
+
+
+@pytest.mark.parametrize("family", ["flow", "cvae", "manifold_flow"])
+def test_parity_1000_inputs(exported, family):
+    model, path = exported[family]
+    assert onnx_parity(model, path, n=1000, seed=0) < 1e-4
+
+
+@pytest.mark.parametrize("family", ["flow", "cvae", "manifold_flow"])
+def test_dynamic_batch_and_names(exported, family):
+    model, path = exported[family]
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in sess.get_inputs()] == ["cond", "z"]
+    assert [o.name for o in sess.get_outputs()] == ["x"]
+    for B in (1, 37, 1000):
+        y = sess.run(None, {"cond": np.zeros((B, 7), np.float32),
+                            "z": np.zeros((B, model.dz), np.float32)})[0]
+        assert y.shape == (B, model.dx) and y.dtype == np.float32
+
+
+def test_metadata_keys_and_values(exported, robot):
+    model, path = exported["manifold_flow"]
+    md = read_metadata(path)
+    assert set(md) == EXPECTED_KEYS == set(METADATA_KEYS)
+    assert md["format"] == "1" and md["robot"] == robot.config.name
+    assert md["urdf_sha256"] == robot.urdf_sha256
+    assert md["featurization"] == FEATURIZATION_VERSION
+    assert json.loads(md["joint_names"]) == list(robot.joint_names)
+    assert float(md["reach_m"]) == robot.config.reach_m
+    assert (md["dc"], md["dz"], md["dq"]) == ("7", "6", "6")
+    assert md["family"] == "manifold_flow" and md["output"] == "manifold_coords"
+    assert json.loads(md["metrics"]) == {"pos_err_mm_median": 1.5}
+    assert json.loads(md["train_config"])["model"]["family"] == "manifold_flow"
+    assert md["seed"] == "3"
+    assert read_metadata(exported["flow"][1])["output"] == "stance_features"
+
+
+def test_core_loader_accepts_export(exported, robot):
+    from reachability_ros.core.onnx_sampler import OnnxStanceModel
+    model, path = exported["flow"]
+    loaded = OnnxStanceModel(path, robot)
+    cond = np.random.default_rng(0).normal(size=(5, 7)).astype(np.float32)
+    z = np.random.default_rng(1).normal(size=(5, 9)).astype(np.float32)
+    with torch.no_grad():
+        ref = model.sample(torch.as_tensor(cond), torch.as_tensor(z)).numpy()
+    assert np.abs(loaded.run(cond, z) - ref).max() < 1e-4
+
+
+def test_export_refuses_incomplete_metadata(tmp_path):
+    model = _model("flow", 9)
+    with pytest.raises(ConfigError, match="missing"):
+        export_onnx(model, tmp_path / "m.onnx", {"format": "1"})
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_models(name, robot):
+    path = REPO / "models" / name
+    if not path.exists():
+        pytest.skip(f"{path} not shipped")
+    family, output, dq = SHIPPED[name]
+    assert path.stat().st_size <= 2 * 1024 * 1024
+    md = read_metadata(path)
+    assert set(md) == EXPECTED_KEYS
+    assert (md["family"], md["output"], int(md["dq"])) == (family, output, dq)
+    assert md["urdf_sha256"] == robot.urdf_sha256
+    assert json.loads(md["metrics"])  # evaluation figures travel with the file
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    y = sess.run(None, {"cond": rng.normal(size=(64, 7)).astype(np.float32),
+                        "z": rng.normal(size=(64, int(md["dz"]))).astype(np.float32)})[0]
+    assert y.shape == (64, dq) and np.isfinite(y).all()
+    assert PREFIX == "reachability_ros."

@@ -1,0 +1,220 @@
+"""Contract tests of the torch models and the trainer (reachability_ros.training)."""
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from reachability_ros.core.errors import ConfigError  # noqa: E402
+from reachability_ros.training import models as M  # noqa: E402
+from reachability_ros.training.train import (apply_overrides, fk_loss,  # noqa: E402
+                                             load_checkpoint, save_checkpoint,
+                                             train_from_config)
+
+REPO = Path(__file__).resolve().parents[1]
+FAMILIES = [("flow", 9, 9), ("cvae", 9, 4), ("manifold_flow", 6, 6)]
+
+
+def _randomize(model, scale=0.2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(scale * torch.randn(p.shape, generator=g))
+    return model
+
+
+def _build(family, dx, seed=0):
+    params = {"cvae": {"dz": 4, "hidden": 32, "n_layers": 2}}.get(
+        family, {"n_blocks": 3, "hidden": 32, "n_layers": 2})
+    model = M.build_model(family, dx, 7, params, seed=seed)
+    rng = np.random.default_rng(seed)
+    model.cond_norm.fit(rng.normal(0.3, 2.0, (500, 7)))
+    model.x_norm.fit(rng.normal(-0.1, 0.5, (500, dx)))
+    return _randomize(model.eval()), params
+
+
+@pytest.mark.parametrize("family,dx,dz", FAMILIES)
+def test_sample_shapes_finite_and_pure(family, dx, dz):
+    model, _ = _build(family, dx)
+    assert model.dz == dz and model.dx == dx and model.dc == 7
+    cond, z = torch.randn(64, 7), torch.randn(64, dz)
+    with torch.no_grad():
+        x1, x2 = model.sample(cond, z), model.sample(cond, z)
+    assert x1.shape == (64, dx)
+    assert torch.isfinite(x1).all()
+    assert torch.equal(x1, x2)  # a pure function of (cond, z)
+    with torch.no_grad():
+        x3 = model.sample(cond, z + 1.0)
+    assert (x3 - x1).abs().max() > 1e-3  # the noise matters
+
+
+@pytest.mark.parametrize("family,dx,dz", FAMILIES)
+def test_save_load_round_trip(tmp_path, family, dx, dz):
+    model, params = _build(family, dx)
+    spec = {"family": family, "dx": dx, "dc": 7, "params": params, "seed": 0}
+    save_checkpoint(tmp_path / "ck.pt", model, spec)
+    loaded, ck = load_checkpoint(tmp_path / "ck.pt")
+    cond, z = torch.randn(32, 7), torch.randn(32, dz)
+    with torch.no_grad():
+        assert torch.equal(model.sample(cond, z), loaded.sample(cond, z))
+    # the normalization statistics travel in the checkpoint as buffers
+    assert torch.equal(loaded.x_norm.std, model.x_norm.std)
+    assert "cond_norm.mean" in ck["state_dict"] and "x_norm.std" in ck["state_dict"]
+
+
+def test_flow_invertible():
+    model, _ = _build("flow", 9)
+    x, c = torch.randn(256, 9) * 0.5 - 0.1, torch.randn(256, 7) * 2 + 0.3
+    with torch.no_grad():
+        z, _ = model.encode(x, c)
+        back = model.sample(c, z)
+    assert (back - x).abs().max() < 1e-5
+
+
+def test_flow_logdet_matches_autograd_jacobian():
+    torch.manual_seed(0)
+    flow = M.ConditionalFlow(5, 3, n_blocks=2, hidden=16, n_layers=1).double()
+    _randomize(flow, 0.3)
+    x, c = torch.randn(4, 5, dtype=torch.float64), torch.randn(4, 3, dtype=torch.float64)
+    _, ld = flow.forward_normalized(x, c)
+    for i in range(4):
+        J = torch.autograd.functional.jacobian(
+            lambda v: flow.forward_normalized(v[None], c[i:i + 1])[0][0], x[i])
+        assert abs(torch.linalg.slogdet(J)[1].item() - ld[i].item()) < 1e-9
+    # log_prob integrates the normalization: change of variables in raw space
+    flow.x_norm.std.fill_(2.0)
+    lp = flow.log_prob(x, c)
+    z, ld2 = flow.forward_normalized(flow.x_norm(x), c * 0 + flow.cond_norm(c))
+    ref = -0.5 * (z ** 2).sum(1) - 2.5 * np.log(2 * np.pi) + ld2 - 5 * np.log(2.0)
+    assert torch.allclose(lp, ref)
+
+
+def test_soft_clamp_bounds_log_scale():
+    block = M.AffineCoupling(4, 2, M.mlp_subnet(8, 1), clamp=1.5)
+    with torch.no_grad():
+        for p in block.parameters():
+            p.fill_(50.0)
+    _, ld = block(torch.randn(10, 4), torch.randn(10, 2))
+    assert ld.abs().max() <= 1.5 * 4 + 1e-5
+
+
+def test_subnet_is_injected():
+    calls = []
+
+    def ctor(c_in, c_out):
+        calls.append((c_in, c_out))
+        return torch.nn.Linear(c_in, c_out)
+
+    M.ConditionalFlow(9, 7, n_blocks=2, subnet_constructor=ctor)
+    assert calls == [(4 + 7, 10), (5 + 7, 8)] * 2
+
+
+def test_cvae_loss_and_free_bits():
+    model, _ = _build("cvae", 9)
+    xn, cn = torch.randn(128, 9), torch.randn(128, 7)
+    train, nelbo, st = model.loss(xn, cn, beta=0.5, free_bits=0.0)
+    assert train.shape == nelbo.shape == (128,) and torch.isfinite(nelbo).all()
+    assert st["kl_dim"].shape == (4,) and (st["kl_dim"] >= 0).all()
+    # with a huge free-bits floor the KL term gives no gradient to the encoder
+    model.zero_grad()
+    torch.manual_seed(0)
+    tr, _, _ = model.loss(xn, cn, beta=1.0, free_bits=1e6)
+    tr.mean().backward()
+    g_fb = sum(float(p.grad.abs().sum()) for p in model.encoder.parameters())
+    model.zero_grad()
+    torch.manual_seed(0)
+    tr, _, st = model.loss(xn, cn, beta=1.0, free_bits=0.0)
+    st["kl_dim"].sum().backward()
+    g_kl = sum(float(p.grad.abs().sum()) for p in model.encoder.parameters())
+    assert g_kl > 0 and g_fb >= 0
+
+
+def test_normalizer_round_trip_and_groups():
+    n = M.Normalizer(3)
+    data = np.array([[1.0, 100.0, 0.0], [3.0, 300.0, 0.0], [5.0, 500.0, 0.0]])
+    n.fit(data, min_std=1e-3)
+    t = torch.tensor(data, dtype=torch.float32)
+    assert torch.allclose(n.inverse(n(t)), t, atol=1e-4)
+    assert abs(float(n.std[1]) - 200.0) < 1e-3 and float(n.std[2]) == pytest.approx(1e-3)
+
+
+def test_nearest_neighbour_baseline():
+    rng = np.random.default_rng(0)
+    cond, x = rng.normal(size=(200, 7)), rng.normal(size=(200, 9))
+    nn1 = M.NearestNeighbour(cond, x, k=1)
+    out = nn1.sample(cond[:5] + 1e-4, rng.normal(size=(5, 1)))
+    assert np.allclose(out, x[:5])
+    nn5 = M.NearestNeighbour(cond, x, k=5)
+    picks = {tuple(nn5.sample(cond[:1], np.array([[v]]))[0]) for v in np.linspace(-3, 3, 30)}
+    assert 2 <= len(picks) <= 5
+
+
+def test_torch_fk_matches_robot_fk(robot, rng):
+    fk = M.TorchFK(robot)
+    q = robot.random_configurations(64, rng)
+    T = robot.fk(q)[robot.config.tool_frame]
+    Tt = fk(torch.tensor(q, dtype=torch.float64).float()).double().numpy()
+    assert np.abs(T - Tt).max() < 1e-5
+
+
+def test_fk_loss_zero_on_exact_stances(robot, rng):
+    from reachability_ros.core.canonical import StanceCodec, condition_features
+    q = robot.random_configurations(32, rng)
+    T = robot.fk(q)[robot.config.tool_frame]
+    R = robot.config.reach_m
+    x = StanceCodec(R, robot.lower[3:], robot.upper[3:]).encode(q, T)
+    c = condition_features(T, R)
+    lo = torch.tensor(robot.lower[3:], dtype=torch.float32)
+    hi = torch.tensor(robot.upper[3:], dtype=torch.float32)
+    fl = fk_loss(M.TorchFK(robot), torch.tensor(x, dtype=torch.float32),
+                 torch.tensor(c, dtype=torch.float32), R, lo, hi)
+    assert fl.max() < 1e-10
+    x2 = x.copy()
+    x2[:, 0] += 0.1
+    fl2 = fk_loss(M.TorchFK(robot), torch.tensor(x2, dtype=torch.float32),
+                  torch.tensor(c, dtype=torch.float32), R, lo, hi)
+    assert fl2.min() > 0.005
+
+
+def test_build_model_rejects_bad_family():
+    with pytest.raises(ConfigError, match="family"):
+        M.build_model("diffusion", 9, 7, {})
+    with pytest.raises(ConfigError, match="bad model parameters"):
+        M.build_model("flow", 9, 7, {"n_blockz": 3})
+
+
+def test_apply_overrides():
+    cfg = {"train": {"lr": 1.0, "batch_size": 8}, "model": {"family": "flow"}}
+    out = apply_overrides(cfg, {"train.lr": 0.5, "model": {"hidden": 4}, "eval.n": 3})
+    assert out == {"train": {"lr": 0.5, "batch_size": 8}, "model": {"family": "flow",
+                                                                    "hidden": 4},
+                   "eval": {"n": 3}}
+    assert cfg["train"]["lr"] == 1.0
+
+
+def test_trainer_end_to_end_tiny(tmp_path):
+    t0 = time.time()
+    r = train_from_config(str(REPO / "config" / "train_tiny.yaml"), str(tmp_path),
+                          log=lambda s: None)
+    assert time.time() - t0 < 60
+    for key in ("checkpoint", "metrics_csv", "onnx"):
+        assert Path(r[key]).is_file()
+    assert (tmp_path / "loss.png").is_file() and (tmp_path / "donut.png").is_file()
+    m = r["metrics"]
+    assert 0.0 <= m["frac_valid"] <= 1.0 and np.isfinite(m["pos_err_mm_median"])
+    header = (tmp_path / "metrics.csv").read_text().splitlines()[0].split(",")
+    for col in ("val_nll", "grad_norm_pre_clip", "grad_norm_post_clip", "z_mean", "z_var",
+                "logdet_std", "inv_recon_err", "sens_height"):
+        assert col in header
+    assert r["roundtrip"]["roundtrip_x"] < 1e-5
+    assert json.loads((tmp_path / "result.json").read_text())["epochs"] == r["epochs"]
+
+
+def test_trainer_rejects_unknown_family(tmp_path):
+    with pytest.raises(ConfigError, match="family"):
+        train_from_config(str(REPO / "config" / "train_tiny.yaml"), str(tmp_path),
+                          {"model.family": "gan"}, log=lambda s: None)
