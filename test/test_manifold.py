@@ -277,3 +277,31 @@ def test_metric_helpers():
     lab = _components(mask)
     assert lab.max() + 1 == 3 and lab[0, 0, 0] == lab[0, 0, 1] and (lab[~mask] == -1).all()
     assert mode_recall(np.array([0]), np.array([0, 1, -1]), 2) == 0.5
+
+
+def _flood_fill(mask):
+    B, P, L = mask.shape
+    lab = -np.ones(mask.shape, int)
+    n = 0
+    for b, i, j in zip(*np.nonzero(mask)):
+        if lab[b, i, j] >= 0:
+            continue
+        stack, lab[b, i, j] = [(i, j)], n
+        while stack:
+            x, y = stack.pop()
+            for u, v in ((x + 1, y), (x - 1, y), (x, y + 1), (x, y - 1)):
+                if 0 <= u < P and 0 <= v < L and mask[b, u, v] and lab[b, u, v] < 0:
+                    lab[b, u, v] = n
+                    stack.append((u, v))
+        n += 1
+    return lab
+
+
+def test_components_match_flood_fill():
+    rng = np.random.default_rng(8)
+    for _ in range(20):
+        m = rng.random((3, 20, 17)) < rng.uniform(0.2, 0.8)
+        a, b = _components(m)[m], _flood_fill(m)[m]
+        # the same partition of the feasible cells
+        assert len(set(zip(a, b))) == len(set(a)) == len(set(b))
+        assert (_components(m)[~m] == -1).all()

@@ -772,24 +772,35 @@ class StanceManifold:
 
 # ------------------------------------------------------------------ helpers
 def _components(mask: np.ndarray) -> np.ndarray:
-    """Label 4-connected components of each 2-D slice of ``mask (B, P, L)``; -1 = empty."""
+    """Label 4-connected components of each 2-D slice of ``mask (B, P, L)``; -1 = empty.
+
+    Union-find over the feasible cells only (hook to the smaller root, then
+    pointer jumping), vectorized; labels are 0..n-1 in order of first cell.
+    """
     B, P, L = mask.shape
-    big = B * P * L
-    lab = np.where(mask, np.arange(big).reshape(B, P, L), big)
-    while True:
-        new = lab.copy()
-        new[:, 1:, :] = np.minimum(new[:, 1:, :], np.where(mask[:, 1:, :], lab[:, :-1, :], big))
-        new[:, :-1, :] = np.minimum(new[:, :-1, :], np.where(mask[:, :-1, :], lab[:, 1:, :], big))
-        new[:, :, 1:] = np.minimum(new[:, :, 1:], np.where(mask[:, :, 1:], lab[:, :, :-1], big))
-        new[:, :, :-1] = np.minimum(new[:, :, :-1], np.where(mask[:, :, :-1], lab[:, :, 1:], big))
-        new = np.where(mask, new, big)
-        if np.array_equal(new, lab):
+    idx = np.full(mask.shape, -1)
+    cells = np.flatnonzero(mask.ravel())
+    idx.ravel()[cells] = np.arange(cells.size)
+    pairs = []
+    for a, b in ((idx[:, 1:, :], idx[:, :-1, :]), (idx[:, :, 1:], idx[:, :, :-1])):
+        both = (a >= 0) & (b >= 0)
+        pairs.append(np.stack([a[both], b[both]], axis=1))
+    edges = np.concatenate(pairs)
+    parent = np.arange(cells.size)
+    while edges.size:
+        pa, pb = parent[edges[:, 0]], parent[edges[:, 1]]
+        diff = pa != pb
+        if not diff.any():
             break
-        lab = new
-    flat = lab.ravel()
-    out = np.full(big, -1)
-    roots = np.unique(flat[flat < big])
-    out[flat < big] = np.searchsorted(roots, flat[flat < big])
+        np.minimum.at(parent, np.maximum(pa, pb)[diff], np.minimum(pa, pb)[diff])
+        while True:
+            pp = parent[parent]
+            if np.array_equal(pp, parent):
+                break
+            parent = pp
+    roots, lab = np.unique(parent, return_inverse=True)
+    out = np.full(B * P * L, -1)
+    out[cells] = lab.ravel()
     return out.reshape(B, P, L)
 
 
