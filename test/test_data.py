@@ -164,6 +164,58 @@ def test_task_and_unreachable_grasps(robot):
     np.testing.assert_allclose(np.linalg.det(U[:, :3, :3]), 1.0, atol=1e-9)
 
 
+def _ks(a, b):
+    """Two-sample Kolmogorov-Smirnov statistic."""
+    a, b = np.sort(a), np.sort(b)
+    grid = np.concatenate([a, b])
+    return np.max(np.abs(np.searchsorted(a, grid, "right") / len(a)
+                         - np.searchsorted(b, grid, "right") / len(b)))
+
+
 def test_missing_dataset(tmp_path):
     with pytest.raises(ConfigError, match="no dataset manifest"):
         load_dataset(tmp_path)
+
+
+def test_manifold_targets_and_area_density(tmp_path, robot, visibility):
+    """y decodes to the stance's own coordinates; the area density matches the ground truth."""
+    manifold_mod = pytest.importorskip("reachability_ros.core.manifold")
+    from reachability_ros.core.onnx_sampler import decode_manifold_output
+    from reachability_ros.training.data import ForwardSampler, pilot_box
+
+    sm = manifold_mod.StanceManifold(robot)
+    cfg = dict(SMALL, train_pairs=1000, heldout_pairs=0, shard_size=1000, manifold="on")
+    d = load_dataset(generate_dataset(cfg, tmp_path, seed=3, log=lambda s: None,
+                                      progress=False))
+    assert d["y"].shape == (1000, 2 + sm.n_branches) and d["y"].dtype == np.float32
+    pan, lift, branch = decode_manifold_output(d["y"], robot.lower[3:5], robot.upper[3:5])
+    q, valid = sm.solve(d["T_grasp"], pan, lift, branch)
+    assert valid.mean() > 0.99
+    err = np.abs(q - d["q"])[valid]
+    assert np.median(err) < 1e-5 and np.percentile(err, 99) < 1e-3  # float32 y
+
+    # one data stance per grasp versus one exact ground-truth draw per grasp
+    rng = np.random.default_rng(0)
+    stances = {}
+    for density in ("area", "forward"):
+        c = data_config({"density": density, "quality": {"rule": "none"},
+                         "pilot_candidates": 40000})
+        box, pilot = pilot_box(robot, c, np.random.default_rng(1), sm)
+        s = ForwardSampler(robot, c, box=box, visibility=visibility, manifold=sm,
+                           density_ref=pilot["density_ref"])
+        stances[density] = s.draw(60000, rng)
+    n = 150
+    area = stances["area"]
+    gt_elbow, data_elbow = [], []
+    for i in range(n):
+        gt = sm.ground_truth(area["T_grasp"][i], visibility=visibility, n_pan=48, n_lift=48)
+        g = sm.sample_ground_truth(gt, 1, rng)
+        if len(g):
+            gt_elbow.append(g[0, 5])
+            data_elbow.append(area["q"][i, 5])
+    assert len(gt_elbow) > 0.9 * n
+    fwd = stances["forward"]["q"][:n, 5]
+    d_area, d_fwd = _ks(data_elbow, gt_elbow), _ks(fwd, gt_elbow)
+    m = len(gt_elbow)
+    assert d_area < 1.628 * np.sqrt(2.0 / m)  # KS test at alpha = 0.01 does not reject
+    assert d_fwd > 1.628 * np.sqrt(2.0 / m)  # forward sampling's density is not the truth

@@ -19,12 +19,31 @@ How a pair (grasp, stance) is made (seed 000 section 5.1, generalized to 8 DoF):
    option: ``none`` (keep all), ``hard`` (keep ``S >= min_score``), ``soft``
    (keep with probability ``S / S_max``, ``S_max = 1``) or ``weight`` (keep all,
    store ``S`` as the sample weight).
-4. A random base pose (uniform in a square, any yaw) places the pair in the
+4. Density on the stance manifold (``density`` option). For one grasp the
+   feasible stances form a 2-D manifold (issue 7, ``core/manifold.py``).
+   Forward sampling, uniform in joint space, puts on it a density
+   proportional to ``1 / |det J_6|`` per ``dpan dlift`` (change of variables,
+   :meth:`ForwardSampler.density_ratio`), which over-weights stances where the
+   arm is badly conditioned. ``area`` (default) accepts each stance with
+   probability ``w / w_ref``, ``w = a(q) |det J_6(q)|`` (``a``: the manifold's
+   area element), so the kept stances are **uniform in the manifold's area**
+   (in base-pose space, metric ``dx^2 + dy^2 + (R dyaw)^2``), the same measure
+   as the exact ground truth of ``core.manifold`` that evaluation compares
+   with, times the quality rule. Uniform in area rather than in joint space or
+   in (pan, lift): a stance's worth is where the base stands, and neither
+   coordinate system should decide how often a base pose is shown. Checked:
+   for 600 grasps, one data stance each versus one exact ground-truth draw
+   each, two-sample KS p-values 0.29 (base distance), 0.89 (pan), 0.77
+   (lift), 0.36 (elbow); forward sampling's mean elbow is 0.08 rad against the
+   ground truth's 0.22. ``area_weight`` keeps every stance and stores
+   ``w / w_ref`` in the weight instead; ``forward`` keeps the joint-space
+   density.
+5. A random base pose (uniform in a square, any yaw) places the pair in the
    world; the grasp is the tool pose ``T_world_grasp``. Every feature is
    invariant to that planar motion (core.canonical), so it only exercises the
    featurization. The pair is stored as the condition ``c`` (7), the stance
    features ``x`` (9), the raw ``q`` (8) and ``T_grasp``.
-5. Stratification over the condition space (seed 004 section 7.3): each pair
+6. Stratification over the condition space (seed 004 section 7.3): each pair
    falls in a bin of (grasp height, approach elevation). A shard draws a pool
    of ``oversample * shard_size`` accepted pairs and keeps ``shard_size`` of
    them by *water-filling*: every bin keeps ``min(count, L)`` pairs, with the
@@ -99,6 +118,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "box_margin_rad": 0.15,
     "min_visibility_margin_m": 0.0,
     "manifold": "auto",
+    "density": "area",
+    "density_ref_percentile": 99.0,
     "quality": {
         "rule": "soft",
         "manipulability_ref": 0.006,
@@ -111,6 +132,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     },
 }
 QUALITY_RULES = ("none", "hard", "soft", "weight")
+DENSITIES = ("forward", "area", "area_weight")
 
 
 # --------------------------------------------------------------------------- config
@@ -160,6 +182,11 @@ def data_config(config: Mapping[str, Any] | None = None) -> dict:
     for key in ("manipulability_ref", "limit_margin_ref"):
         if not float(q[key]) > 0.0:
             raise ConfigError(f"data.quality.{key} must be > 0, got {q[key]!r}")
+    if cfg["density"] not in DENSITIES:
+        raise ConfigError(f"data.density {cfg['density']!r} is not one of {DENSITIES}")
+    if not 0.0 < float(cfg["density_ref_percentile"]) <= 100.0:
+        raise ConfigError(f"data.density_ref_percentile must be in (0, 100], got "
+                          f"{cfg['density_ref_percentile']!r}")
     if cfg["manifold"] not in ("auto", "on", "off"):
         raise ConfigError(f"data.manifold must be 'auto', 'on' or 'off', got {cfg['manifold']!r}")
     for key in ("height_edges_m", "elevation_edges_deg"):
@@ -241,13 +268,20 @@ class ForwardSampler:
         config: a validated data config (:func:`data_config`).
         box: ``(2, n_arm)`` proposal box of the arm joints; default the limits.
         visibility: a :class:`Visibility` of ``robot``; built when omitted.
+        manifold: the exact stance manifold (``core.manifold.StanceManifold``);
+            needed for the ``area`` densities, ignored for ``forward``.
+        density_ref: the reference ``w_ref`` of the area acceptance (see
+            :meth:`density_ratio`); ``None`` = do not apply the density option.
     """
 
     def __init__(self, robot: WholeBodyModel, config: Mapping[str, Any],
-                 box: np.ndarray | None = None, visibility: Visibility | None = None) -> None:
+                 box: np.ndarray | None = None, visibility: Visibility | None = None,
+                 manifold=None, density_ref: float | None = None) -> None:
         self.robot = robot
         self.config = config
         self.vis = visibility or Visibility(robot)
+        self.manifold = manifold
+        self.density_ref = density_ref
         lo, hi = robot.lower[3:], robot.upper[3:]
         self.box = np.array([lo, hi]) if box is None else np.asarray(box, dtype=float)
         self._tool_joint, self._T_joint_tool = robot.frame_placement(robot.config.tool_frame)
@@ -271,6 +305,25 @@ class ForwardSampler:
              * np.clip(m / float(qc["limit_margin_ref"]), 0.0, 1.0))
         return {"manipulability": w, "limit_margin": m, "score": s}
 
+    def density_ratio(self, q: np.ndarray, T_world_grasp: np.ndarray,
+                      oMi: np.ndarray | None = None) -> np.ndarray:
+        """Ratio ``w (N,)`` of the area-uniform to the forward-sampled density on the fiber.
+
+        Forward sampling draws ``q`` uniformly (arm in a box, base uniform). For
+        a fixed grasp, change variables ``q -> (T, pan, lift)`` on a branch: the
+        density of ``(pan, lift)`` given ``T`` is proportional to
+        ``1 / |det J_6(q)|``, where ``J_6`` is the 6 x 6 minor of the
+        whole-body tool Jacobian without the pan and lift columns (world-aligned
+        twist coordinates carry the Haar measure of SE(3)). The ground truth of
+        ``core.manifold`` is uniform in the manifold's area, whose density per
+        ``dpan dlift`` is the area element ``a(q)``. Hence
+        ``w = a(q) |det J_6(q)|``; both factors are bounded, so ``w`` is too.
+        """
+        J = self.robot.jacobian(q, oMi=oMi)
+        minor = J[:, :, [0, 1, 2, 5, 6, 7]]
+        area = self.manifold.area_element(q, T_world_grasp)
+        return area * np.abs(np.linalg.det(minor))
+
     def draw(self, n: int, rng: np.random.Generator, visible: bool = True,
              quality: bool = True) -> dict[str, np.ndarray]:
         """Draw ``n`` candidates; return the accepted ones.
@@ -292,6 +345,7 @@ class ForwardSampler:
         base = rng.uniform(-1.0, 1.0, size=(n, 3)) * np.array(
             [cfg["base_extent_m"], cfg["base_extent_m"], np.pi])
         u_soft = rng.uniform(size=n)
+        u_density = rng.uniform(size=n)
         oMi = robot.joint_transforms(q0)
         T_base_tool = oMi[:, self._tool_joint] @ self._T_joint_tool
         keep = np.arange(n)
@@ -316,6 +370,18 @@ class ForwardSampler:
                     weight = s.copy()
             keep, weight = keep[ok], weight[ok]
             qual = {k: v[ok] for k, v in qual.items()}
+        density = np.ones(len(keep))
+        mode = cfg["density"]
+        if mode != "forward" and self.manifold is not None and self.density_ref is not None:
+            density = self.density_ratio(q0[keep], T_base_tool[keep], oMi=oMi[keep])
+            ratio = density / self.density_ref
+            if mode == "area":
+                ok = u_density[keep] < ratio
+            else:
+                ok = np.ones(len(keep), dtype=bool)
+                weight = weight * ratio
+            keep, weight, density = keep[ok], weight[ok], density[ok]
+            qual = {k: v[ok] for k, v in qual.items()}
         q = q0[keep]
         q[:, :3] = base[keep]
         c, s_ = np.cos(q[:, 2]), np.sin(q[:, 2])
@@ -326,28 +392,41 @@ class ForwardSampler:
         T_world_base[:, 0, 3], T_world_base[:, 1, 3] = q[:, 0], q[:, 1]
         return {"q": q, "T_grasp": T_world_base @ T_base_tool[keep], "weight": weight,
                 "manipulability": qual["manipulability"], "limit_margin": qual["limit_margin"],
-                "visibility_margin": vis_margin[keep]}
+                "visibility_margin": vis_margin[keep], "density_ratio": density}
 
 
 def pilot_box(robot: WholeBodyModel, config: Mapping[str, Any],
-              rng: np.random.Generator) -> tuple[np.ndarray, dict]:
-    """Find the proposal box: the arm-joint range of visible configurations, plus a margin.
+              rng: np.random.Generator, manifold=None) -> tuple[np.ndarray, dict]:
+    """Find the proposal box (arm-joint range of visible configurations, plus a margin).
+
+    With a manifold and an ``area`` density, also the reference ``w_ref`` of the
+    area acceptance: the ``density_ref_percentile`` of :meth:`ForwardSampler.density_ratio`
+    over the pilot's visible configurations (ratios above it are accepted
+    with probability 1, a bias confined to that top percentile).
 
     Returns:
-        ``box (2, n_arm)`` and pilot statistics (candidates, visible fraction).
+        ``box (2, n_arm)`` and pilot statistics (candidates, visible, ``density_ref``).
     """
     sampler = ForwardSampler(robot, config)
     n, bs = int(config["pilot_candidates"]), int(config["batch_size"])
-    qs = []
+    qs, Ts = [], []
     for start in range(0, n, bs):
-        qs.append(sampler.draw(min(bs, n - start), rng, quality=False)["q"][:, 3:])
+        d = sampler.draw(min(bs, n - start), rng, quality=False)
+        qs.append(d["q"])
+        Ts.append(d["T_grasp"])
     q = np.concatenate(qs)
     lo, hi = robot.lower[3:], robot.upper[3:]
     if len(q) == 0:
-        return np.array([lo, hi]), {"candidates": n, "visible": 0}
+        return np.array([lo, hi]), {"candidates": n, "visible": 0, "density_ref": None}
     margin = float(config["box_margin_rad"])
-    box = np.array([np.maximum(q.min(0) - margin, lo), np.minimum(q.max(0) + margin, hi)])
-    return box, {"candidates": n, "visible": int(len(q)),
+    box = np.array([np.maximum(q[:, 3:].min(0) - margin, lo),
+                    np.minimum(q[:, 3:].max(0) + margin, hi)])
+    ref = None
+    if manifold is not None and config["density"] != "forward":
+        sampler.manifold = manifold
+        w = sampler.density_ratio(q, np.concatenate(Ts))
+        ref = float(np.percentile(w, float(config["density_ref_percentile"])))
+    return box, {"candidates": n, "visible": int(len(q)), "density_ref": ref,
                  "volume_fraction": float(np.prod((box[1] - box[0]) / (hi - lo)))}
 
 
@@ -366,10 +445,21 @@ def _manifold_solver(robot: WholeBodyModel, mode: str):
         return None
 
 
-def manifold_targets(manifold, q: np.ndarray, lower: np.ndarray,
-                     upper: np.ndarray) -> np.ndarray:
-    """Manifold coordinates ``y (N, 2 + nb)``: pan, lift in [-1, 1], then +-1 per branch."""
-    pan, lift, branch = manifold.coordinates(q)
+def manifold_targets(manifold, q: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+                     T_world_grasp: np.ndarray | None = None) -> np.ndarray:
+    """Manifold coordinates ``y (N, 2 + nb)``: pan, lift in [-1, 1], then +-1 per branch.
+
+    Args:
+        manifold: the exact solver (``coordinates(q, T) -> (pan, lift, branch)``).
+        q: ``(N, 8)`` configurations.
+        lower, upper: ``(2,)`` limits of (pan, lift).
+        T_world_grasp: ``(N, 4, 4)`` their grasps; default their forward kinematics.
+
+    Returns:
+        ``(N, 2 + n_branches)`` float64; decoded by
+        ``core.onnx_sampler.decode_manifold_output``.
+    """
+    pan, lift, branch = manifold.coordinates(q, T_world_grasp)
     nb = int(manifold.n_branches)
     y = np.full((len(q), 2 + nb), -1.0)
     y[:, 0] = (2.0 * np.asarray(pan) - (lower[0] + upper[0])) / (upper[0] - lower[0])
@@ -382,12 +472,14 @@ def manifold_targets(manifold, q: np.ndarray, lower: np.ndarray,
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(config: dict, box: list) -> None:
+def _worker_init(config: dict, box: list, density_ref: float | None) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     robot = WholeBodyModel(RobotConfig.from_dict(config["robot"]))
+    manifold = _manifold_solver(robot, config["manifold"])
     _WORKER["robot"] = robot
-    _WORKER["sampler"] = ForwardSampler(robot, config, box=np.asarray(box))
-    _WORKER["manifold"] = _manifold_solver(robot, config["manifold"])
+    _WORKER["sampler"] = ForwardSampler(robot, config, box=np.asarray(box), manifold=manifold,
+                                        density_ref=density_ref)
+    _WORKER["manifold"] = manifold
     _WORKER["config"] = config
 
 
@@ -430,10 +522,11 @@ def _make_shard(split: str, index: int, size: int, out_path: str) -> dict:
         "manipulability": data["manipulability"].astype(np.float32),
         "limit_margin": data["limit_margin"].astype(np.float32),
         "visibility_margin": data["visibility_margin"].astype(np.float32),
+        "density_ratio": data["density_ratio"].astype(np.float32),
     }
     if _WORKER["manifold"] is not None:
         arrays["y"] = manifold_targets(_WORKER["manifold"], data["q"], robot.lower[3:5],
-                                       robot.upper[3:5]).astype(np.float32)
+                                       robot.upper[3:5], T).astype(np.float32)
     out = Path(out_path)
     tmp = out.with_name(out.stem + ".tmp.npz")
     np.savez(tmp, **arrays)
@@ -485,6 +578,9 @@ def generate_dataset(config: Mapping[str, Any] | None, out_dir: str | Path, seed
     out.mkdir(parents=True, exist_ok=True)
     robot = WholeBodyModel(RobotConfig.from_dict(cfg["robot"]))
     manifold = _manifold_solver(robot, cfg["manifold"])
+    if manifold is None and cfg["density"] != "forward":
+        log(f"data.density = {cfg['density']!r} needs the exact manifold, which is off or "
+            "unavailable: the pairs keep the forward-sampling density")
     fp = _fingerprint(cfg, robot, manifold)
     man_path = out / "manifest.json"
     manifest = None
@@ -502,12 +598,13 @@ def generate_dataset(config: Mapping[str, Any] | None, out_dir: str | Path, seed
     t_start = time.perf_counter()
     if manifest is None:
         rng = np.random.default_rng(np.random.SeedSequence([cfg["seed"], _PILOT_STREAM]))
-        box, pilot = pilot_box(robot, cfg, rng)
+        box, pilot = pilot_box(robot, cfg, rng, manifold)
         manifest = dict(fp, box=box.tolist(), pilot=pilot, shards=[], complete=False)
         log(f"pilot: {pilot['visible']}/{pilot['candidates']} visible; proposal box "
             f"{np.round(box, 3).tolist()} ({pilot.get('volume_fraction', 1):.3f} of the limits)")
         _write_json(man_path, manifest)
     box = np.asarray(manifest["box"])
+    density_ref = manifest["pilot"].get("density_ref")
     # shards to make, and the ones already there and intact
     todo, done = [], {}
     for entry in manifest["shards"]:
@@ -541,13 +638,13 @@ def generate_dataset(config: Mapping[str, Any] | None, out_dir: str | Path, seed
 
     workers = min(int(cfg["workers"]), max(1, len(todo)))
     if workers <= 1:
-        _worker_init(cfg, box.tolist())
+        _worker_init(cfg, box.tolist(), density_ref)
         for t in todo:
             _record(_make_shard(*t))
     else:
         ctx = mp.get_context("spawn")
         with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
-                                    initargs=(cfg, box.tolist())) as pool:
+                                    initargs=(cfg, box.tolist(), density_ref)) as pool:
             futures = [pool.submit(_make_shard, *t) for t in todo]
             for fut in cf.as_completed(futures):
                 _record(fut.result())
