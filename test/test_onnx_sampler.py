@@ -133,7 +133,7 @@ def test_decode_manifold_output_inverts_the_encoding(robot):
     class _Fake:
         n_branches = 4
 
-        def coordinates(self, q):
+        def coordinates(self, q, T_world_grasp=None):
             return q[:, 3], q[:, 4], (np.arange(len(q)) % 4)
 
     rng = np.random.default_rng(5)
