@@ -305,3 +305,29 @@ def test_components_match_flood_fill():
         # the same partition of the feasible cells
         assert len(set(zip(a, b))) == len(set(a)) == len(set(b))
         assert (_components(m)[~m] == -1).all()
+
+
+def test_volume_element_of_a_vertical_approach(robot, manifold):
+    rng = np.random.default_rng(9)
+    Tg = _tool(robot, _vertical_configurations(robot, manifold, 1, rng))[0]
+    qg, valid, c = manifold.grid(Tg, 8, 8, n_roll=4)
+    assert c["vertical"]
+    idx = np.flatnonzero(valid)[:30]
+    a = manifold.area_element(qg[idx], Tg, vertical=True)
+    R = robot.config.reach_m
+    eps = 1e-6
+    base = (c["roll"][idx], c["pan"][idx], c["lift"][idx])
+
+    def stance(k, d):
+        x = [v.copy() for v in base]
+        x[k] = x[k] + d
+        q, _ = manifold.solve(Tg, x[1], x[2], c["branch"][idx], roll=x[0])
+        return q[:, :3]
+
+    cols = []
+    for k in range(3):
+        d = stance(k, eps) - stance(k, -eps)
+        d[:, 2] = R * (np.mod(d[:, 2] + np.pi, 2 * np.pi) - np.pi)
+        cols.append(d / (2 * eps))
+    fd = np.abs(np.linalg.det(np.stack(cols, axis=2)))
+    np.testing.assert_allclose(a, fd, rtol=1e-4)

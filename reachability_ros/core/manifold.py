@@ -726,7 +726,7 @@ class StanceManifold:
             "pan_range": (float(self._lo[0]), float(self._hi[0])),
             "lift_range": (float(self._lo[1]), float(self._hi[1])),
             "grasp_xy": g.copy(), "n_grid": int(len(q)), "n_reachable": n_reach,
-            "vertical": c["vertical"], "T_world_grasp": T.copy(),
+            "vertical": c["vertical"], "droll": float(c["droll"]), "T_world_grasp": T.copy(),
         }
 
     def sample_ground_truth(self, gt: dict[str, Any], n: int, rng: np.random.Generator,
@@ -734,7 +734,8 @@ class StanceManifold:
         """Draw exact stances from a ground truth, uniform in area (optionally x quality).
 
         Each draw picks a feasible cell with probability ``weight * quality``
-        (normalized), jitters (pan, lift) uniformly inside the cell and solves
+        (normalized), jitters (pan, lift, and the roll of a vertical approach)
+        uniformly inside the cell and solves
         exactly; draws that leave the feasible set (cell borders) are redrawn
         once and otherwise dropped.
 
@@ -761,7 +762,8 @@ class StanceManifold:
             dl = (gt["lift_range"][1] - gt["lift_range"][0]) / gt["n_lift"]
             pan = gt["pan"][k] + (rng.random(need) - 0.5) * dp
             lift = gt["lift"][k] + (rng.random(need) - 0.5) * dl
-            roll = gt["roll"][k] if gt["vertical"] else None
+            roll = (gt["roll"][k] + (rng.random(need) - 0.5) * gt["droll"]
+                    if gt["vertical"] else None)
             q, ok = self.solve(gt["T_world_grasp"], pan, lift, gt["branch"][k], roll=roll)
             out.append(q[ok])
             need -= int(ok.sum())
