@@ -331,3 +331,20 @@ def test_volume_element_of_a_vertical_approach(robot, manifold):
         cols.append(d / (2 * eps))
     fd = np.abs(np.linalg.det(np.stack(cols, axis=2)))
     np.testing.assert_allclose(a, fd, rtol=1e-4)
+
+
+def test_area_uniform_draws_beat_joint_space_uniform(robot, manifold):
+    # a top-down grasp 0.3 m ahead on a low table: the roll circle, no visibility filter
+    T = np.eye(4)
+    T[:3, :3] = np.diag([1.0, -1.0, -1.0])
+    T[:3, 3] = [0.3, 0.0, 0.05]
+    gt = manifold.ground_truth(T, None, n_pan=32, n_lift=32, n_roll=4)
+    assert gt["vertical"] and gt["n_modes"] >= 1
+    draws = manifold.sample_ground_truth(gt, 3000, np.random.default_rng(10))
+    assert len(draws) > 2900 and robot.within_limits(draws).all()
+    dp, dr = pose_error(_tool(robot, draws), T[None])
+    assert dp.max() <= 1e-9 and dr.max() <= 1e-9
+    uniform_grid = gt["q"][np.random.default_rng(11).integers(0, len(gt["q"]), 3000)]
+    m_area = evaluate_samples(manifold, gt, draws)
+    m_joint = evaluate_samples(manifold, gt, uniform_grid)
+    assert m_area["kl"] < m_joint["kl"]
