@@ -298,8 +298,8 @@ class StanceManifold:
         Returns:
             ``q (M, 8)`` whole-body configurations (NaN rows where the elbow
             equation has no real solution or, for a structure that holds only
-            up to rounding, where the Newton steps did not converge) and ``valid (M,)``: a real branch
-            with every joint within its limits.
+            up to rounding, where the Newton steps did not converge) and
+            ``valid (M,)``: a real branch with every joint within its limits.
 
         Raises:
             InvalidRequest: shapes that disagree, a branch out of range, NaN grasps.
