@@ -70,7 +70,8 @@ def cmd_evaluate(args) -> int:
     G = min(args.n_grasps, len(va["cond"]))
     t0 = time.time()
     m = evaluate_lekiwi(sampler, va["cond"][:G], va["T_grasp"][:G], robot, args.n_samples,
-                        int(md["dz"]), args.seed, output=md["output"], manifold=manifold)
+                        int(md["dz"]), args.seed, output=md["output"], manifold=manifold,
+                        n_ground_truth=args.n_ground_truth)
     m["eval_wall_s"] = time.time() - t0
     print(json.dumps(m, indent=2))
     return 0
@@ -127,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--n-grasps", type=int, default=1000)
     e.add_argument("--n-samples", type=int, default=1024)
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--n-ground-truth", type=int, default=0,
+                   help="grasps compared with the exact ground truth of core.manifold")
     y = sub.add_parser("toy-table", help="seed 000's table on toy v2.1")
     y.add_argument("--config", default="config/train_toy_v2.yaml")
     y.add_argument("--out", required=True)

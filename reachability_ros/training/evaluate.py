@@ -84,7 +84,7 @@ def sample_grasps(sampler: Sampler, cond: np.ndarray, n_samples: int, dz: int,
 def evaluate_lekiwi(sampler: Sampler, cond: np.ndarray, T_grasp: np.ndarray, robot,
                     n_samples: int = 256, dz: int = 9, seed: int = 0,
                     visibility=None, output: str = "stance_features",
-                    manifold=None) -> dict:
+                    manifold=None, n_ground_truth: int = 0) -> dict:
     """LeKiwi metrics of a sampler on held-out grasps.
 
     Args:
@@ -97,7 +97,12 @@ def evaluate_lekiwi(sampler: Sampler, cond: np.ndarray, T_grasp: np.ndarray, rob
         seed: noise seed.
         visibility: a core ``Visibility`` (built from ``robot`` when None).
         output: ``stance_features`` or ``manifold_coords``.
-        manifold: a ``StanceManifold`` (needed for ``manifold_coords``).
+        manifold: a ``StanceManifold`` (needed for ``manifold_coords`` and the
+            ground-truth comparison).
+        n_ground_truth: compare the valid and visible samples within 20 mm / 5 deg
+            of the first that many grasps with the exact ground truth of ``core.manifold``
+            (``gt_coverage_gap`` (rad), ``gt_kl``, ``gt_mode_recall``: seed 000's
+            coverage, KL and mode metrics against the true feasible set).
 
     Returns:
         Flat dict of metrics (floats).
@@ -108,27 +113,45 @@ def evaluate_lekiwi(sampler: Sampler, cond: np.ndarray, T_grasp: np.ndarray, rob
     rng = np.random.default_rng(seed)
     G = len(cond)
     x = sample_grasps(sampler, cond, n_samples, dz, rng)
-    T = np.repeat(np.asarray(T_grasp, float), n_samples, axis=0)
-    flat = x.reshape(G * n_samples, -1).astype(float)
-    solved = np.ones(len(flat), bool)
-    if output == "manifold_coords":
-        from ..core.onnx_sampler import decode_manifold_output
-        lo, hi = robot.lower[3:5], robot.upper[3:5]
-        pan, lift, branch = decode_manifold_output(flat, lo, hi)
-        q, solved = manifold.solve(T, pan, lift, branch)
-        q = np.where(np.isfinite(q), q, 0.0)
-    else:
-        codec = StanceCodec(robot.config.reach_m, robot.lower[3:], robot.upper[3:])
-        q = codec.decode(flat, T)
-    oMi = robot.joint_transforms(q)
+    codec = StanceCodec(robot.config.reach_m, robot.lower[3:], robot.upper[3:])
     j, Tf = robot.frame_placement(robot.config.tool_frame)
-    T_fk = oMi[:, j] @ Tf
-    dp, dr = pose_error(T_fk, T)
-    dp_mm, dr_deg = dp * 1e3, np.degrees(dr)
-    valid = robot.within_limits(q) & solved
-    visible = vis.check(q).visible & solved
+    parts: dict[str, list] = {k: [] for k in ("dp", "dr", "valid", "visible", "solved", "az")}
+    step = max(1, 65536 // n_samples)
+    gt_rows: list[dict] = []
+    if n_ground_truth and manifold is None:
+        from ..core.manifold import StanceManifold
+        manifold = StanceManifold(robot)
+    for g0 in range(0, G, step):
+        g1 = min(G, g0 + step)
+        T = np.repeat(np.asarray(T_grasp[g0:g1], float), n_samples, axis=0)
+        flat = x[g0:g1].reshape((g1 - g0) * n_samples, -1).astype(float)
+        solved = np.ones(len(flat), bool)
+        if output == "manifold_coords":
+            from ..core.onnx_sampler import decode_manifold_output
+            pan, lift, branch = decode_manifold_output(flat, robot.lower[3:5], robot.upper[3:5])
+            q, solved = manifold.solve(T, pan, lift, branch)
+            solved = solved & np.all(np.isfinite(q), axis=1)
+            q = np.where(np.isfinite(q), q, 0.0)
+        else:
+            q = codec.decode(flat, T)
+        oMi = robot.joint_transforms(q)
+        dp, dr = pose_error(oMi[:, j] @ Tf, T)
+        parts["dp"].append(dp * 1e3)
+        parts["dr"].append(np.degrees(dr))
+        parts["solved"].append(solved)
+        parts["valid"].append(robot.within_limits(q) & solved)
+        parts["visible"].append(vis.check(q).visible & solved)
+        parts["az"].append(np.arctan2(q[:, 1] - T[:, 1, 3], q[:, 0] - T[:, 0, 3]))
+        # ground truth: count the samples that are stances of this grasp (<= 20 mm / 5 deg)
+        keep = (parts["valid"][-1] & parts["visible"][-1] & (parts["dp"][-1] <= 20.0)
+                & (parts["dr"][-1] <= 5.0))
+        for g in range(g0, min(g1, n_ground_truth)):
+            rows = slice((g - g0) * n_samples, (g - g0 + 1) * n_samples)
+            gt_rows.append(_ground_truth_metrics(manifold, vis, T_grasp[g], q[rows][keep[rows]]))
+    dp_mm, dr_deg, solved, valid, visible, az = (
+        np.concatenate(parts[k]) for k in ("dp", "dr", "solved", "valid", "visible", "az"))
     good = valid & visible & (dp_mm <= 20.0) & (dr_deg <= 5.0)
-    az = np.arctan2(q[:, 1] - T[:, 1, 3], q[:, 0] - T[:, 0, 3]).reshape(G, n_samples)
+    az = az.reshape(G, n_samples)
     ok = (valid & visible).reshape(G, n_samples)
     gaps = np.array([max_azimuth_gap(az[g][ok[g]]) for g in range(G)])
     gaps_all = np.array([max_azimuth_gap(az[g]) for g in range(G)])
@@ -145,7 +168,22 @@ def evaluate_lekiwi(sampler: Sampler, cond: np.ndarray, T_grasp: np.ndarray, rob
     out["max_gap_p95"] = float(np.percentile(gaps, 95))
     out["max_gap_all_mean"] = float(gaps_all.mean())
     out["var_x_fixed_grasp"] = float(x.var(axis=1).mean())
+    if gt_rows:
+        for k in ("coverage_gap_rad", "kl", "mode_recall", "support_rad"):
+            v = np.array([r[k] for r in gt_rows], dtype=float)
+            v = v[np.isfinite(v)]
+            out[f"gt_{k}_mean"] = float(v.mean()) if len(v) else float("nan")
+        out["gt_n_grasps"] = float(len(gt_rows))
     return out
+
+
+def _ground_truth_metrics(manifold, vis, T: np.ndarray, q: np.ndarray) -> dict:
+    """``core.manifold.evaluate_samples`` against the visible exact ground truth of a grasp."""
+    from ..core.manifold import evaluate_samples
+
+    gt = manifold.ground_truth(np.asarray(T, float), visibility=vis)
+    gt.setdefault("T_world_grasp", np.asarray(T, float))
+    return evaluate_samples(manifold, gt, q)
 
 
 def evaluate_toy(sampler: Sampler, toy, dc: int, n_targets: int = 1000, n_samples: int = 100,
