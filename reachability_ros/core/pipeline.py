@@ -209,8 +209,13 @@ class StanceProposer:
         n = props.q.shape[0]
         outcome = np.full(n, "kept", dtype=object)
         q = props.q.copy()
-        alive = props.valid & np.all(np.isfinite(q), axis=1)
+        finite = np.all(np.isfinite(q), axis=1)
+        alive = props.valid & finite
         outcome[~alive] = "unreachable"
+        # exact samplers mark out-of-limit solutions invalid: tell them apart
+        lim_bad = ~alive & finite
+        if lim_bad.any():
+            outcome[np.flatnonzero(lim_bad)[~robot.within_limits(q[lim_bad])]] = "joint_limits"
         # 3-4. coarse filter and refinement of approximate proposals
         if not props.exact and alive.any():
             idx = np.flatnonzero(alive)

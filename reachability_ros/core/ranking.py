@@ -89,7 +89,7 @@ def nonlinear_robustness(robot: WholeBodyModel, visibility: Visibility, q: np.nd
     if M == 0 or S == 0:
         return np.zeros(M)
     qp = perturb_base(q, delta).reshape(M * S, -1)
-    res = refine(robot, qp, T_goal, iterations=8, columns=np.arange(3, robot.nq),
+    res = refine(robot, qp, T_goal, iterations=3, columns=np.arange(3, robot.nq),
                  position_tol_m=0.1 * cfg.grasp_tolerance_m,
                  orientation_tol_rad=0.1 * np.radians(cfg.grasp_tolerance_deg))
     ok = (res.position_error_m <= cfg.grasp_tolerance_m) & (
