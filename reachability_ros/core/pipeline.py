@@ -229,14 +229,19 @@ class StanceProposer:
             idx = np.flatnonzero(alive)
             t = tick("coarse_filter", t)
             if idx.size:
+                qr = q[idx].copy()
+                todo = np.ones(idx.size, dtype=bool)
                 if self.refinement == "exact":
-                    qr, ok = self.manifold.project(q[idx], T)
-                else:
-                    res = refine(robot, q[idx], T, iterations=pc.refine_iterations,
+                    qe, ok = self.manifold.project(q[idx], T)
+                    qr[ok] = qe[ok]
+                    todo = ~ok  # e.g. a rounded lift without an elbow solution
+                if todo.any():
+                    res = refine(robot, q[idx[todo]], T, iterations=pc.refine_iterations,
                                  position_tol_m=0.5 * pc.refine_position_tol_m,
                                  orientation_tol_rad=0.5 * np.radians(
                                      pc.refine_orientation_tol_deg))
-                    qr, ok = res.q, np.ones(idx.size, dtype=bool)
+                    qr[todo] = res.q
+                ok = np.all(np.isfinite(qr), axis=1)
                 q[idx] = qr
                 outcome[idx[~ok]] = "refine_failed"
                 alive[idx[~ok]] = False
