@@ -218,3 +218,17 @@ def test_trainer_rejects_unknown_family(tmp_path):
     with pytest.raises(ConfigError, match="family"):
         train_from_config(str(REPO / "config" / "train_tiny.yaml"), str(tmp_path),
                           {"model.family": "gan"}, log=lambda s: None)
+
+
+@pytest.mark.parametrize("family,dx,dz", FAMILIES)
+def test_gradients_reach_every_parameter(family, dx, dz):
+    model, _ = _build(family, dx)
+    model.train()
+    xn, cn = torch.randn(64, dx), torch.randn(64, 7)
+    if family == "cvae":
+        loss = model.loss(xn, cn, beta=1.0)[0].mean()
+    else:
+        loss = model.nll_normalized(xn, cn)[0].mean()
+    loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and float(p.grad.abs().sum()) > 0, name

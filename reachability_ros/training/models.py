@@ -19,6 +19,19 @@ inside the checkpoint and the exported graph.
   training condition among the ``k`` nearest, chosen by the noise.
 * :class:`TorchFK` - differentiable FK of the whole-body model built from its
   joint placements, for the optional FK regularizer (seed 000, section 6.3 (3)).
+
+References:
+    Ardizzone et al., "Guided Image Generation with Conditional Invertible Neural
+    Networks", 2019 (cINN). Dinh et al., "Density estimation using Real NVP", 2017
+    (affine coupling). Kingma and Dhariwal, "Glow", 2018 (double coupling). Sohn et
+    al., "Learning Structured Output Representation using Deep Conditional Generative
+    Models", 2015 (CVAE). Kingma et al., "Improved Variational Inference with Inverse
+    Autoregressive Flow", 2016 (free bits). Bowman et al., "Generating Sentences from a
+    Continuous Space", 2016 (KL annealing).
+
+Example:
+    >>> flow = ConditionalFlow(dx=9, dc=7, n_blocks=4, hidden=64)
+    >>> x = flow.sample(torch.zeros(5, 7), torch.randn(5, 9))  # (5, 9)
 """
 
 from __future__ import annotations
