@@ -110,3 +110,61 @@ def test_validation_fuzz_never_crashes(pos, quat):
         return
     assert T.shape == (4, 4) and np.all(np.isfinite(T))
     np.testing.assert_allclose(T[:3, :3] @ T[:3, :3].T, np.eye(3), atol=1e-9)
+
+
+@pytest.fixture(scope="module")
+def grid(robot):
+    cfg = StanceConfig(proposal=ProposalConfig(sampler="grid", n_samples=1024, top_k=5))
+    return StanceProposer(cfg, robot)
+
+
+def test_grid_sampler_is_exact_and_verified(robot, visibility, grid):
+    assert grid.sampler_name == "grid"
+    ok = 0
+    for g in task_grasps(robot, visibility, 6, seed=5):
+        r = grid.propose(g, rng=np.random.default_rng(0))
+        if r.ok:
+            ok += 1
+            check_candidates(robot, visibility, r, g, pos_tol=1e-9, ori_tol_deg=1e-7)
+    assert ok >= 5
+
+
+def test_top_down_grasp_on_the_floor(robot, visibility, grid):
+    """A vertical approach: the roll is free; the grid samples it."""
+    g = Grasp((1.0, -2.0, 0.03), (0.0, 1.0, 0.0, 0.0))  # tool z pointing down
+    r = grid.propose(g, rng=np.random.default_rng(0))
+    if r.ok:
+        check_candidates(robot, visibility, r, g, pos_tol=1e-9, ori_tol_deg=1e-7)
+    else:
+        assert "visible" in r.reason or "unreachable" in r.reason
+
+
+class NoisyOracle:
+    """A sampler that returns true stances plus noise: what a learned 8-D model gives."""
+
+    name = "noisy-oracle"
+
+    def __init__(self, robot, visibility, sigma):
+        self.robot, self.visibility, self.sigma = robot, visibility, sigma
+
+    def sample(self, T, n, rng):
+        from reachability_ros.core.manifold import StanceManifold
+        from reachability_ros.core.samplers import Proposals
+        m = StanceManifold(self.robot)
+        q, valid, _ = m.grid(T, n_pan=24, n_lift=24)
+        q = q[valid][rng.integers(0, valid.sum(), n)]
+        q = q + self.sigma * rng.standard_normal(q.shape)
+        return Proposals(q, np.ones(n, dtype=bool), exact=False)
+
+
+@pytest.mark.parametrize("refinement", ["exact", "numerical"])
+def test_refinement_of_approximate_samples(robot, visibility, refinement):
+    cfg = StanceConfig(proposal=ProposalConfig(sampler="grid", refinement=refinement,
+                                               n_samples=128, top_k=3))
+    p = StanceProposer(cfg, robot)
+    p.sampler = NoisyOracle(robot, visibility, sigma=0.01)
+    g = task_grasps(robot, visibility, 1, seed=21)[0]
+    r = p.propose(g, rng=np.random.default_rng(3))
+    assert r.ok, r.reason
+    check_candidates(robot, visibility, r, g)
+    assert r.funnel["far_from_grasp"] < 128
