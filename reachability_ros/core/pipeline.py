@@ -328,7 +328,8 @@ class StanceProposer:
                                    {name: float(v[i]) for name, v in terms.items()}, m))
         timing["total"] = (time.perf_counter() - t0) * 1e3
         return ProposalResult(True, "", cands, robot.joint_names, dict(funnel), dict(timing),
-                              self.sampler_name, props.q, outcome.astype(str), grasp)
+                              self.sampler_name, props.q, outcome.astype(str), grasp,
+                              feasible_q=q[idx])
 
 
 def propose(grasp: Grasp, current_base: BasePose | None = None,

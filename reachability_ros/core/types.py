@@ -82,6 +82,8 @@ class ProposalResult:
         samples_q: ``(M, nq)`` raw proposals (for the donut plot / RViz markers).
         samples_outcome: ``(M,)`` label per raw proposal: the stage that removed
             it, or ``"kept"``.
+        feasible_q: ``(F, nq)`` every verified stance (after refinement, before
+            the top-k), e.g. to measure coverage against the ground truth.
     """
 
     ok: bool
@@ -94,3 +96,4 @@ class ProposalResult:
     samples_q: np.ndarray | None = None
     samples_outcome: np.ndarray | None = None
     grasp: Grasp | None = None
+    feasible_q: np.ndarray | None = None
