@@ -600,7 +600,22 @@ def make_plots(out: Path, rows: list[dict], model, va: dict, meta: dict, seed: i
 
             codec = StanceCodec(robot.config.reach_m, robot.lower[3:], robot.upper[3:])
             q = codec.decode(x[g].astype(float), Tg)
-        a.scatter(q[:, 0] - Tg[:, 0, 3], q[:, 1] - Tg[:, 1, 3], s=2, alpha=0.4)
+        try:  # the exact visible feasible set (core.manifold), when the solver applies
+            from ..core.manifold import StanceManifold
+            from ..core.visibility import Visibility
+
+            man = meta.get("manifold") or StanceManifold(robot)
+            gt = man.ground_truth(T[g], visibility=Visibility(robot))
+            a.scatter(gt["q"][:, 0] - T[g, 0, 3], gt["q"][:, 1] - T[g, 1, 3], s=1,
+                      c="0.8", label="exact feasible (visible)")
+        except Exception:  # noqa: BLE001 - the plot is optional
+            pass
+        a.scatter(q[:, 0] - Tg[:, 0, 3], q[:, 1] - Tg[:, 1, 3], s=2, alpha=0.4,
+                  label="model samples")
+        a.set_xlabel("base x - grasp x (m)")
+        a.set_ylabel("base y - grasp y (m)")
+        if g == 0:
+            a.legend(loc="best", fontsize=7)
         a.plot([0], [0], "r*", ms=12)
         a.set_aspect("equal")
         a.set_title(f"grasp {g}: z={T[g, 2, 3]:.2f} m")
