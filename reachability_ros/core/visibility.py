@@ -26,8 +26,11 @@ origin lose no precision. Margins are positive when satisfied:
   description writes them) are merged into one capsule each and their
   clearance is exact: segment-segment distance minus the radius. Lone spheres
   are exact too. For the remaining cylinders (the base's) the clearance is
-  exact when the segment crosses the cylinder's slab, and a lower bound built
-  from the cap gap when the segment lies wholly above or below it.
+  exact along the part of the segment inside the cylinder's slab (between its
+  cap planes) and a lower bound along the parts above or below it (see
+  ``_cylinder_margin_soa``; conservative by millimetres near a rim); a
+  segment that heads away from a base cylinder from the start gets the exact
+  camera-to-cylinder distance. The sign, hence ``occluded``, is exact.
 
   **Occlusion is evaluated only where the target is inside the frustum.**
   Elsewhere the target is not visible whatever the occluders do, so
@@ -93,9 +96,7 @@ def segment_segment_distance(p0: np.ndarray, d1: np.ndarray, a: np.ndarray, d2: 
 
     Closest points of two segments after Ericson, *Real-Time Collision
     Detection* (2005), section 5.1.9, with the branches turned into ``where``.
-    Components come first so that every operation runs on contiguous arrays;
-    the squared distance is expanded in the dot products (absolute error
-    ~1e-17 m^2, i.e. a few nanometres at a graze).
+    Components come first so that every operation runs on contiguous arrays.
 
     Args:
         p0: ``(3, ...)`` start of the first segments.
@@ -114,7 +115,6 @@ def segment_segment_distance(p0: np.ndarray, d1: np.ndarray, a: np.ndarray, d2: 
     b = d1[0] * d2[0] + d1[1] * d2[1] + d1[2] * d2[2]
     c = d1[0] * rx + d1[1] * ry + d1[2] * rz
     f = d2[0] * rx + d2[1] * ry + d2[2] * rz
-    rr = rx * rx + ry * ry + rz * rz
     ninv_a = -1.0 / aa
     denom = aa * e - b * b
     s_par = np.clip(c * ninv_a, 0.0, 1.0)  # s for t = 0; also right for a point (e = 0)
@@ -125,13 +125,25 @@ def segment_segment_distance(p0: np.ndarray, d1: np.ndarray, a: np.ndarray, d2: 
     s = np.where(tn < 0.0, s_par, s)
     s = np.where(tn > e, np.clip((c - b) * ninv_a, 0.0, 1.0), s)
     t = np.clip(tn, 0.0, e) / np.maximum(e, 1e-300)
-    # |r + s d1 - t d2|^2
-    sq = rr + s * (s * aa + 2.0 * c) + t * (t * e - 2.0 * f) - 2.0 * s * t * b
-    return np.sqrt(np.maximum(sq, 0.0))
+    dx = rx + s * d1[0] - t * d2[0]
+    dy = ry + s * d1[1] - t * d2[1]
+    dz = rz + s * d1[2] - t * d2[2]
+    return np.sqrt(dx * dx + dy * dy + dz * dz)
 
 
 def _cylinder_margin_soa(p0, d, r, h):
     """Clearance of segments to cylinders, in the cylinders' frames (axis z, |z| <= h).
+
+    The segment is cut into the part inside the slab ``|z| <= h`` and the parts
+    below and above it. Inside the slab the clearance is the exact radial gap
+    (negative: the segment enters the cylinder). On a part outside the slab
+    every point is at least ``hypot(max(rho_min - r, 0), zgap_min)`` from the
+    cylinder, with ``rho_min`` the part's smallest distance to the axis and
+    ``zgap_min`` its smallest distance to the cap plane, evaluated separately
+    on the stretch over a cap face (``rho <= r``, where it is exact) and the
+    stretches beside it: a lower bound, exact unless the closest point is on a
+    rim, where it is conservative by millimetres. Never negative off the slab,
+    so the sign is exact.
 
     Args:
         p0: ``(3, ...)`` segment starts in the cylinder frames.
@@ -140,8 +152,7 @@ def _cylinder_margin_soa(p0, d, r, h):
         h: half lengths, broadcastable to the batch shape.
 
     Returns:
-        Clearances (m), the batch shape: exact radial clearance when the segment
-        crosses the slab ``|z| <= h``; otherwise a lower bound from the cap gap.
+        Clearances (m), the batch shape.
     """
     x0, y0, z0 = p0[0], p0[1], p0[2]
     dxx, dyy, dz = d[0], d[1], d[2]
@@ -155,22 +166,49 @@ def _cylinder_margin_soa(p0, d, r, h):
     t_lo = np.where(flat & (np.abs(z0) > h), 2.0, t_lo)  # flat and outside the slab
     t_lo, t_hi = np.clip(t_lo, 0.0, 1.0), np.clip(t_hi, 0.0, 1.0)
     inside_slab = t_hi > t_lo
-    # min over t in [t_lo, t_hi] of the radial distance |xy(t)|
+    # radial distance rho(t) = |xy(t)| is convex: its minimum over [u0, u1] is at
+    # the free minimizer clipped into the interval
     a = dxx * dxx + dyy * dyy
     b = x0 * dxx + y0 * dyy
+    t_free = np.where(a > 1e-300, -b / np.maximum(a, 1e-300), 0.0)
+
+    def rho_min(u0, u1):
+        t = np.clip(t_free, u0, u1)
+        x, y = x0 + t * dxx, y0 + t * dyy
+        return np.sqrt(x * x + y * y)
+
+    radial = np.where(inside_slab, rho_min(t_lo, t_hi) - r, np.inf)
+    # where the segment is over a cap face (rho <= r): the roots of rho(t)^2 = r^2
+    c0 = x0 * x0 + y0 * y0 - r * r
+    disc = b * b - a * c0
     pos = a > 1e-300
-    t_free = np.where(pos, -b / np.maximum(a, 1e-300), t_lo)
-    t_star = np.clip(t_free, t_lo, t_hi)
-    x = x0 + t_star * dxx
-    y = y0 + t_star * dyy
-    radial = np.sqrt(x * x + y * y) - r
-    # segment wholly above/below: gap to the cap plane, combined with radial gap
-    t_all = np.clip(np.where(pos, t_free, 0.0), 0.0, 1.0)
-    xa, ya = x0 + t_all * dxx, y0 + t_all * dyy
-    rad_all = np.maximum(np.sqrt(xa * xa + ya * ya) - r, 0.0)
-    zgap = np.maximum(np.minimum(np.abs(z0), np.abs(z0 + dz)) - h, 0.0)
-    outside = np.sqrt(zgap * zgap + rad_all * rad_all)
-    return np.where(inside_slab, radial, outside)
+    sq = np.sqrt(np.maximum(disc, 0.0))
+    inv = 1.0 / np.maximum(a, 1e-300)
+    v0 = np.where(pos, (-b - sq) * inv, -np.inf)
+    v1 = np.where(pos, (-b + sq) * inv, np.inf)
+    has_disc = np.where(pos, disc > 0.0, c0 <= 0.0)
+
+    def zgap_min(u0, u1):  # |z| is linear on a part off the slab: minimum at an end
+        return np.maximum(np.minimum(np.abs(z0 + u0 * dz), np.abs(z0 + u1 * dz)) - h, 0.0)
+
+    def bound(u0, u1):
+        rad = np.maximum(rho_min(u0, u1) - r, 0.0)
+        gap = zgap_min(u0, u1)
+        return np.sqrt(rad * rad + gap * gap)
+
+    def off_slab(u0, u1):
+        """Clearance (lower bound) of the part [u0, u1] of the segment off the slab."""
+        w0, w1 = np.clip(v0, u0, u1), np.clip(v1, u0, u1)
+        over = has_disc & (w1 > w0)
+        cap = np.where(over, zgap_min(w0, w1), np.inf)  # exact over the cap face
+        side = np.minimum(bound(u0, np.where(over, w0, u1)),
+                          bound(np.where(over, w1, u1), u1))
+        return np.minimum(cap, side)
+
+    # the parts off the slab: [0, a1] and [b0, 1] (a whole segment off the slab: [0, 1])
+    a1 = np.where(inside_slab, t_lo, 1.0)
+    b0 = np.where(inside_slab, t_hi, 1.0)
+    return np.minimum(radial, np.minimum(off_slab(0.0, a1), off_slab(b0, 1.0)))
 
 
 def merge_capsules(prims) -> tuple[list, list, list]:
