@@ -31,7 +31,7 @@ from .geometry import pose_error
 from .ranking import (diverse_top_k, linear_robustness, nonlinear_robustness, perturbations,
                       score_terms)
 from .refine import refine
-from .robot import WholeBodyModel
+from .robot import WholeBodyModel, base_pose_matrix
 from .samplers import GridSampler, ModelSampler, Proposals, RejectionSampler
 from .types import BasePose, Candidate, Grasp, ProposalResult
 from .visibility import Visibility
@@ -252,17 +252,20 @@ class StanceProposer:
         outcome[idx[~lim]] = "joint_limits"
         alive[idx[~lim]] = False
         idx = np.flatnonzero(alive)
-        oMi = robot.joint_transforms(q[idx])
+        # one FK pass in the base frame serves the check, visibility and ranking
+        # (exact at any distance from the world origin)
+        q_base0 = q[idx].copy()
+        q_base0[:, :3] = 0.0
+        oMi = robot.joint_transforms(q_base0)
         j_tool, T_jt = robot.frame_placement(tool)
-        dp, dr = pose_error(oMi[:, j_tool] @ T_jt, T[None])
+        T_tool = base_pose_matrix(q[idx]) @ (oMi[:, j_tool] @ T_jt)
+        dp, dr = pose_error(T_tool, T[None])
         bad = (dp > pc.refine_position_tol_m) | (dr > np.radians(pc.refine_orientation_tol_deg))
         outcome[idx[bad]] = "refine_failed"
         alive[idx[bad]] = False
         keep = ~bad
-        idx, oMi, dp, dr = idx[keep], oMi[keep], dp[keep], dr[keep]
-        q_base0 = q[idx].copy()
-        q_base0[:, :3] = 0.0
-        vis = self.visibility.check(q[idx], oMi_base=robot.joint_transforms(q_base0))
+        idx, oMi, dp, dr, q_base0 = idx[keep], oMi[keep], dp[keep], dr[keep], q_base0[keep]
+        vis = self.visibility.check(q[idx], oMi_base=oMi)
         labels = np.where(~vis.in_frustum, "not_visible",
                           np.where(vis.occluded, "occluded",
                                    np.where(vis.margin < pc.min_visibility_margin_m,
@@ -283,7 +286,7 @@ class StanceProposer:
                                   outcome.astype(str), grasp)
         # 6. score, robustness, diverse top-k
         sel = np.flatnonzero(good)
-        idx, dp, dr, oMi = idx[sel], dp[sel], dr[sel], oMi[sel]
+        idx, dp, dr, oMi, q_base0 = idx[sel], dp[sel], dr[sel], oMi[sel], q_base0[sel]
         metrics = {
             "q": q[idx],
             "position_error_m": dp,
@@ -291,7 +294,7 @@ class StanceProposer:
             "visibility_margin_m": vis.margin[sel],
             "angle_margin_rad": vis.angle_margin_rad[sel],
             "occlusion_margin_m": vis.occlusion_margin_m[sel],
-            "manipulability": robot.manipulability(q[idx], oMi=oMi),
+            "manipulability": robot.manipulability(q_base0, oMi=oMi),
             "limit_margin": robot.limit_margin(q[idx]),
         }
         pre = sum(score_terms(metrics, pc, current_base).values())
@@ -299,7 +302,8 @@ class StanceProposer:
         rob = np.zeros(idx.size)
         if pc.robustness_samples > 0:
             top = np.argsort(-pre)[:pc.robustness_candidates]
-            rob[top] = linear_robustness(robot, q[idx[top]], delta, pc, oMi=oMi[top])
+            # base frame: the perturbations are already expressed in it
+            rob[top] = linear_robustness(robot, q_base0[top], delta, pc, oMi=oMi[top])
         metrics["robustness_linear"] = rob
         metrics["robustness"] = rob
         terms = score_terms(metrics, pc, current_base)
