@@ -86,15 +86,21 @@ def cmd_toy_table(args) -> int:
     out = Path(args.out)
     rows = {"NN lookup (1-NN)": toy_nn_baseline(TwoLinkToy(), n_targets=args.n_targets,
                                                 n_samples=args.n_samples)}
+    import yaml
+
+    from .train import load_config
+
+    out.mkdir(parents=True, exist_ok=True)
+    base = load_config(args.config)
     for name, fam in (("cVAE", "cvae"), ("flow (cINN)", "flow")):
-        ov = {"model": {"family": fam}, "eval.n_grasps": args.n_targets,
-              "eval.n_samples": args.n_samples}
+        cfg = json.loads(json.dumps(base))
+        cfg["eval"] = {"n_grasps": args.n_targets, "n_samples": args.n_samples}
         if fam == "cvae":
-            ov["model"] = {"family": "cvae", "dz": 4, "hidden": 128, "n_layers": 3}
-            ov["train.free_bits"] = 0.05
-            ov["train.beta_warmup_steps"] = 2000
-            ov["train.noise_std"] = 0.0
-        r = train_from_config(args.config, str(out / fam), ov)
+            cfg["model"] = {"family": "cvae", "dz": 4, "hidden": 128, "n_layers": 3}
+            cfg["train"].update(free_bits=0.05, beta_warmup_steps=1000, noise_std=0.0)
+        path = out / f"train_toy_v2_{fam}.yaml"
+        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        r = train_from_config(str(path), str(out / fam))
         rows[name] = r["metrics"]
     table = format_table(rows, TOY_KEYS)
     print(table)
