@@ -194,28 +194,30 @@ def test_manifold_targets_and_area_density(tmp_path, robot, visibility):
     err = np.abs(q - d["q"])[valid]
     assert np.median(err) < 1e-5 and np.percentile(err, 99) < 1e-3  # float32 y
 
-    # one data stance per grasp versus one exact ground-truth draw per grasp
+    # Per grasp, where does the data stance's density ratio w fall among 200 exact
+    # ground-truth draws of the same grasp? Uniform ranks (probability integral
+    # transform) <=> the data's stances follow the ground truth's (area) density.
     rng = np.random.default_rng(0)
-    stances = {}
+    D = {}
     for density in ("area", "forward"):
         c = data_config({"density": density, "quality": {"rule": "none"},
                          "pilot_candidates": 40000})
         box, pilot = pilot_box(robot, c, np.random.default_rng(1), sm)
         s = ForwardSampler(robot, c, box=box, visibility=visibility, manifold=sm,
                            density_ref=pilot["density_ref"])
-        stances[density] = s.draw(60000, rng)
-    n = 150
-    area = stances["area"]
-    gt_elbow, data_elbow = [], []
-    for i in range(n):
-        gt = sm.ground_truth(area["T_grasp"][i], visibility=visibility, n_pan=48, n_lift=48)
-        g = sm.sample_ground_truth(gt, 1, rng)
-        if len(g):
-            gt_elbow.append(g[0, 5])
-            data_elbow.append(area["q"][i, 5])
-    assert len(gt_elbow) > 0.9 * n
-    fwd = stances["forward"]["q"][:n, 5]
-    d_area, d_fwd = _ks(data_elbow, gt_elbow), _ks(fwd, gt_elbow)
-    m = len(gt_elbow)
-    assert d_area < 1.628 * np.sqrt(2.0 / m)  # KS test at alpha = 0.01 does not reject
-    assert d_fwd > 1.628 * np.sqrt(2.0 / m)  # forward sampling's density is not the truth
+        d = s.draw(40000, rng)
+        u = []
+        for i in range(120):
+            T = d["T_grasp"][i]
+            g = sm.sample_ground_truth(
+                sm.ground_truth(T, visibility=visibility, n_pan=48, n_lift=48), 200, rng)
+            if len(g) < 50:
+                continue
+            w_gt = s.density_ratio(g, np.repeat(T[None], len(g), axis=0))
+            u.append(np.mean(w_gt < s.density_ratio(d["q"][i:i + 1], T[None])[0]))
+        assert len(u) > 100
+        D[density] = _ks(np.asarray(u), np.random.default_rng(9).uniform(size=100000))
+        crit = 1.628 / np.sqrt(len(u))  # one-sample KS, alpha = 0.01
+    assert D["area"] < crit
+    assert D["forward"] > crit  # the test has power: forward sampling is not the truth
+
