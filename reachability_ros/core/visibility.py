@@ -305,19 +305,22 @@ class Visibility:
             self._fix_a = self._fix_d = np.zeros((3, 0, 1))
             self._fix_r = np.zeros((0, 1))
         self._fix_e = (self._fix_d ** 2).sum(axis=0)
-        # moving capsules, grouped by joint: homogeneous end points (2K_j, 4)
+        # moving capsules: joint, local start and axis, midpoints grouped by joint
+        moving.sort(key=lambda c: c[0])
         self._mov_joints = sorted({c[0] for c in moving})
-        self._mov_pts = []
-        radii, lengths = [], []
-        for j in self._mov_joints:
-            caps = [c for c in moving if c[0] == j]
-            pts = ([np.append(c[1], 1.0) for c in caps] + [np.append(c[2], 1.0) for c in caps]
-                   + [np.append(0.5 * (c[1] + c[2]), 1.0) for c in caps])
-            self._mov_pts.append(np.array(pts))
-            radii += [c[3] for c in caps]
-            lengths += [float(np.sum((c[2] - c[1]) ** 2)) for c in caps]
-        self._mov_r = np.array(radii)[:, None]
-        self._mov_e = np.array(lengths)[:, None]
+        self._mov_jk = np.array([c[0] for c in moving], dtype=int)
+        self._mov_a = np.array([c[1] for c in moving]).reshape(-1, 3)
+        self._mov_d = np.array([c[2] - c[1] for c in moving]).reshape(-1, 3)
+        self._mov_mid = [np.array([np.append(0.5 * (c[1] + c[2]), 1.0)
+                                   for c in moving if c[0] == j]) for j in self._mov_joints]
+        # one capsule per joint on consecutive joints: all midpoints in one matmul
+        j0 = self._mov_joints[0] if moving else 0
+        self._mov_one_each = bool(moving) and self._mov_joints == list(
+            range(j0, j0 + len(moving)))
+        if self._mov_one_each:
+            self._mov_mid_stack = np.stack(self._mov_mid)[:, None]  # (K, 1, 1, 4)
+        self._mov_r = np.array([c[3] for c in moving])[:, None]
+        self._mov_e = (self._mov_d ** 2).sum(axis=1)[:, None]
         self._mov_bound = self._mov_r + 0.5 * np.sqrt(self._mov_e)  # bounding-sphere radii
         # cylinders (not capsules): base-fixed ones constant in the base frame
         self._cyl_fixed = [p for p in cylinders if p.joint == 1]
@@ -565,18 +568,16 @@ class Visibility:
         Returns:
             ``(M,)`` updated clearances.
         """
-        parts = [np.matmul(pts, T[j]) for j, pts in zip(self._mov_joints, self._mov_pts)]
-        if len(parts) == 1:
-            k = len(self._mov_r)
-            A, B, C = parts[0][:, :k], parts[0][:, k:2 * k], parts[0][:, 2 * k:]
-        else:  # each part holds (start points, end points, midpoints) of its joint
-            split = [(P, P.shape[1] // 3) for P in parts]
-            A = np.concatenate([P[:, :k] for P, k in split], axis=1)  # (3, K, M)
-            B = np.concatenate([P[:, k:2 * k] for P, k in split], axis=1)
-            C = np.concatenate([P[:, 2 * k:] for P, k in split], axis=1)
+        if self._mov_one_each:
+            j0 = self._mov_joints[0]
+            C = np.matmul(self._mov_mid_stack, T[j0:j0 + len(self._mov_jk)])[:, :, 0]
+        else:
+            C = np.concatenate([np.matmul(mid, T[j]).transpose(1, 0, 2) for j, mid in
+                                zip(self._mov_joints, self._mov_mid)])  # (K, 3, M)
         cam = self.p_base_cam
-        # distance of the midpoints to the segments: a lower bound of the clearance + bound
-        wx, wy, wz = C[0] - cam[0], C[1] - cam[1], C[2] - cam[2]
+        # distance of the midpoints to the segments, minus the bounding radius: a lower
+        # bound of the clearance
+        wx, wy, wz = C[:, 0] - cam[0], C[:, 1] - cam[1], C[:, 2] - cam[2]
         aa = np.maximum(d1[0] * d1[0] + d1[1] * d1[1] + d1[2] * d1[2], 1e-300)
         wd = wx * d1[0] + wy * d1[1] + wz * d1[2]
         t = np.clip(wd / aa, 0.0, 1.0)
@@ -585,8 +586,12 @@ class Visibility:
         kk, mm = np.nonzero(lb < best)
         if len(kk) == 0:
             return best
-        a = A[:, kk, mm]
-        dist = segment_segment_distance(cam[:, None], d1[:, mm], a, B[:, kk, mm] - a,
+        # the capsules' axes in the base frame, for the pairs that need them only
+        Tp = np.ascontiguousarray(T[self._mov_jk[kk], :, :, mm].transpose(1, 2, 0))  # (3,4,L)
+        al, dl = self._mov_a[kk].T, self._mov_d[kk].T  # (3, L) local start and axis
+        a = Tp[:, 0] * al[0] + Tp[:, 1] * al[1] + Tp[:, 2] * al[2] + Tp[:, 3]  # (3, L)
+        d2 = Tp[:, 0] * dl[0] + Tp[:, 1] * dl[1] + Tp[:, 2] * dl[2]
+        dist = segment_segment_distance(cam[:, None], d1[:, mm], a, d2,
                                         self._mov_e[kk, 0]) - self._mov_r[kk, 0]
         marg = np.full(lb.shape, np.inf)
         marg[kk, mm] = dist
