@@ -497,7 +497,13 @@ class Visibility:
         else:
             occ = np.full(target.shape[1], np.inf)
             if len(idx):
-                T = self._chain_base(q[idx], None, self._upto) if T is None else T[..., idx]
+                if T is None:
+                    T = self._chain_base(q[idx], None, self._upto)
+                else:  # gather only the joints that carry occluders
+                    sub = np.zeros(T.shape[:3] + (len(idx),))
+                    need = self._need_joints
+                    sub[need] = T[need][..., idx]
+                    T = sub
                 occ[idx] = self._occlusion_soa(target[:, idx], T)
         occluded = occ < 0.0
         return VisibilityResult(in_frustum & ~occluded, in_frustum, occluded,
