@@ -65,6 +65,11 @@ def test_pairs_are_exact_visible_and_within_limits(small, robot, visibility):
 def test_strata_are_balanced(small):
     man = load_manifest(small)
     counts = np.asarray(man["stats"]["train"]["bin_counts"]).ravel()
+    natural = np.asarray(man["stats"]["train"]["natural_bin_counts"]).ravel()
+    assert natural.sum() >= 2 * counts.sum() and np.all(counts <= natural)
+    # stratification flattens: the spread of the populated bins shrinks
+    pop = natural > 0
+    assert np.std(counts[pop] / counts.sum()) < 0.7 * np.std(natural[pop] / natural.sum())
     full = counts[counts > 0]
     # water-filling: the well-populated bins share one level; none exceeds it
     # (per shard; summed over shards the levels differ by a pair or two)
@@ -106,7 +111,10 @@ def test_deterministic_and_resumes(small, tmp_path):
     assert any("2 to make" in s for s in logs)
     resumed = json.loads((out / "manifest.json").read_text())
     assert [e["sha256"] for e in resumed["shards"]] == [e["sha256"] for e in man["shards"]]
-    # another seed in the same directory is refused
+    # another worker count resumes (nothing to make); another seed is refused
+    logs = []
+    generate_dataset(dict(SMALL, workers=3), out, seed=7, log=logs.append, progress=False)
+    assert any("0 to make" in s for s in logs)
     with pytest.raises(ConfigError, match="seed"):
         generate_dataset(SMALL, out, seed=8, log=lambda s: None, progress=False)
 
@@ -162,6 +170,17 @@ def test_task_and_unreachable_grasps(robot):
     top = robot.fk(q, [robot.config.tool_frame])[robot.config.tool_frame][:, 2, 3].max()
     assert U[:, 2, 3].min() >= 0.7 > top + 0.05
     np.testing.assert_allclose(np.linalg.det(U[:, :3, :3]), 1.0, atol=1e-9)
+    B = sample_unreachable_grasps(200, rng, kind="from_below")
+    np.testing.assert_allclose(B[:, :3, :3] @ np.swapaxes(B[:, :3, :3], 1, 2),
+                               np.broadcast_to(np.eye(3), (200, 3, 3)), atol=1e-9)
+    np.testing.assert_allclose(np.linalg.det(B[:, :3, :3]), 1.0, atol=1e-9)
+    hb, eb = grasp_descriptors(B)
+    # well below the lowest elevation any visible stance reaches (-29 deg over 10^6)
+    assert eb.max() <= -55.0 + 1e-9 and e.min() > -35.0 and hb.min() >= 0.0
+    M = sample_unreachable_grasps(100, rng, kind="mixed")
+    assert M.shape == (100, 4, 4) and np.sum(M[:, 2, 3] >= 0.7) == 50
+    with pytest.raises(ConfigError, match="kind"):
+        sample_unreachable_grasps(3, rng, kind="far")
 
 
 def _ks(a, b):

@@ -471,10 +471,10 @@ def manifold_targets(manifold, q: np.ndarray, lower: np.ndarray, upper: np.ndarr
 
 # ------------------------------------------------------------------------- shards
 _WORKER: dict[str, Any] = {}
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def _worker_init(config: dict, box: list, density_ref: float | None) -> None:
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     robot = WholeBodyModel(RobotConfig.from_dict(config["robot"]))
     manifold = _manifold_solver(robot, config["manifold"])
     _WORKER["robot"] = robot
@@ -535,10 +535,13 @@ def _make_shard(split: str, index: int, size: int, out_path: str) -> dict:
     return {"file": out.name, "split": split, "index": index, "count": int(len(sel)),
             "sha256": _sha256(out), "candidates": int(batches * int(cfg["batch_size"])),
             "accepted": int(got), "bin_counts": np.bincount(bins[sel], minlength=n_bins).tolist(),
+            "pool_bin_counts": np.bincount(bins, minlength=n_bins).tolist(),
             "seconds": time.perf_counter() - t0}
 
 
 def _fingerprint(cfg: dict, robot: WholeBodyModel, manifold) -> dict:
+    """What must agree for a rerun to resume a dataset (the worker count need not)."""
+    cfg = {k: v for k, v in cfg.items() if k != "workers"}
     fp = {"format": DATASET_FORMAT, "config": cfg, "seed": int(cfg["seed"]),
           "robot": robot.config.name, "urdf_sha256": robot.urdf_sha256,
           "featurization": FEATURIZATION_VERSION, "joint_names": list(robot.joint_names),
@@ -644,11 +647,21 @@ def generate_dataset(config: Mapping[str, Any] | None, out_dir: str | Path, seed
             _record(_make_shard(*t))
     else:
         ctx = mp.get_context("spawn")
-        with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
-                                    initargs=(cfg, box.tolist(), density_ref)) as pool:
-            futures = [pool.submit(_make_shard, *t) for t in todo]
-            for fut in cf.as_completed(futures):
-                _record(fut.result())
+        # one BLAS/OpenMP thread per worker: the workers are the parallelism
+        saved = {k: os.environ.get(k) for k in _THREAD_VARS}
+        os.environ.update({k: "1" for k in _THREAD_VARS})
+        try:
+            with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
+                                        initargs=(cfg, box.tolist(), density_ref)) as pool:
+                futures = [pool.submit(_make_shard, *t) for t in todo]
+                for fut in cf.as_completed(futures):
+                    _record(fut.result())
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
     if bar is not None:
         bar.close()
     wall = time.perf_counter() - t_start
@@ -727,8 +740,11 @@ def dataset_stats(manifest: Mapping[str, Any]) -> dict:
         if not es:
             continue
         counts = np.sum([e["bin_counts"] for e in es], axis=0).reshape(nh, ne)
+        pool = np.sum([e.get("pool_bin_counts", e["bin_counts"]) for e in es],
+                      axis=0).reshape(nh, ne)
         cand = sum(e["candidates"] for e in es)
         out[split] = {"pairs": int(counts.sum()), "candidates": int(cand),
+                      "natural_bin_counts": pool.tolist(),
                       "accepted": int(sum(e["accepted"] for e in es)),
                       "bin_counts": counts.tolist(),
                       "shard_seconds": float(sum(e["seconds"] for e in es))}
@@ -745,15 +761,19 @@ def format_stats(manifest: Mapping[str, Any]) -> str:
         if split not in SPLITS:
             continue
         c = np.asarray(s["bin_counts"])
+        nat = np.asarray(s.get("natural_bin_counts", c))
         lines.append(f"[{split}] {s['pairs']} pairs from {s['candidates']} candidates "
                      f"({s['accepted']} accepted before stratification, "
                      f"{s['accepted'] / max(s['candidates'], 1):.2%}); "
                      f"{s['pairs'] / max(s['shard_seconds'], 1e-9):.0f} pairs/s per worker")
-        lines.append("  height (m)     " + " ".join(
-            f"[{he[i]:+.2f},{he[i + 1]:+.2f}):{c[i].sum():>8d}" for i in range(len(he) - 1)))
-        lines.append("  elevation (deg)" + " ".join(
-            f"[{ee[j]:+.0f},{ee[j + 1]:+.0f}):{c[:, j].sum():>8d}" for j in range(len(ee) - 1)))
-        lines.append("  height x elevation counts (rows: height bins, cols: elevation bins):")
+        lines.append("  share per bin: natural (forward sampling, accepted) -> stratified")
+        lines.append("  height (m)      " + "  ".join(
+            f"[{he[i]:+.2f},{he[i + 1]:+.2f}) {nat[i].sum() / nat.sum():5.1%} -> "
+            f"{c[i].sum() / c.sum():5.1%}" for i in range(len(he) - 1)))
+        lines.append("  elevation (deg) " + "  ".join(
+            f"[{ee[j]:+.0f},{ee[j + 1]:+.0f}) {nat[:, j].sum() / nat.sum():5.1%} -> "
+            f"{c[:, j].sum() / c.sum():5.1%}" for j in range(len(ee) - 1)))
+        lines.append("  stratified counts, height (rows) x elevation (cols):")
         lines.extend("    " + " ".join(f"{v:>7d}" for v in row) for row in c)
     last = stats.get("last_run")
     if last:
@@ -800,22 +820,50 @@ def sample_task_grasps(n: int, rng: np.random.Generator, robot: WholeBodyModel,
     return T[sel[rng.permutation(len(sel))]]
 
 
-def sample_unreachable_grasps(n: int, rng: np.random.Generator,
-                              min_height_m: float = 0.7) -> np.ndarray:
-    """Grasps no LeKiwi stance reaches: too high (``z >= min_height_m``), any orientation.
+def sample_unreachable_grasps(n: int, rng: np.random.Generator, min_height_m: float = 0.7,
+                              kind: str = "high") -> np.ndarray:
+    """Grasps with no valid, visible LeKiwi stance, for false-success tests.
 
-    The packaged LeKiwi's tool never rises above 0.62 m at any configuration
-    (measured over 10^6 samples), so ``min_height_m = 0.7`` is unreachable with
-    a margin; used for false-success tests.
+    * ``high``: ``z >= min_height_m``, any orientation. The packaged LeKiwi's tool
+      never rises above 0.62 m at any configuration within limits (measured
+      over 10^6 uniform configurations), so 0.7 m is out of reach with a margin.
+    * ``from_below``: 0-0.3 m high, approach axis pointing up, 55-90 deg above
+      the horizon (elevation -90 to -55 deg): reachable perhaps, never visible
+      (the lowest elevation among 10^6 forward-sampled visible grasps is -29 deg).
+    * ``mixed``: half of each.
 
     Args:
         n: number of grasps.
         rng: random generator.
-        min_height_m: lowest grasp height (m).
+        min_height_m: lowest grasp height of ``high`` (m).
+        kind: ``"high"``, ``"from_below"`` or ``"mixed"``.
 
     Returns:
         ``(n, 4, 4)`` grasp poses.
+
+    Raises:
+        ConfigError: an unknown ``kind``.
     """
+    if kind not in ("high", "from_below", "mixed"):
+        raise ConfigError(f"kind {kind!r}: use 'high', 'from_below' or 'mixed'")
+    if kind == "mixed":
+        T = np.concatenate([sample_unreachable_grasps(n - n // 2, rng, min_height_m, "high"),
+                            sample_unreachable_grasps(n // 2, rng, min_height_m, "from_below")])
+        return T[rng.permutation(n)]
+    if kind == "from_below":
+        # approach axis a: elevation in [-90, -55] deg (pointing up), any heading and jaw roll
+        el = np.radians(rng.uniform(-90.0, -55.0, size=n))
+        hd = rng.uniform(-np.pi, np.pi, size=n)
+        a = np.stack([np.cos(el) * np.cos(hd), np.cos(el) * np.sin(hd), -np.sin(el)], axis=1)
+        r = rng.normal(size=(n, 3))
+        bx = r - np.sum(r * a, axis=1, keepdims=True) * a
+        bx /= np.linalg.norm(bx, axis=1, keepdims=True)
+        T = np.zeros((n, 4, 4))
+        T[:, :3, 0], T[:, :3, 1], T[:, :3, 2] = bx, np.cross(a, bx), a
+        T[:, :2, 3] = rng.uniform(-2.0, 2.0, size=(n, 2))
+        T[:, 2, 3] = rng.uniform(0.0, 0.3, size=n)
+        T[:, 3, 3] = 1.0
+        return T
     q = rng.normal(size=(n, 4))
     q /= np.linalg.norm(q, axis=1, keepdims=True)
     w, x, y, z = q.T
