@@ -83,13 +83,6 @@ class VisibilityResult:
                                   0.3 * self.angle_margin_rad])
 
 
-def _segment_point_distance(p0, d, c):
-    """Distance from points c to segments p0 + t d, t in [0, 1]; arrays ``(..., 3)``."""
-    dd = np.einsum("...i,...i->...", d, d)
-    t = np.clip(np.einsum("...i,...i->...", c - p0, d) / np.maximum(dd, 1e-300), 0.0, 1.0)
-    return np.linalg.norm(p0 + t[..., None] * d - c, axis=-1)
-
-
 def segment_segment_distance(p0: np.ndarray, d1: np.ndarray, a: np.ndarray, d2: np.ndarray,
                              e: np.ndarray | None = None) -> np.ndarray:
     """Exact distance between segments ``p0 + s d1`` and ``a + t d2``, s, t in [0, 1].
