@@ -325,3 +325,52 @@ def test_sigint_shuts_down_cleanly():
     rest, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, "".join(lines) + rest
     assert "Traceback" not in rest
+
+
+# ------------------------------------------------------------------ the trainer node
+def _run_trainer(ros_args, timeout=300):
+    code = "from reachability_ros.ros.trainer_node import main; raise SystemExit(main())"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-c", code, "--ros-args", *ros_args],
+                          capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env)
+
+
+def test_trainer_without_a_config_is_one_fatal_line():
+    out = _run_trainer(["-p", "config:=/no/such/train.yaml"])
+    text = out.stdout + out.stderr
+    assert out.returncode == 1 and "FATAL" in text and "not found" in text, text
+    assert "Traceback" not in text
+    out = _run_trainer([])
+    assert out.returncode == 1 and "config:=" in out.stdout + out.stderr
+
+
+def test_trainer_trains_exports_and_the_server_loads_the_model(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    out = _run_trainer(["-p", "config:=config/train_tiny.yaml", "-p", f"output_dir:={tmp_path}",
+                        "-p", "overrides:=['train.max_epochs=1', 'eval.n_grasps=4']"])
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text
+    assert "[trainer]" in text and "epoch 0" in text and "done:" in text
+    model = tmp_path / "model.onnx"
+    assert model.is_file()
+    # the stance server starts with the freshly exported model (metadata matches the robot)
+    code = "from reachability_ros.ros.stance_node import main; raise SystemExit(main())"
+    proc = subprocess.Popen([sys.executable, "-c", code, "--ros-args", "-p",
+                             f"proposal.model_path:={model}"], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    lines = []
+    deadline = time.monotonic() + 60.0
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if "ready:" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=30)
+    ready = [ln for ln in lines if "ready:" in ln]
+    assert ready and str(model) in ready[0], "".join(lines) + rest
+    assert proc.returncode == 0

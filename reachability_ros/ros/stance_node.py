@@ -156,10 +156,13 @@ class StanceServer(Node):
                                             callback_group=ReentrantCallbackGroup())
         # registered last: rclpy also calls it for every declare_parameter
         self.add_on_set_parameters_callback(self._on_set_parameters)
-        model = config.proposal.model_path or "none"
+
+    def log_ready(self) -> None:
+        """Log the one 'ready' line (service, frame, sampler and model)."""
+        config = self._config
         self.get_logger().info(
             f"ready: {SERVICE} in frame '{self._target_frame}', sampler "
-            f"{self._proposer.sampler_name}, model {model}, "
+            f"{self._proposer.sampler_name}, model {config.proposal.model_path or 'none'}, "
             f"{config.proposal.n_samples} samples, top {config.proposal.top_k}")
 
     def _load_config_file(self, path: str) -> StanceConfig:
@@ -360,14 +363,15 @@ def main(args: list[str] | None = None) -> int:
     node = None
     executor = None
     try:
+        executor = MultiThreadedExecutor(num_threads=4)
         node = StanceServer()
         try:
             node.start()
         except Exception as exc:
             node.get_logger().fatal(f"cannot start: {_startup_message(exc)}")
             return 1
-        executor = MultiThreadedExecutor(num_threads=4)
         executor.add_node(node)
+        node.log_ready()
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
