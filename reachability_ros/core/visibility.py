@@ -43,10 +43,19 @@ origin lose no precision. Margins are positive when satisfied:
 Hence ``visible == (angle_margin_rad >= 0) & (range_margin_m >= 0) &
 (occlusion_margin_m >= 0)`` always holds.
 
+On the packaged LeKiwi the camera lens sits 2 cm in front of the base deck's
+rim (the camera body itself is excluded), so for targets in view the
+occlusion margin never exceeds 0.020 m: the deck bounds it from the start of
+the segment.
+
 Speed: the arm chain is evaluated once in a structure-of-arrays layout (see
-:mod:`reachability_ros.core.robot`), the primitives fixed to the base are
-constant in the base frame and never transformed per configuration, and all
-occluders of one kind are handled in one vectorized pass.
+:mod:`reachability_ros.core.robot`); the primitives fixed to the base are
+constant in the base frame and never transformed per configuration; a base
+cylinder is skipped where the segment leaves the camera heading away from it
+(the clearance is then the camera's own); an arm capsule is skipped where its
+bounding sphere clears the segment by more than the clearance found so far;
+with a given ``target_world`` the frustum is tested before any kinematics and
+the arm chain is evaluated only where the target is in view.
 """
 
 from __future__ import annotations
@@ -57,7 +66,7 @@ import numpy as np
 
 from .config import CameraConfig
 from .errors import InvalidRequest
-from .robot import Primitive, WholeBodyModel
+from .robot import WholeBodyModel
 
 _CAPSULE_TOL_M = 1e-6  # sphere centres must sit this close to the cylinder's axis ends
 
