@@ -22,7 +22,6 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
-from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
 PACKAGE = "reachability_ros"
@@ -33,12 +32,10 @@ def _stance_server(context, *args, **kwargs):
     config = LaunchConfiguration("config").perform(context)
     model = LaunchConfiguration("model").perform(context).strip()
     target_frame = LaunchConfiguration("target_frame").perform(context).strip()
-    overrides = {
-        "config_file": ParameterValue(config, value_type=str),
-        "target_frame": ParameterValue(target_frame or "map", value_type=str),
-    }
+    # plain str values: launch_ros writes them as YAML strings, so they stay strings
+    overrides = {"config_file": config, "target_frame": target_frame or "map"}
     if model:
-        overrides["proposal.model_path"] = ParameterValue(model, value_type=str)
+        overrides["proposal.model_path"] = model
     return [Node(
         package=PACKAGE,
         executable="stance_server",
@@ -64,7 +61,7 @@ def generate_launch_description() -> LaunchDescription:
             "target_frame", default_value="map",
             description="frame of the returned base poses; goals are transformed into it"),
         DeclareLaunchArgument(
-            "use_rviz", default_value="false", choices=["true", "false"],
+            "use_rviz", default_value="false",
             description="also start RViz showing /propose_stance/markers"),
         OpaqueFunction(function=_stance_server),
         Node(
