@@ -142,9 +142,8 @@ class StanceServer(Node):
             if isinstance(value, list) and not value:
                 value = Parameter.Type(spec.type_id)  # an empty list has no inferable type
             self.declare_parameter(spec.name, value, descriptor_from_spec(spec))
-        config = config_from_parameters(self._current_values())
-        self._proposer = self._build_proposer(config)
-        self._config = config
+        self._proposer = self._build_proposer(config_from_parameters(self._current_values()))
+        self._config = self._proposer.config  # model path resolved
 
         self._tf_buffer = tf2_ros.Buffer()
         self._tf_listener = tf2_ros.TransformListener(self._tf_buffer, self)
@@ -208,12 +207,11 @@ class StanceServer(Node):
                     config_changed = True
             proposer = None
             if config_changed:
-                config = config_from_parameters(values)
-                proposer = self._build_proposer(config)
+                proposer = self._build_proposer(config_from_parameters(values))
             with self._lock:
                 self._target_frame, self._tf_timeout_s = target_frame, tf_timeout
                 if proposer is not None:
-                    self._proposer, self._config = proposer, config
+                    self._proposer, self._config = proposer, proposer.config
             if proposer is not None:
                 self.get_logger().info(f"configuration updated; sampler {proposer.sampler_name}")
             return SetParametersResult(successful=True)
