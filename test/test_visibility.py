@@ -130,6 +130,8 @@ def test_margins_are_consistent_with_booleans(robot, visibility, rng):
     assert np.array_equal(res.visible, ok & (res.occlusion_margin_m >= 0))
     assert np.array_equal(res.occluded, res.occlusion_margin_m < 0)
     assert 0 < res.in_frustum.sum() < len(q) and 0 < res.occluded.sum()
+    # in view, the base deck 2 cm behind the lens bounds the clearance from above
+    assert np.all(res.occlusion_margin_m[ok] <= 0.0200)
     # outside the frustum the occlusion is not evaluated: +inf, never "occluded"
     assert np.all(np.isinf(res.occlusion_margin_m[~ok]))
     every = visibility.check(q, occlusion_outside_frustum=True)

@@ -336,6 +336,9 @@ class Visibility:
             self._cylf_r = np.array([p.radius for p in self._cyl_fixed])[:, None]
             self._cylf_h = np.array([p.half_length for p in self._cyl_fixed])[:, None]
             self._cylf_d0, self._cylf_n = self._camera_clearance(T)
+            self._cylf_w = self._cylf_o - self.p_base_cam  # (C, 3) centre - camera
+            self._cylf_ww = (self._cylf_w ** 2).sum(axis=1)
+            self._cylf_bound = np.hypot(self._cylf_r[:, 0], self._cylf_h[:, 0])
         self._cylm_joint = np.array([p.joint for p in self._cyl_moving], dtype=int)
         self._cylm_T = (np.stack([p.T_joint_prim for p in self._cyl_moving])
                         if self._cyl_moving else np.zeros((0, 4, 4)))
@@ -533,19 +536,13 @@ class Visibility:
         if self._fix_r.shape[0]:
             dist = segment_segment_distance(cam, d1, self._fix_a, self._fix_d, self._fix_e)
             best = np.minimum(best, (dist - self._fix_r).min(axis=0))
+        need = None
         if self._cyl_fixed:
-            # segments heading away from a cylinder keep the camera's clearance;
-            # the others are evaluated in the cylinder frame (start constant)
-            d = d1[:, 0, :]
-            need = self._cylf_n @ d < 0.0  # (C, M)
+            # segments heading away from a cylinder keep the camera's clearance (exact,
+            # free); the others are evaluated last, pruned by everything found before
+            need = self._cylf_n @ d1[:, 0, :] < 0.0  # (C, M)
             need[np.isinf(self._cylf_d0)] = True
-            marg = np.repeat(self._cylf_d0[:, None], m, axis=1)
-            kk, mm = np.nonzero(need)
-            if len(kk):
-                d_loc = np.einsum("lij,jl->il", self._cylf_RT[kk], d[:, mm])
-                marg[kk, mm] = _cylinder_margin_soa(
-                    self._cylf_p0[:, kk, 0], d_loc, self._cylf_r[kk, 0], self._cylf_h[kk, 0])
-            best = np.minimum(best, marg.min(axis=0))
+            best = np.minimum(best, np.where(need, np.inf, self._cylf_d0[:, None]).min(axis=0))
         if self._cyl_moving:
             Tj = T[self._cylm_joint]  # (C, 3, 4, M)
             Tc = np.einsum("kilm,klj->kijm", Tj[:, :, :3, :], self._cylm_T[:, :3, :])
@@ -557,9 +554,43 @@ class Visibility:
             d = np.einsum("kjim,kjm->ikm", R, p1w) - p0
             marg = _cylinder_margin_soa(p0, d, self._cylm_r, self._cylm_h)
             best = np.minimum(best, marg.min(axis=0))
-        if self._mov_joints:  # last: the clearance found so far prunes most capsules
+        if self._mov_joints:  # the clearance found so far prunes most capsules
             best = self._moving_capsules(d1[:, 0, :], T, best)
+        if need is not None:
+            best = self._fixed_cylinders(d1[:, 0, :], need, best)
         return best
+
+    def _fixed_cylinders(self, d1: np.ndarray, need: np.ndarray,
+                         best: np.ndarray) -> np.ndarray:
+        """Lower ``best`` ``(M,)`` with the base cylinders the segments head towards.
+
+        Args:
+            d1: ``(3, M)`` camera -> target directions (base frame).
+            need: ``(C, M)`` pairs not settled by the camera-clearance short cut.
+            best: ``(M,)`` clearance so far.
+
+        Returns:
+            ``(M,)`` updated clearances. A pair whose bounding sphere already
+            clears the segment by ``best`` is skipped.
+        """
+        kk, mm = np.nonzero(need)
+        if len(kk) == 0:
+            return best
+        d = d1[:, mm]
+        w = self._cylf_w[kk].T  # (3, L) centre - camera
+        aa = np.maximum(d[0] * d[0] + d[1] * d[1] + d[2] * d[2], 1e-300)
+        wd = w[0] * d[0] + w[1] * d[1] + w[2] * d[2]
+        t = np.clip(wd / aa, 0.0, 1.0)
+        sq = self._cylf_ww[kk] - t * (2.0 * wd - t * aa)
+        keep = np.sqrt(np.maximum(sq, 0.0)) - self._cylf_bound[kk] < best[mm]
+        kk, mm, d = kk[keep], mm[keep], d[:, keep]
+        if len(kk) == 0:
+            return best
+        d_loc = np.einsum("lij,jl->il", self._cylf_RT[kk], d)
+        marg = np.full(need.shape, np.inf)
+        marg[kk, mm] = _cylinder_margin_soa(
+            self._cylf_p0[:, kk, 0], d_loc, self._cylf_r[kk, 0], self._cylf_h[kk, 0])
+        return np.minimum(best, marg.min(axis=0))
 
     def _moving_capsules(self, d1: np.ndarray, T: np.ndarray, best: np.ndarray) -> np.ndarray:
         """Lower the clearances ``best`` ``(M,)`` with the capsules carried by arm joints.
