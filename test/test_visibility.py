@@ -1,5 +1,7 @@
 """Visibility: frustum margins against closed forms, self-occlusion against brute force."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -243,3 +245,38 @@ def test_segment_segment_distance_closed_forms():
     for a, d2, want in cases:
         got = segment_segment_distance(p0, d1, np.array(a)[:, None], np.array(d2)[:, None])
         assert got[0] == pytest.approx(want, abs=1e-12), (a, d2)
+
+
+def test_other_joint_axes(tmp_path, rng):
+    """The fast chain handles x, y and unaligned revolute axes like Pinocchio does."""
+    from reachability_ros.core.config import RobotConfig
+    from reachability_ros.core.robot import WholeBodyModel
+    text = (Path(__file__).resolve().parents[1] / "reachability_ros" / "description"
+            / "lekiwi.urdf").read_text()
+    lines = text.splitlines()
+    arm_axes = [i for i, line in enumerate(lines) if '<axis xyz="0 0 1"/>' in line]
+    for i, axis in zip(arm_axes, ("1 0 0", "0 1 0", "0.6 0 0.8", "0 0 1", "0 -1 0")):
+        lines[i] = lines[i].replace("0 0 1", axis)
+    urdf = tmp_path / "axes.urdf"
+    urdf.write_text("\n".join(lines))
+    robot = WholeBodyModel(RobotConfig(urdf=str(urdf)))
+    kinds = [robot.model.joints[j].shortname() for j in range(2, robot.model.njoints)]
+    assert "JointModelRX" in kinds and "JointModelRY" in kinds
+    assert "JointModelRevoluteUnaligned" in kinds
+    q = robot.random_configurations(200, rng, base_extent_m=100.0)
+    frames = ("gripper_frame_link", "front_camera_optical_frame")
+    fk = robot.fk(q, frames)
+    for f in frames:
+        assert np.abs(fk[f] - robot.fk_pinocchio(q, f)).max() < 1e-9
+    oMi = robot.joint_transforms(q)
+    for j in range(2, robot.model.njoints):
+        ref = robot.fk_pinocchio(q, robot.model.names[j])
+        assert np.abs(oMi[:, j] - ref).max() < 1e-9
+    vis = Visibility(robot)
+    q0 = q.copy()
+    q0[:, :3] = 0.0
+    np.testing.assert_allclose(vis.tool_in_base(q), robot.fk_pinocchio(
+        q0, "gripper_frame_link")[:, :3, 3], atol=1e-12)
+    res = vis.check(q, occlusion_outside_frustum=True)
+    tool = vis.tool_in_base(q)
+    assert np.all(res.occlusion_margin_m <= brute_force_margin(robot, vis, q, tool) + 1e-9)
