@@ -197,7 +197,7 @@ class WholeBodyModel:
         """Poses of the arm joint frames relative to the root joint frame.
 
         Args:
-            c: ``(n_arm, N)`` cosines of the arm joint angles (row ``j - 2`` for joint j).
+            c: ``(n_arm, N)`` cosines of the arm joint angles, in configuration order.
             s: ``(n_arm, N)`` sines of the same.
             upto: last joint index to evaluate (default: all).
 
@@ -219,7 +219,8 @@ class WholeBodyModel:
             # out = T_par @ placement (rotation part and offset of the translation)
             np.matmul(self._placement_T43[j], par[:, :3, :], out=out)
             out[:, 3] += par[:, 3]
-            cj, sj = c[j - 2], s[j - 2]
+            row = self._qidx[j] - 3  # this joint's entry among the arm joints
+            cj, sj = c[row], s[row]
             mix = self._mix[j]
             if mix is not None:
                 a, b = mix  # column a' = c a + s b, column b' = c b - s a

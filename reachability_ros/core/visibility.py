@@ -405,7 +405,7 @@ class Visibility:
             return np.matmul(T[j, :, :3, :].transpose(2, 0, 1), p_loc).T + T[j, :, 3]
         # only the tool point through the last joint: w = placement @ Rot(q_j) p_loc
         c, s = self._last_cs
-        cj, sj = c[j - 2], s[j - 2]
+        cj, sj = c[robot._qidx[j] - 3], s[robot._qidx[j] - 3]
         v = np.empty((3, len(cj)))
         mix = robot._mix[j]
         if mix is None:
