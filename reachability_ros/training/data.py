@@ -111,7 +111,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "shard_size": 100_000,
     "batch_size": 20_000,
     "workers": 2,
-    "oversample": 2.0,
+    "oversample": 4.0,
     "max_batches_per_shard": 2_000,
     "base_extent_m": 2.0,
     "pilot_candidates": 200_000,
