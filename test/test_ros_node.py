@@ -359,6 +359,9 @@ def test_trainer_without_a_config_is_one_fatal_line():
     assert "Traceback" not in text
     out = _run_trainer([])
     assert out.returncode == 1 and "config:=" in out.stdout + out.stderr
+    out = _run_trainer(["-p", "config:=3"])
+    text = out.stdout + out.stderr
+    assert out.returncode == 1 and "expecting type 'STRING'" in text and "Traceback" not in text
 
 
 def test_trainer_trains_exports_and_the_server_loads_the_model(tmp_path):

@@ -20,6 +20,7 @@ from pathlib import Path
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import ExternalShutdownException
+from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
@@ -85,7 +86,11 @@ def main(args: list[str] | None = None) -> int:
     rclpy.init(args=args)
     node = None
     try:
-        node = TrainerNode()
+        try:
+            node = TrainerNode()
+        except Exception as exc:  # a parameter of the wrong type, e.g. config:=3
+            _fatal(None, f"{type(exc).__name__}: {exc}")
+            return 1
         summary = node.run()
         brief = {k: v for k, v in summary.items() if k != "metrics"}
         node.get_logger().info("done: " + json.dumps(brief, default=str))
@@ -107,7 +112,7 @@ def main(args: list[str] | None = None) -> int:
 
 
 def _fatal(node: Node | None, message: str) -> None:
-    logger = node.get_logger() if node is not None else rclpy.logging.get_logger(NODE_NAME)
+    logger = node.get_logger() if node is not None else get_logger(NODE_NAME)
     logger.fatal(" ".join(message.split()))
 
 
