@@ -59,9 +59,17 @@ heights run from about -0.03 m to 0.33 m (the arm reaches 0.6 m, but not in
 view) and approach elevations (angle of the approach axis below the horizon,
 90 deg = top-down) from about -27 deg to 90 deg. Forward sampling covers
 exactly that reachable-visible set, each grasp with its full set of stances;
-the stratification flattens its natural marginal (which favours 5-20 cm and
-30-90 deg) so floor pick-ups (0-5 cm, top-down and oblique), low-table grasps
-(20-33 cm, side and oblique) and the rare upward approaches get their share.
+the stratification flattens its natural marginal so floor pick-ups, low-table
+grasps and the rare top-down and upward approaches get their share. Measured
+with the defaults (200,000 pairs, shares natural -> stratified): height below
+0 m 1.5 % -> 6.0 %, 0-5 cm 12.0 % -> 13.4 %, 5-25 cm 78.7 % -> 66.1 %, 25-30 cm
+7.0 % -> 11.6 %, above 30 cm 0.7 % -> 2.9 %; elevation below -15 deg 2.3 % ->
+6.3 %, -15-0 deg 11.0 % -> 11.7 %, 0-45 deg 63.6 % -> 47.6 %, 45-75 deg 20.8 % ->
+26.1 %, top-down 75-90 deg 2.3 % -> 8.2 %. Every run prints these histograms.
+Grasps slightly below the floor (down to -3 cm, the tool frame pressed into
+it) are kept: the service accepts requests down to ``min_height_m = -0.05`` and
+no floor contact is modelled; no arm joint ever goes below the floor in the
+visible set.
 Within a bin, stratification does not change ``p(stance | grasp)``: only the
 quality rule does, on purpose. Grasps outside the set (a 75 cm table top, an
 approach from below the horizon steeper than about 30 deg) have no feasible
