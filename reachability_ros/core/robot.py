@@ -18,8 +18,8 @@ the chain is evaluated in a structure-of-arrays layout, one ``(3, 4, N)`` array
 The constant joint placement is applied with one small matrix product per
 joint, ``matmul((4, 3), (3, 3, N))``, and the joint's own rotation is a mix
 of two columns only (a revolute joint about z, x or y changes a 2 x 2 block).
-The arm chain is evaluated relative to the root joint frame (the base) and the
-planar base motion is applied last, as a mix of two rows.
+The root pose (planar base motion) starts the chain; with the base at zero
+the same chain gives poses in the base frame (what the visibility check uses).
 """
 
 from __future__ import annotations
@@ -190,28 +190,36 @@ class WholeBodyModel:
         self._qidx = [m.idx_qs[j] for j in range(m.njoints)]
         # (4, 3) transposed [R | p] of each joint placement, for matmul((4, 3), (3, 3, N))
         self._placement_T43 = [np.ascontiguousarray(P[:3, :].T) for P in self._placements]
-        P1 = self._placements[1]
-        self._root_is_identity = bool(np.array_equal(P1, np.eye(4)))
 
-    def _arm_chain(self, c: np.ndarray, s: np.ndarray, upto: int | None = None) -> np.ndarray:
-        """Poses of the arm joint frames relative to the root joint frame.
+    def _arm_chain(self, c: np.ndarray, s: np.ndarray, upto: int | None = None,
+                   q: np.ndarray | None = None) -> np.ndarray:
+        """Poses of the joint frames, structure-of-arrays.
 
         Args:
             c: ``(n_arm, N)`` cosines of the arm joint angles, in configuration order.
             s: ``(n_arm, N)`` sines of the same.
             upto: last joint index to evaluate (default: all).
+            q: ``(N, nq)`` configurations whose base part places the root
+                (world poses); None: the base at zero (poses in the base frame).
 
         Returns:
-            ``(njoints, 3, 4, N)`` structure-of-arrays ``[R | p]`` per joint,
-            relative to the frame of joint 1 (the planar root); entry 1 is the
-            identity, entry 0 is unused (zeros). Entries after ``upto`` are unset.
+            ``(njoints, 3, 4, N)`` ``[R | p]`` per joint (``oMi`` without the last
+            row); entry 0 (the universe) is zeros, entries after ``upto`` are unset.
         """
         n = c.shape[1]
         nj = self.model.njoints
         upto = nj - 1 if upto is None else upto
         T = np.empty((nj, 3, 4, n))
-        T[:2] = 0.0
-        T[1, 0, 0] = T[1, 1, 1] = T[1, 2, 2] = 1.0
+        T[0] = 0.0
+        P1 = self._placements[1][:3, :, None]
+        if q is None:
+            T[1] = P1
+        else:  # oMi[1] = placement @ planar(x, y, yaw): a mix of the first two columns
+            cy, sy = np.cos(q[:, 2]), np.sin(q[:, 2])
+            T[1, :, 0] = P1[:, 0] * cy + P1[:, 1] * sy
+            T[1, :, 1] = P1[:, 1] * cy - P1[:, 0] * sy
+            T[1, :, 2] = P1[:, 2]
+            T[1, :, 3] = P1[:, 0] * q[:, 0] + P1[:, 1] * q[:, 1] + P1[:, 3]
         tmp = np.empty((3, n))
         for j in range(2, upto + 1):
             par = T[self._parents[j]]
@@ -242,31 +250,6 @@ class WholeBodyModel:
         qa = np.ascontiguousarray(q[:, 3:].T)
         return np.cos(qa), np.sin(qa)
 
-    def _to_world(self, T: np.ndarray, q: np.ndarray) -> np.ndarray:
-        """Apply the root placement and the planar base motion to root-frame poses in place.
-
-        Args:
-            T: ``(..., 3, 4, N)`` poses relative to the root joint frame.
-            q: ``(N, nq)`` configurations (only the base part is used).
-
-        Returns:
-            ``T`` (modified in place), now world poses.
-        """
-        c, s = np.cos(q[:, 2]), np.sin(q[:, 2])
-        r0 = T[..., 0, :, :].copy()
-        r1 = T[..., 1, :, :]
-        T[..., 0, :, :] *= c
-        T[..., 0, :, :] -= r1 * s
-        r1 *= c
-        r1 += r0 * s
-        T[..., 0, 3, :] += q[:, 0]
-        T[..., 1, 3, :] += q[:, 1]
-        if not self._root_is_identity:
-            P1 = self._placements[1]
-            T[...] = np.einsum("ik,...kln->...iln", P1[:3, :3], T)
-            T[..., 3, :] += P1[:3, 3, None]
-        return T
-
     def _check_q(self, q: np.ndarray) -> np.ndarray:
         q = np.asarray(q, dtype=float)
         if q.ndim == 1:
@@ -286,7 +269,7 @@ class WholeBodyModel:
         """
         q = self._check_q(q)
         n = q.shape[0]
-        T = self._to_world(self._arm_chain(*self._arm_sincos(q))[1:], q)
+        T = self._arm_chain(*self._arm_sincos(q), q=q)[1:]
         out = np.empty((n, self.model.njoints, 4, 4))
         out[:, 1:, :3, :] = T.transpose(3, 0, 1, 2)
         out[:, 1:, 3, :] = (0.0, 0.0, 0.0, 1.0)
@@ -308,7 +291,7 @@ class WholeBodyModel:
         q = self._check_q(q)
         placed = [self.frame_placement(name) for name in frames]
         upto = max([j for j, _ in placed], default=1)
-        chain = self._arm_chain(*self._arm_sincos(q), upto=upto)
+        chain = self._arm_chain(*self._arm_sincos(q), upto=upto, q=q)
         F = np.empty((len(frames), 3, 4, q.shape[0]))
         for k, (j, T_jf) in enumerate(placed):
             if j == 0:  # a frame on the universe: constant
@@ -316,9 +299,6 @@ class WholeBodyModel:
                 continue
             np.matmul(np.ascontiguousarray(T_jf[:3, :].T), chain[j, :, :3, :], out=F[k])
             F[k, :, 3] += chain[j, :, 3]
-        world = [k for k, (j, _) in enumerate(placed) if j != 0]
-        if world:
-            F[world] = self._to_world(F[world], q)
         out = {}
         for k, name in enumerate(frames):
             M = np.empty((q.shape[0], 4, 4))

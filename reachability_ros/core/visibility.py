@@ -391,10 +391,6 @@ class Visibility:
             return np.ascontiguousarray(np.asarray(oMi_base)[:, :, :3, :].transpose(1, 2, 3, 0))
         c, s = self.robot._arm_sincos(q)
         T = self.robot._arm_chain(c, s, upto=upto)
-        if not self.robot._root_is_identity:
-            P1 = self.robot._placements[1]
-            T[1:upto + 1] = np.einsum("ik,jkln->jiln", P1[:3, :3], T[1:upto + 1])
-            T[1:upto + 1, :, 3] += P1[:3, 3, None]
         self._last_cs = (c, s)
         return T
 
