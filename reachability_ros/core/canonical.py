@@ -13,11 +13,13 @@ For any grasp that is not pointing straight down, ``P(a)`` dominates and the
 frame looks along the approach; for a top-down grasp ``P(a) = 0`` and the jaw
 axis ``b`` (horizontal then) sets the yaw, so the rule is continuous through the
 vertical approach. No rule can be continuous on all of SO(3) (the bundle
-SO(3) -> S^2 has no section), so ``h`` vanishes on a measure-zero set: grasps
-tilted ``atan(LAMBDA * |P(b)|/...)`` (about 14 deg) from straight down with the
-jaw axis tilted the opposite way. There the yaw is still defined
-(``atan2(0, 0) = 0``) but jumps; :func:`canonical_yaw_conditioning` reports
-``|h|`` so callers can see how close a grasp is to it.
+SO(3) -> S^2 has no section), so ``h`` vanishes on a measure-zero set:
+``P(a) = -LAMBDA * P(b)``, i.e. grasps tilted about ``atan(LAMBDA)`` (14 deg) from
+straight down with the jaw axis tilted the opposite way. There the yaw is still
+defined (``atan2(0, 0) = 0``) but jumps; :func:`canonical_yaw_conditioning`
+reports ``|h|`` so callers can see how close a grasp is to it. The stance
+manifold itself does not care: the canonical frame only sets the coordinates
+the learned models see.
 
 Features (``FEATURIZATION_VERSION``):
 
