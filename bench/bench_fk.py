@@ -11,6 +11,7 @@ one run and on the same configurations:
   same visibility maths for that one configuration (``Visibility.check`` of a
   single configuration, target = the tool frame origin).
 
+The paths are timed in interleaved rounds so that they all see the same load.
 It prints a markdown table of medians (and minima) over the repeats with the
 speed-up of the batched path, then the time of FK + visibility for
 ``--n-large`` configurations (random ones, and ones whose tool is in the
@@ -18,8 +19,8 @@ camera's frustum, the worst case for the occlusion test).
 
 Usage::
 
-    python bench/bench_fk.py                 # N = 1024, 4096; ~30 s
-    python bench/bench_fk.py --repeats 50 --loop-repeats 5
+    python bench/bench_fk.py                 # N = 1024, 4096; ~10 s
+    python bench/bench_fk.py --repeats 100 --loop-repeats 10
 """
 
 from __future__ import annotations
@@ -76,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=1024, help="configurations (default 1024)")
     ap.add_argument("--n-large", type=int, default=4096, help="second size (default 4096)")
     ap.add_argument("--repeats", type=int, default=30, help="repeats of the batched calls")
-    ap.add_argument("--loop-repeats", type=int, default=3,
-                    help="repeats of the per-configuration loops")
+    ap.add_argument("--loop-repeats", type=int, default=5,
+                    help="repeats of the per-configuration FK + visibility loop (rounds)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
@@ -124,15 +125,22 @@ def main(argv: list[str] | None = None) -> int:
     per = [vis.check(q[i:i + 1]) for i in range(sub.stop)]
     same = all(bool(r.visible[0] == res.visible[i]) for i, r in enumerate(per))
 
-    times = {
-        "batched FK (tool + camera)": timeit(batched_fk, args.repeats),
-        "batched visibility": timeit(batched_vis, args.repeats),
-        "batched FK + visibility": timeit(batched_all, args.repeats),
-        "Pinocchio loop: FK": timeit(loop_fk, args.loop_repeats, warmup=1),
-        "Pinocchio loop: FK + visibility": timeit(loop_all, args.loop_repeats, warmup=1),
+    # interleaved rounds, so that every path sees the same machine load
+    paths = {
+        "batched FK (tool + camera)": (batched_fk, args.repeats),
+        "batched visibility": (batched_vis, args.repeats),
+        "batched FK + visibility": (batched_all, args.repeats),
+        "Pinocchio loop: FK": (loop_fk, 3 * args.loop_repeats),
+        "Pinocchio loop: FK + visibility": (loop_all, args.loop_repeats),
     }
-    ref = np.median(times["batched FK + visibility"])
-    ref_fk = np.median(times["batched FK (tool + camera)"])
+    rounds = args.loop_repeats
+    chunks = {name: [] for name in paths}
+    for _ in range(rounds):
+        for name, (fn, reps) in paths.items():
+            chunks[name].append(timeit(fn, max(1, reps // rounds), warmup=1))
+    times = {name: np.concatenate(c) for name, c in chunks.items()}
+    ref = times["batched FK + visibility"]
+    ref_fk = times["batched FK (tool + camera)"]
 
     print(f"# bench_fk: N = {args.n}, single thread, {platform.processor() or platform.machine()},"
           f" numpy {np.__version__}, pinocchio {pin.__version__}")
@@ -142,16 +150,15 @@ def main(argv: list[str] | None = None) -> int:
           f"{res.visible.mean():.3f}, in frustum {res.in_frustum.mean():.3f}; "
           f"per-config visibility agrees on {sub.stop} configs: {same}")
     print()
-    print("| path | repeats | median ms | min ms | us / config | batched speed-up |")
+    print("| path | repeats | median ms | min ms | us / config | batched speed-up "
+          "(medians; minima) |")
     print("|---|---|---|---|---|---|")
     for name, t in times.items():
         med = np.median(t)
-        if name.startswith("Pinocchio loop: FK +"):
-            ratio = f"{med / ref:.0f}x (vs batched FK + visibility)"
-        elif name == "Pinocchio loop: FK":
-            ratio = f"{med / ref_fk:.0f}x (vs batched FK)"
-        else:
-            ratio = ""
+        base = {"Pinocchio loop: FK": (ref_fk, "batched FK"),
+                "Pinocchio loop: FK + visibility": (ref, "batched FK + visibility")}.get(name)
+        ratio = "" if base is None else (
+            f"{med / np.median(base[0]):.0f}x; {t.min() / base[0].min():.0f}x (vs {base[1]})")
         print(f"| {name} | {len(t)} | {1e3 * med:.3f} | {1e3 * t.min():.3f} | "
               f"{1e6 * med / args.n:.2f} | {ratio} |")
 
@@ -164,8 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|")
     for name, qq in (("random configurations", q_rand),
                      ("tool inside the frustum (all occlusion tests run)", q_view)):
-        t = timeit(lambda: (robot.fk(qq, (tool, cam)), vis.check(qq)), args.repeats)
-        tv = timeit(lambda: vis.check(qq), args.repeats)
+        t, tv = [], []
+        for _ in range(args.repeats):  # interleaved
+            t.append(timeit(lambda: (robot.fk(qq, (tool, cam)), vis.check(qq)), 1, 0))
+            tv.append(timeit(lambda: vis.check(qq), 1, 0))
+        t, tv = np.concatenate(t), np.concatenate(tv)
         print(f"| {name} | {1e3 * np.median(t):.3f} | {1e3 * t.min():.3f} | "
               f"{1e6 * np.median(t) / n2:.2f} |")
         print(f"| ... visibility alone (it runs its own FK) | {1e3 * np.median(tv):.3f} | "
