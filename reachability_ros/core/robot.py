@@ -332,32 +332,38 @@ class WholeBodyModel:
         """
         q = self._check_q(q)
         frame = frame or self.config.tool_frame
-        if oMi is None:
-            oMi = self.joint_transforms(q)
         j_f, T = self.frame_placement(frame)
-        p = (oMi[:, j_f] @ T)[:, :3, 3]
+        if oMi is None:  # structure-of-arrays chain, no (N, njoints, 4, 4) detour
+            X = self._arm_chain(*self._arm_sincos(q), upto=max(j_f, 1), q=q)
+        else:
+            X = np.asarray(oMi)[:, :, :3, :].transpose(1, 2, 3, 0)  # view (nj, 3, 4, N)
+        t = T[:3, 3]
+        Xf = X[j_f]
+        p = Xf[:, 0] * t[0] + Xf[:, 1] * t[1] + Xf[:, 2] * t[2] + Xf[:, 3]  # (3, N)
         n = q.shape[0]
-        J = np.zeros((n, 6, self.nq))
-        J[:, 0, 0] = 1.0
-        J[:, 1, 1] = 1.0
+        J = np.zeros((6, self.nq, n))
+        J[0, 0] = 1.0
+        J[1, 1] = 1.0
         # yaw about world z through the base origin
-        J[:, 0, 2] = -(p[:, 1] - q[:, 1])
-        J[:, 1, 2] = p[:, 0] - q[:, 0]
-        J[:, 5, 2] = 1.0
-        support = set()
+        J[0, 2] = q[:, 1] - p[1]
+        J[1, 2] = p[0] - q[:, 0]
+        J[5, 2] = 1.0
         j = j_f
         while j > 1:
-            support.add(j)
-            j = self._parents[j]
-        for j in range(2, self.model.njoints):
-            if j not in support:
-                continue
-            z = oMi[:, j, :3, :3] @ self._axes[j]
-            o = oMi[:, j, :3, 3]
             col = self._qidx[j]
-            J[:, :3, col] = np.cross(z, p - o)
-            J[:, 3:, col] = z
-        return J
+            mix = self._mix[j]
+            if mix is not None:  # the axis is a column of the joint's rotation
+                z = X[j, :, 3 - mix[0] - mix[1]]
+            else:
+                a = self._axes[j]
+                z = X[j, :, 0] * a[0] + X[j, :, 1] * a[1] + X[j, :, 2] * a[2]
+            v = p - X[j, :, 3]
+            J[0, col] = z[1] * v[2] - z[2] * v[1]
+            J[1, col] = z[2] * v[0] - z[0] * v[2]
+            J[2, col] = z[0] * v[1] - z[1] * v[0]
+            J[3:, col] = z
+            j = self._parents[j]
+        return np.ascontiguousarray(J.transpose(2, 0, 1))
 
     def jacobian_pinocchio(self, q: np.ndarray, frame: str | None = None) -> np.ndarray:
         """Reference Jacobian with Pinocchio (LOCAL_WORLD_ALIGNED), ``(N, 6, nq)``."""
