@@ -400,6 +400,13 @@ def train_from_config(config_path: str, out_dir: str, overrides: dict | None = N
     model = build_model(family, dx, dc, params, seed=seed)
     model.cond_norm.fit(tr["cond"])
     model.x_norm.fit(tr[key])
+    # Floor each output's scale at its dequantization noise: a column that is constant in
+    # the data (a branch never seen) would otherwise keep the 1e-3 floor and blow the noise
+    # up a thousandfold in normalized space.
+    noise = np.array(np.broadcast_to(np.asarray(tcfg.get("noise_std", 0.0), float), (dx,)))
+    with torch.no_grad():
+        model.x_norm.std.copy_(torch.maximum(model.x_norm.std,
+                                             torch.as_tensor(noise, dtype=torch.float32)))
     model.to(device)
 
     X = torch.as_tensor(tr[key], dtype=torch.float32, device=device)
