@@ -413,7 +413,13 @@ class WholeBodyModel:
         zero at a singularity (arm stretched out or folded onto itself).
         """
         J = self.jacobian(q, oMi=oMi)[:, :3, 3:]
-        return np.sqrt(np.clip(np.linalg.det(J @ np.swapaxes(J, 1, 2)), 0.0, None))
+        r0, r1, r2 = np.ascontiguousarray(J.transpose(1, 2, 0))  # rows, (n_arm, N) each
+        # Gram matrix G = Jp Jp^T (symmetric 3 x 3) and its determinant, explicitly
+        g00, g11, g22 = (r0 * r0).sum(0), (r1 * r1).sum(0), (r2 * r2).sum(0)
+        g01, g02, g12 = (r0 * r1).sum(0), (r0 * r2).sum(0), (r1 * r2).sum(0)
+        det = (g00 * (g11 * g22 - g12 * g12) - g01 * (g01 * g22 - g12 * g02)
+               + g02 * (g01 * g12 - g11 * g02))
+        return np.sqrt(np.clip(det, 0.0, None))
 
     # -------------------------------------------------------------- geometry
     def _collect_primitives(self) -> tuple[Primitive, ...]:
