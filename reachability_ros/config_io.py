@@ -27,14 +27,14 @@ def share_dir() -> Path:
 
 
 def resolve_data_path(path: str | Path) -> Path:
-    """Resolve a data file: absolute, else the working directory, else the package share."""
+    """Resolve a data file: absolute, else the package share directory, else the working one."""
     p = Path(path).expanduser()
-    if p.is_absolute() or p.exists():
+    if p.is_absolute():
         return p
     for root in (share_dir(), PACKAGE_DIR.parent):
         if (root / p).exists():
             return root / p
-    return p
+    return p.resolve() if p.exists() else p
 
 
 def parameters_section(data: Mapping[str, Any], node: str = "stance_server") -> dict:
