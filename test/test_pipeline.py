@@ -168,3 +168,20 @@ def test_refinement_of_approximate_samples(robot, visibility, refinement):
     assert r.ok, r.reason
     check_candidates(robot, visibility, r, g)
     assert r.funnel["far_from_grasp"] < 128
+
+
+def test_diverse_top_k_matches_a_plain_greedy_loop():
+    from reachability_ros.core.ranking import diverse_top_k
+    rng = np.random.default_rng(0)
+    q = np.c_[rng.uniform(0, 0.3, (400, 2)), rng.uniform(-np.pi, np.pi, 400)]
+    score = rng.normal(size=400)
+    got = diverse_top_k(q, score, 10, 0.05, np.radians(15))
+    keep = []
+    for i in np.argsort(-score, kind="stable"):
+        if all(not (np.hypot(*(q[i, :2] - q[j, :2])) < 0.05 and
+                    abs(np.angle(np.exp(1j * (q[i, 2] - q[j, 2])))) < np.radians(15))
+               for j in keep):
+            keep.append(i)
+        if len(keep) == 10:
+            break
+    assert got.tolist() == keep

@@ -232,9 +232,10 @@ class StanceProposer:
                 qr = q[idx].copy()
                 todo = np.ones(idx.size, dtype=bool)
                 if self.refinement == "exact":
-                    qe, ok = self.manifold.project(q[idx], T)
-                    qr[ok] = qe[ok]
-                    todo = ~ok  # e.g. a rounded lift without an elbow solution
+                    # rows the closed form cannot project (a lift without an elbow
+                    # solution) are dropped: with N proposals, a few are cheap to lose
+                    qr, _ = self.manifold.project(q[idx], T)
+                    todo[:] = False
                 if todo.any():
                     res = refine(robot, q[idx[todo]], T, iterations=pc.refine_iterations,
                                  position_tol_m=0.5 * pc.refine_position_tol_m,

@@ -128,15 +128,17 @@ def diverse_top_k(q: np.ndarray, score: np.ndarray, k: int, min_distance_m: floa
     ``min_distance_m`` in (x, y) AND closer than ``min_yaw_rad`` in yaw.
     """
     order = np.argsort(-score, kind="stable")
+    qo = q[order]
+    free = np.ones(len(order), dtype=bool)
     keep: list[int] = []
-    for i in order:
-        if keep:
-            kq = q[keep]
-            near = (np.hypot(kq[:, 0] - q[i, 0], kq[:, 1] - q[i, 1]) < min_distance_m) & (
-                np.abs(np.angle(np.exp(1j * (kq[:, 2] - q[i, 2])))) < min_yaw_rad)
-            if near.any():
-                continue
-        keep.append(int(i))
-        if len(keep) == k:
+    while len(keep) < k:
+        rest = np.flatnonzero(free)
+        if rest.size == 0:
             break
+        j = rest[0]  # the best stance not yet suppressed
+        keep.append(int(order[j]))
+        near = (np.hypot(qo[rest, 0] - qo[j, 0], qo[rest, 1] - qo[j, 1]) < min_distance_m) & (
+            np.abs(np.angle(np.exp(1j * (qo[rest, 2] - qo[j, 2])))) < min_yaw_rad)
+        free[rest[near]] = False
+        free[j] = False
     return np.array(keep, dtype=int)
