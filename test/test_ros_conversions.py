@@ -422,6 +422,95 @@ def test_propose_response_bad_requests_become_failed_answers(goal, start, match)
     assert "\n" not in r.reason
 
 
+# ------------------------------------------------------------------ raw goal, TF decisions
+@pytest.mark.parametrize("position, orientation, match", [
+    ((float("nan"), 0.5, 0.1), SIDE_GRASP_Q, "position has non-finite"),
+    ((1.0, float("inf"), 0.1), SIDE_GRASP_Q, "position has non-finite"),
+    ((1.0, 0.5, 0.1), (float("nan"), 0.0, 0.0, 1.0), "orientation has non-finite"),
+    ((1.0, 0.5, 0.1), (0.0, 0.0, 0.0, 0.0), "unit quaternion"),  # tf2 would make it identity
+    ((1.0, 0.5, 0.1), (0.0, 0.0, 0.0, 2.0), "norm is 2"),  # tf2 would normalize it
+    ((1.0, 0.5, 0.1), (0.0, 0.0, 0.0, 1.01), "unit quaternion"),
+    ((1.0, 0.5), SIDE_GRASP_Q, "3 position and 4 quaternion"),
+    ((1.0, 0.5, 0.1), (0.0, 0.0, 1.0), "3 position and 4 quaternion"),
+    ((1.0, "a", 0.1), SIDE_GRASP_Q, "must be numbers"),
+])
+def test_check_raw_goal_refuses_what_tf2_would_hide(position, orientation, match):
+    with pytest.raises(InvalidRequest, match=match):
+        conv.check_raw_goal(position, orientation, 1e-3)
+
+
+def test_check_raw_goal_accepts_unit_quaternions_at_any_height_and_uses_the_tolerance():
+    from reachability_ros.core.config import ProposalConfig
+    from reachability_ros.core.pipeline import validate_grasp
+    conv.check_raw_goal((1.0, 0.5, 0.1), SIDE_GRASP_Q, 1e-3)
+    conv.check_raw_goal((1.0, 0.5, 25.0), (0.0, 0.0, 0.0, 1.0), 1e-3)  # height: not here
+    conv.check_raw_goal((1.0, 0.5, -3.0), (0.0, 0.0, 0.0, 1.0005), 1e-3)
+    with pytest.raises(InvalidRequest):
+        conv.check_raw_goal((1.0, 0.5, 0.1), (0.0, 0.0, 0.0, 1.0005), 1e-4)
+    conv.check_raw_goal((1.0, 0.5, 0.1), (0.0, 0.0, 0.0, 1.2), 0.5)
+    # same norm rule as the core's validate_grasp, for in-range heights
+    cfg = ProposalConfig()
+    rng = np.random.default_rng(11)
+    for _ in range(200):
+        q = rng.normal(size=4)
+        q *= rng.uniform(0.998, 1.002) / np.linalg.norm(q)
+        try:
+            validate_grasp(Grasp((1.0, 0.5, 0.1), tuple(q), "map"), cfg)
+            core_ok = True
+        except InvalidRequest:
+            core_ok = False
+        try:
+            conv.check_raw_goal((1.0, 0.5, 0.1), q, cfg.quaternion_tolerance)
+            raw_ok = True
+        except InvalidRequest:
+            raw_ok = False
+        assert raw_ok == core_ok
+
+
+def test_check_raw_start():
+    conv.check_raw_start("", (float("nan"),) * 3, (0.0, 0.0, 0.0, 0.0))  # unknown start
+    conv.check_raw_start("odom", (1.0, 2.0, float("nan")), (0.0, 0.0, 0.0, 3.0))  # z unused
+    with pytest.raises(InvalidRequest, match="non-finite"):
+        conv.check_raw_start("odom", (float("nan"), 0.0, 0.0), (0.0, 0.0, 0.0, 1.0))
+    with pytest.raises(InvalidRequest, match="quaternion"):
+        conv.check_raw_start("odom", (0.0, 0.0, 0.0), (0.0, 0.0, 0.0, 0.0))
+    with pytest.raises(InvalidRequest, match="non-finite"):
+        conv.check_raw_start("odom", (0.0, 0.0, 0.0), (0.0, 0.0, float("nan"), 1.0))
+
+
+def test_retry_with_latest_only_for_extrapolation_of_a_real_stamp():
+    assert conv.retry_with_latest(True, 1700000000, 5)
+    assert conv.retry_with_latest(True, 0, 1)
+    assert not conv.retry_with_latest(True, 0, 0)  # already the latest: nothing to retry
+    assert not conv.retry_with_latest(False, 1700000000, 0)  # unknown frame: same at stamp 0
+    assert conv.is_stamp_zero(0, 0) and not conv.is_stamp_zero(1, 0)
+    note = conv.latest_transform_note("goal", "odom", "map", 12, 5,
+                                      "Lookup would require\nextrapolation into the past")
+    assert "LATEST" in note and "12.000000005" in note and "'odom'" in note
+    assert "\n" not in note and note.startswith("goal ")
+
+
+def test_transform_failure_reason_names_frames_and_the_exception():
+    class LookupException(Exception):
+        pass
+    r = conv.transform_failure_reason("odom", "map", 0.3, LookupException("no\nframe"))
+    assert r.startswith("bad request: cannot transform the goal from 'odom' to 'map'")
+    assert "0.3 s" in r and "LookupException: no frame" in r and "\n" not in r
+    r = conv.transform_failure_reason("odom", "map", 1.0, np.linalg.LinAlgError("Singular"))
+    assert "LinAlgError: Singular" in r and "internal" not in r
+
+
+def test_failure_response_keeps_the_joint_layout():
+    r = conv.failure_response("bad request: x", JOINTS, {"frame_id": "odom"}, "flow")
+    assert not r.ok and r.poses == [] and r.positions == [] and r.result is None
+    assert r.joint_names == list(JOINTS) and len(r.joint_names) == 8
+    assert r.report["reason"] == "bad request: x" and r.report["sampler"] == "flow"
+    assert r.report["request"] == {"frame_id": "odom"} and r.report["candidates"] == []
+    names, rows = conv.trajectory_layout(r.result, r.joint_names)
+    assert names == list(JOINTS) and rows == []
+    json.dumps(conv.json_safe(r.report), allow_nan=False)
+
+
 @pytest.fixture(scope="module")
 def proposer():
     from reachability_ros.core.pipeline import StanceProposer

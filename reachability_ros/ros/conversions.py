@@ -396,6 +396,107 @@ class PoseInput:
     orientation: Quat
 
 
+def check_raw_goal(position: Sequence[float], orientation: Sequence[float],
+                   quaternion_tolerance: float) -> None:
+    """Validate a goal pose as received, BEFORE any TF call.
+
+    tf2's ``do_transform_pose`` (Jazzy) turns a zero quaternion into the identity,
+    normalizes any other one and raises ``numpy.linalg.LinAlgError`` on NaN, so the
+    goal must be checked in its own frame. Same rules and wording as
+    ``core.pipeline.validate_grasp`` except the height check, which only makes
+    sense in the target frame (the core does it after the transform).
+
+    Args:
+        position: ``(3,)`` x, y, z (m).
+        orientation: ``(4,)`` quaternion (x, y, z, w).
+        quaternion_tolerance: accepted ``| |q| - 1 |`` (``proposal.quaternion_tolerance``).
+
+    Raises:
+        InvalidRequest: wrongly sized or non-finite values, or a quaternion whose
+            norm is off by more than ``quaternion_tolerance`` (a zero one included).
+    """
+    try:
+        p = [float(v) for v in position]
+        q = [float(v) for v in orientation]
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequest(f"goal position/orientation must be numbers: {exc}") from None
+    if len(p) != 3 or len(q) != 4:
+        raise InvalidRequest(f"a goal needs 3 position and 4 quaternion values, got {p}, {q}")
+    if not all(math.isfinite(v) for v in p):
+        raise InvalidRequest(f"goal position has non-finite values: {p}")
+    if not all(math.isfinite(v) for v in q):
+        raise InvalidRequest(f"goal orientation has non-finite values: {q}")
+    norm = math.sqrt(sum(v * v for v in q))
+    if abs(norm - 1.0) > float(quaternion_tolerance):
+        raise InvalidRequest(
+            f"goal orientation must be a unit quaternion (x, y, z, w); its norm is {norm:.6g} "
+            f"(tolerance {quaternion_tolerance}). Normalize it (a zero quaternion has no "
+            "orientation)")
+
+
+def check_raw_start(frame_id: str, position: Sequence[float],
+                    orientation: Sequence[float]) -> None:
+    """Validate the optional start pose as received, BEFORE any TF call.
+
+    Same rules as :func:`base_pose_from_start` (finite x, y; a finite, non-zero
+    quaternion of any norm: only its heading is used). An empty ``frame_id``
+    (unknown start) is always accepted.
+
+    Raises:
+        InvalidRequest: non-finite values or a zero quaternion.
+    """
+    if normalize_frame_id(frame_id):
+        base_pose_from_start(frame_id, position, orientation)
+
+
+def is_stamp_zero(sec: int, nanosec: int) -> bool:
+    """True for the stamp ``(0, 0)`` that tf2 reads as "the latest transform"."""
+    return int(sec) == 0 and int(nanosec) == 0
+
+
+def retry_with_latest(exc_is_extrapolation: bool, sec: int, nanosec: int) -> bool:
+    """Whether a failed stamped TF lookup is retried with the latest transform.
+
+    Only an extrapolation failure (the stamp is older than the TF buffer, ~10 s,
+    or newer than its last transform) of a non-zero stamp is retried; a missing
+    frame or a broken tree would fail the same way at stamp zero.
+    """
+    return bool(exc_is_extrapolation) and not is_stamp_zero(sec, nanosec)
+
+
+def latest_transform_note(what: str, frame: str, target: str, sec: int, nanosec: int,
+                          error: str) -> str:
+    """The report note saying that ``what`` was transformed with the latest transform."""
+    return (f"{what} transformed from '{frame}' to '{target}' with the LATEST transform "
+            f"(stamp 0), not at its stamp {int(sec)}.{int(nanosec):09d}: "
+            f"{' '.join(str(error).split())}")
+
+
+def transform_failure_reason(frame: str, target: str, timeout_s: float,
+                             exc: BaseException) -> str:
+    """Reason of a request whose goal could not be transformed (any exception of tf2).
+
+    A ``tf2_ros.TransformException`` and anything else raised by the transform
+    (e.g. ``numpy.linalg.LinAlgError`` from ``tf2_geometry_msgs``) are both a bad
+    request or a TF problem, never an internal error.
+    """
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return (f"bad request: cannot transform the goal from '{frame}' to '{target}' "
+            f"within {timeout_s} s: {text}")
+
+
+def failure_response(reason: str, joint_names: Sequence[str] = (),
+                     request: Mapping[str, Any] | None = None,
+                     sampler: str = "") -> "StanceResponse":
+    """A failed response that never reached (or crashed in) the core.
+
+    It keeps the joint names (``base_x, base_y, base_yaw`` + arm) so that the
+    latched ``JointTrajectory`` has the same layout in every case.
+    """
+    return StanceResponse(False, reason, [], [str(n) for n in joint_names], [],
+                          failure_report(reason, request, sampler), None)
+
+
 @dataclass
 class StanceResponse:
     """Everything the stance server sends back for one request, as plain data.
