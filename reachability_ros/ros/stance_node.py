@@ -4,10 +4,26 @@ Request (``GetPlan``):
 
 - ``goal``: the grasp, the desired pose of the tool frame (``gripper_frame_link``)
   in any frame known to TF; transformed into ``target_frame`` (no TF needed when
-  it already is in it);
+  it already is in it). It is validated AS RECEIVED, before any TF call (finite
+  values, a unit quaternion within ``proposal.quaternion_tolerance``), because
+  tf2 would silently normalize a bad quaternion; the height is checked by the
+  core in ``target_frame``;
 - ``start``: the current base pose (optional: an empty ``frame_id`` means unknown);
   it feeds the travel and turn terms of the ranking;
 - ``tolerance``: unused (reported back in the JSON report).
+
+TF: the goal (and start) are transformed at their ``header.stamp``, waiting up to
+``tf_timeout_s`` (default 1.0 s). A stamp of zero means "the latest transform".
+When the stamped lookup fails with ``ExtrapolationException`` (typically a goal
+stamped more than ~10 s ago, older than the TF buffer), the transform is retried
+once with the latest transform (stamp zero) and the report's ``notes`` say so
+(``goal_tf_latest`` is then true). Any other failure of the transform, including
+a non-TF exception raised inside tf2, is a bad request: an empty plan, one WARN
+line and the reason in the report.
+
+Shutdown: SIGINT while a request waits for TF ends the process after that wait
+(at most ``tf_timeout_s``, the wait is not interrupted); keep ``tf_timeout_s``
+small (the default 1.0 s) for a prompt shutdown.
 
 Response: ``plan.header.frame_id = target_frame``; ``plan.poses`` are the ranked
 ``base_footprint`` poses (z = 0, yaw quaternion), best first, each ready for
@@ -40,6 +56,7 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.time import Time
 from std_msgs.msg import ColorRGBA, String
 import tf2_geometry_msgs  # noqa: F401  (registers PoseStamped with Buffer.transform)
 import tf2_ros
@@ -48,13 +65,15 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from reachability_ros import config_io
 from reachability_ros.core.config import StanceConfig
-from reachability_ros.core.errors import ConfigError
+from reachability_ros.core.errors import ConfigError, ReachabilityError
 from reachability_ros.core.pipeline import StanceProposer
 
 from .conversions import (NODE_PARAMETERS, ParameterSpec, PoseInput, StanceResponse,
-                          config_from_parameters, failure_report, json_safe,
+                          check_raw_goal, check_raw_start, config_from_parameters,
+                          failure_response, json_safe, latest_transform_note,
                           node_parameter_specs, normalize_frame_id, parameter_specs,
-                          plain_parameter_value, propose_response, resolve_config_paths)
+                          plain_parameter_value, propose_response, resolve_config_paths,
+                          retry_with_latest, transform_failure_reason)
 from .markers import marker_specs
 
 NODE_NAME = "stance_server"
@@ -108,7 +127,9 @@ class StanceServer(Node):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
-        self._lock = threading.Lock()  # guards the proposer and publishing
+        self._lock = threading.Lock()  # guards the proposer, config, frame and timeout fields
+        self._compute_lock = threading.Lock()  # held around StanceProposer.propose
+        self._publish_lock = threading.Lock()  # one request's three messages go out together
         self._proposer: StanceProposer | None = None
         self._config: StanceConfig | None = None
         self._specs: list[ParameterSpec] = []
@@ -219,37 +240,62 @@ class StanceServer(Node):
             return SetParametersResult(successful=False, reason=_startup_message(exc))
 
     # ------------------------------------------------------------------ service
-    def _transform_to_target(self, msg: PoseStamped, target: str) -> PoseInput:
-        """Express a stamped pose in ``target`` (tf2; no lookup when already there)."""
+    def _transform_to_target(self, msg: PoseStamped, target: str, timeout_s: float,
+                             what: str, notes: list[str]) -> tuple[PoseInput, bool]:
+        """Express a stamped pose in ``target`` (tf2; no lookup when already there).
+
+        Returns:
+            ``(pose, latest)``: ``latest`` is True when the stamped lookup failed
+            with an extrapolation error and the latest transform was used (a note
+            is appended to ``notes``).
+
+        Raises:
+            Exception: whatever tf2 raises (``tf2_ros.TransformException`` and others).
+        """
         frame = normalize_frame_id(msg.header.frame_id)
         if frame == target:
             pose = _pose_input(msg)
             pose.frame_id = target
-            return pose
+            return pose, False
         stamped = PoseStamped()
         stamped.header.stamp = msg.header.stamp
         stamped.header.frame_id = frame
         stamped.pose = msg.pose
-        out = self._tf_buffer.transform(stamped, target,
-                                        timeout=Duration(seconds=self._tf_timeout_s))
+        timeout = Duration(seconds=timeout_s)
+        latest = False
+        try:
+            out = self._tf_buffer.transform(stamped, target, timeout=timeout)
+        except tf2_ros.ExtrapolationException as exc:
+            sec, nanosec = msg.header.stamp.sec, msg.header.stamp.nanosec
+            if not retry_with_latest(True, sec, nanosec):
+                raise
+            stamped.header.stamp = Time().to_msg()  # zero: the latest transform
+            out = self._tf_buffer.transform(stamped, target, timeout=timeout)
+            notes.append(latest_transform_note(what, frame, target, sec, nanosec, exc))
+            latest = True
         pose = _pose_input(out)
         pose.frame_id = target
-        return pose
+        return pose, latest
 
     def _on_request(self, request: GetPlan.Request, response: GetPlan.Response
                     ) -> GetPlan.Response:
         """Answer one request; no exception ever leaves this callback."""
-        target = self._target_frame
+        with self._lock:  # one consistent snapshot for the whole request
+            target, timeout_s = self._target_frame, self._tf_timeout_s
+            proposer, config = self._proposer, self._config
+        names = list(proposer.robot.joint_names)
         stamp = self.get_clock().now().to_msg()
         response.plan.header.frame_id = target
         response.plan.header.stamp = stamp
         notes: list[str] = []
         try:
-            answer = self._answer(request, target, notes)
+            answer = self._answer(request, target, timeout_s, proposer, config, notes)
         except Exception as exc:  # a bug, not a bad request: still answer
-            reason = f"internal error: {type(exc).__name__}: {exc}"
+            reason = " ".join(f"internal error: {type(exc).__name__}: {exc}".split())
             self.get_logger().error(reason)
-            answer = StanceResponse(False, reason, report=failure_report(reason))
+            answer = failure_response(reason, names, sampler=proposer.sampler_name)
+        if not answer.joint_names:
+            answer.joint_names = names
         try:
             for pose in answer.poses:
                 ps = PoseStamped()
@@ -278,32 +324,44 @@ class StanceServer(Node):
             self.get_logger().error(f"cannot answer: {type(exc).__name__}: {exc}")
         return response
 
-    def _answer(self, request: GetPlan.Request, target: str, notes: list[str]
+    def _answer(self, request: GetPlan.Request, target: str, timeout_s: float,
+                proposer: StanceProposer, config: StanceConfig, notes: list[str]
                 ) -> StanceResponse:
-        """Transform the request into ``target`` and run the core (ROS-free part inside)."""
-        goal_frame = normalize_frame_id(request.goal.header.frame_id)
+        """Check the raw request, transform it into ``target`` and run the core."""
+        names = list(proposer.robot.joint_names)
+        sampler = proposer.sampler_name
+        raw = _pose_input(request.goal)
+        raw_request = {"frame_id": raw.frame_id, "position": list(raw.position),
+                       "orientation": list(raw.orientation)}
+        goal_frame = normalize_frame_id(raw.frame_id)
         if not goal_frame:
             reason = ("bad request: goal.header.frame_id is empty; set it to the frame of the "
                       f"grasp pose (e.g. '{target}')")
-            return StanceResponse(False, reason, report=failure_report(
-                reason, {"frame_id": "", "position": None, "orientation": None}))
+            return failure_response(reason, names, raw_request, sampler)
+        try:  # before any TF call: tf2 normalizes quaternions and chokes on NaN
+            check_raw_goal(raw.position, raw.orientation, config.proposal.quaternion_tolerance)
+            start_raw = _pose_input(request.start)
+            check_raw_start(start_raw.frame_id, start_raw.position, start_raw.orientation)
+        except ReachabilityError as exc:
+            return failure_response(f"bad request: {exc}", names, raw_request, sampler)
         try:
-            goal = self._transform_to_target(request.goal, target)
-        except tf2_ros.TransformException as exc:
-            reason = f"bad request: cannot transform the goal from '{goal_frame}' to '{target}' " \
-                     f"within {self._tf_timeout_s} s: {exc}"
-            return StanceResponse(False, reason, report=failure_report(reason))
+            goal, latest = self._transform_to_target(request.goal, target, timeout_s, "goal",
+                                                     notes)
+        except Exception as exc:  # TransformException, or e.g. LinAlgError inside tf2
+            reason = transform_failure_reason(goal_frame, target, timeout_s, exc)
+            return failure_response(reason, names, raw_request, sampler)
         start = None
         if normalize_frame_id(request.start.header.frame_id):
             try:
-                start = self._transform_to_target(request.start, target)
-            except tf2_ros.TransformException as exc:
+                start, _ = self._transform_to_target(request.start, target, timeout_s, "start",
+                                                     notes)
+            except Exception as exc:
                 notes.append(f"start pose ignored (no travel term): cannot transform it from "
-                             f"'{request.start.header.frame_id}' to '{target}': {exc}")
-        with self._lock:
-            proposer, config = self._proposer, self._config
+                             f"'{request.start.header.frame_id}' to '{target}': "
+                             f"{type(exc).__name__}: {exc}")
         rng = np.random.default_rng(config.proposal.seed)
-        answer = propose_response(proposer, goal, start, rng, lock=self._lock)
+        answer = propose_response(proposer, goal, start, rng, lock=self._compute_lock)
+        answer.report["goal_tf_latest"] = latest
         answer.report["start"] = None if start is None else {
             "position": list(start.position), "orientation": list(start.orientation),
             "frame_id": start.frame_id}
@@ -324,7 +382,7 @@ class StanceServer(Node):
             markers.markers.append(_marker_msg(spec, header))
         text = String()
         text.data = json.dumps(json_safe(report), allow_nan=False)
-        with self._lock:  # one request's three messages go out together
+        with self._publish_lock:  # one request's three messages go out together
             self._pub_candidates.publish(traj)
             self._pub_markers.publish(markers)
             self._pub_report.publish(text)
