@@ -15,6 +15,9 @@ Launch arguments:
   ``proposal.model_path``. Relative paths resolve against the package share;
 - ``target_frame``: frame of the response (default ``map``);
 - ``use_rviz``: also start RViz with ``config/lekiwi.rviz`` (default false).
+  RViz gets ``-f <target_frame>`` (rviz2's ``--fixed-frame`` option), which
+  overrides the ``Fixed Frame: map`` saved in ``config/lekiwi.rviz``, so the
+  markers show in the same frame as the response.
 """
 
 from launch import LaunchDescription
@@ -27,13 +30,17 @@ from launch_ros.substitutions import FindPackageShare
 PACKAGE = "reachability_ros"
 
 
+def _target_frame(context) -> str:
+    """The ``target_frame`` argument as the node reads it (blank and leading '/' dropped)."""
+    return LaunchConfiguration("target_frame").perform(context).strip().lstrip("/") or "map"
+
+
 def _stance_server(context, *args, **kwargs):
     """Build the node once the launch arguments are known (empty ``model`` = no override)."""
     config = LaunchConfiguration("config").perform(context)
     model = LaunchConfiguration("model").perform(context).strip()
-    target_frame = LaunchConfiguration("target_frame").perform(context).strip()
     # plain str values: launch_ros writes them as YAML strings, so they stay strings
-    overrides = {"config_file": config, "target_frame": target_frame or "map"}
+    overrides = {"config_file": config, "target_frame": _target_frame(context)}
     if model:
         overrides["proposal.model_path"] = model
     return [Node(
@@ -46,10 +53,22 @@ def _stance_server(context, *args, **kwargs):
     )]
 
 
+def _rviz(context, *args, **kwargs):
+    """RViz with the package's display config and the fixed frame set to ``target_frame``."""
+    rviz_config = PathJoinSubstitution([FindPackageShare(PACKAGE), "config", "lekiwi.rviz"])
+    return [Node(
+        package="rviz2",
+        executable="rviz2",
+        name="rviz2",
+        arguments=["-d", rviz_config, "-f", _target_frame(context)],
+        output="screen",
+        condition=IfCondition(LaunchConfiguration("use_rviz")),
+    )]
+
+
 def generate_launch_description() -> LaunchDescription:
     """Declare the arguments, the stance server and the optional RViz."""
     default_config = PathJoinSubstitution([FindPackageShare(PACKAGE), "config", "lekiwi.yaml"])
-    rviz_config = PathJoinSubstitution([FindPackageShare(PACKAGE), "config", "lekiwi.rviz"])
     return LaunchDescription([
         DeclareLaunchArgument(
             "model", default_value="",
@@ -64,12 +83,5 @@ def generate_launch_description() -> LaunchDescription:
             "use_rviz", default_value="false",
             description="also start RViz showing /propose_stance/markers"),
         OpaqueFunction(function=_stance_server),
-        Node(
-            package="rviz2",
-            executable="rviz2",
-            name="rviz2",
-            arguments=["-d", rviz_config],
-            output="screen",
-            condition=IfCondition(LaunchConfiguration("use_rviz")),
-        ),
+        OpaqueFunction(function=_rviz),
     ])

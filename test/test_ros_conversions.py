@@ -588,6 +588,58 @@ def test_launch_file_declares_its_arguments_and_nodes():
         assert needle in src
 
 
+def _load_launch_with_fakes(monkeypatch):
+    """Import launch/lekiwi.launch.py against minimal fakes of launch and launch_ros."""
+    import importlib.util
+    import types
+
+    class Arg:
+        def __init__(self, name, **kw):
+            self.name, self.kw = name, kw
+
+        def perform(self, context):
+            return context[self.name]
+
+    class Node:
+        def __init__(self, **kw):
+            self.kw = kw
+
+    mods = {
+        "launch": {"LaunchDescription": lambda items: list(items)},
+        "launch.actions": {"DeclareLaunchArgument": Arg,
+                           "OpaqueFunction": lambda function: function},
+        "launch.conditions": {"IfCondition": lambda c: ("if", c.name)},
+        "launch.substitutions": {"LaunchConfiguration": Arg,
+                                 "PathJoinSubstitution": lambda parts: "/".join(parts)},
+        "launch_ros": {}, "launch_ros.actions": {"Node": Node},
+        "launch_ros.substitutions": {"FindPackageShare": lambda pkg: f"<share {pkg}>"},
+    }
+    for name, attrs in mods.items():
+        monkeypatch.setitem(sys.modules, name, types.SimpleNamespace(**attrs))
+    spec = importlib.util.spec_from_file_location("lekiwi_launch",
+                                                  REPO / "launch" / "lekiwi.launch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("frame, expected", [("odom", "odom"), (" /odom ", "odom"),
+                                             ("", "map"), ("map", "map")])
+def test_launch_gives_rviz_the_target_frame_as_fixed_frame(monkeypatch, frame, expected):
+    launch = _load_launch_with_fakes(monkeypatch)
+    context = {"target_frame": frame, "config": "/c.yaml", "model": "", "use_rviz": "true"}
+    (rviz,) = launch._rviz(context)
+    args = rviz.kw["arguments"]
+    assert rviz.kw["executable"] == "rviz2"
+    assert args[0] == "-d" and args[1].endswith("config/lekiwi.rviz")
+    assert args[2:] == ["-f", expected]  # rviz2 --fixed-frame overrides the file's 'map'
+    assert rviz.kw["condition"] == ("if", "use_rviz")
+    (server,) = launch._stance_server(context)
+    assert server.kw["parameters"][1]["target_frame"] == expected  # same frame as the node
+    items = launch.generate_launch_description()
+    assert launch._rviz in items and launch._stance_server in items
+
+
 def test_rviz_config_shows_the_latched_markers():
     rviz = yaml.safe_load((REPO / "config" / "lekiwi.rviz").read_text())
     displays = rviz["Visualization Manager"]["Displays"]
