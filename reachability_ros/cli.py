@@ -75,15 +75,18 @@ def _print_table(result, out=sys.stdout) -> None:
         return
     arm = [n.replace("arm_", "") for n in result.joint_names[3:]]
     head = (f"{'#':>2} {'x':>8} {'y':>8} {'yaw°':>7} " + " ".join(f"{a[:11]:>11}" for a in arm)
-            + f" {'score':>6} {'robust':>6} {'vis_mm':>6} {'pos_err':>8} {'ori_err°':>8}")
+            + f" {'score':>6} {'robust':>6} {'view°':>6} {'pos_err':>8} {'ori_err°':>8}")
     print(head, file=out)
     for i, c in enumerate(result.candidates, start=1):
         m = c.metrics
         print(f"{i:>2} {c.q[0]:8.3f} {c.q[1]:8.3f} {math.degrees(c.q[2]):7.1f} "
               + " ".join(f"{math.degrees(v):10.1f}°" for v in c.q[3:])
-              + f" {c.score:6.2f} {m['robustness']:6.2f} {1e3 * m['visibility_margin_m']:6.1f}"
+              + f" {c.score:6.2f} {m['robustness']:6.2f} {math.degrees(m['angle_margin_rad']):6.1f}"
               f" {m['position_error_m']:8.1e} {math.degrees(m['orientation_error_rad']):8.1e}",
               file=out)
+    print("robust: fraction of base poses off by the configured navigation error from which "
+          "the arm alone still reaches the grasp within tolerance, visible; view°: angle "
+          "between the target ray and the nearest image edge", file=out)
     print("score terms of #1: " + ", ".join(
         f"{k} {v:+.2f}" for k, v in result.candidates[0].terms.items()), file=out)
 

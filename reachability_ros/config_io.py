@@ -6,6 +6,7 @@ the standard library): PyYAML is a dependency of the CLI and of ROS.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -23,7 +24,11 @@ def share_dir() -> Path:
         from ament_index_python.packages import get_package_share_directory
         return Path(get_package_share_directory("reachability_ros"))
     except Exception:
+        pass
+    if (PACKAGE_DIR.parent / "config").is_dir():  # a source checkout (pip -e)
         return PACKAGE_DIR.parent
+    installed = Path(sys.prefix) / "share" / "reachability_ros"  # plain pip: data_files
+    return installed if installed.is_dir() else PACKAGE_DIR.parent
 
 
 def resolve_data_path(path: str | Path) -> Path:

@@ -3,8 +3,9 @@
 Score of a stance (higher is better), every term documented and weighted by
 ``ProposalConfig.w_*``::
 
-    score =   w_visibility     * min(visibility margin, 5 cm) / 5 cm
-            + w_manipulability * min(manipulability / 0.01 m^3, 1)
+    score =   w_visibility     * (0.7 * clip(angle margin / 10 deg, -1, 1)
+                                  + 0.3 * clip(occlusion clearance / 2 cm, -1, 1))
+            + w_manipulability * min(manipulability / 0.02 m^3, 1)
             + w_limits         * joint-limit margin / 0.5          (0 at a limit, 1 mid-range)
             + w_robustness     * robustness                          (fraction in [0, 1])
             - w_pose_error     * (pos_err / 0.1 mm + ori_err / 0.05 deg)
@@ -30,8 +31,9 @@ from .refine import refine
 from .robot import WholeBodyModel
 from .visibility import Visibility
 
-VIS_SCALE_M = 0.05
-MANIP_SCALE = 0.01
+ANGLE_SCALE_RAD = np.radians(10.0)  # the FOV is an assumption: keep targets off the edges
+OCCLUSION_SCALE_M = 0.02  # the lens is 2 cm ahead of the deck: clearance saturates there
+MANIP_SCALE = 0.02
 
 
 def perturbations(rng: np.random.Generator, n: int, cfg: ProposalConfig) -> np.ndarray:
@@ -101,8 +103,10 @@ def nonlinear_robustness(robot: WholeBodyModel, visibility: Visibility, q: np.nd
 def score_terms(metrics: dict, cfg: ProposalConfig, current_base=None) -> dict:
     """Weighted score terms per stance (arrays ``(M,)``) from the raw metrics."""
     terms = {
-        "visibility": cfg.w_visibility * np.clip(metrics["visibility_margin_m"] / VIS_SCALE_M,
-                                                 -1.0, 1.0),
+        "visibility": cfg.w_visibility * (
+            0.7 * np.clip(metrics["angle_margin_rad"] / ANGLE_SCALE_RAD, -1.0, 1.0)
+            + 0.3 * np.clip(np.nan_to_num(metrics["occlusion_margin_m"], posinf=1.0)
+                            / OCCLUSION_SCALE_M, -1.0, 1.0)),
         "manipulability": cfg.w_manipulability * np.clip(
             metrics["manipulability"] / MANIP_SCALE, 0.0, 1.0),
         "limits": cfg.w_limits * np.clip(metrics["limit_margin"] / 0.5, -1.0, 1.0),
