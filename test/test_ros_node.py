@@ -246,6 +246,120 @@ def test_concurrent_requests(ros):
     assert all(f.done() and len(f.result().plan.poses) >= 1 for f in futs)
 
 
+class _FakeBuffer:
+    """Stands in for tf2_ros.Buffer: identity into the target frame, or an exception."""
+
+    def __init__(self, fail=None, extrapolate=""):
+        self.fail, self.extrapolate, self.stamps = fail, extrapolate, []  # "stamped", "always"
+
+    def transform(self, stamped, target, timeout=None):
+        st = stamped.header.stamp
+        self.stamps.append((st.sec, st.nanosec))
+        if self.fail is not None:
+            raise self.fail
+        if self.extrapolate == "always" or (self.extrapolate == "stamped"
+                                            and (st.sec, st.nanosec) != (0, 0)):
+            raise tf2_ros.ExtrapolationException(
+                "Lookup would require extrapolation into the past")
+        out = type(stamped)()
+        out.header.frame_id = target
+        out.pose = stamped.pose
+        return out
+
+
+def _assert_empty_answer(ros, res, words):
+    assert res.plan.header.frame_id == "map" and len(res.plan.poses) == 0
+    report = _report(ros)
+    assert report["ok"] is False and words in report["reason"], report["reason"]
+    assert "internal error" not in report["reason"]
+    traj = _latched(ros, JointTrajectory, CANDIDATES_TOPIC)
+    assert len(traj.points) == 0
+    assert list(traj.joint_names[:3]) == ["base_x", "base_y", "base_yaw"]
+    assert len(traj.joint_names) == 8  # the layout is kept on every failure
+    return report
+
+
+@pytest.mark.parametrize("orientation, words", [
+    ((0.0, 0.0, 0.0, 0.0), "unit quaternion"),  # tf2 would turn it into the identity
+    ((0.0, 0.0, 0.0, 2.0), "norm is 2"),  # tf2 would normalize it
+    ((float("nan"), 0.0, 0.0, 1.0), "non-finite"),  # tf2 would raise LinAlgError
+])
+def test_a_bad_goal_in_another_frame_is_refused_before_tf(ros, monkeypatch, orientation,
+                                                          words):
+    fake = _FakeBuffer()
+    monkeypatch.setattr(ros["server"], "_tf_buffer", fake)
+    res = _call(ros, _request(orientation=orientation, frame="odom_x"))
+    report = _assert_empty_answer(ros, res, words)
+    assert fake.stamps == []  # no TF call at all
+    assert report["request"]["frame_id"] == "odom_x"  # the raw goal is reported
+
+
+@pytest.mark.parametrize("exc, words", [
+    (np.linalg.LinAlgError("Singular matrix"), "LinAlgError: Singular matrix"),
+    (tf2_ros.LookupException("frame does not exist"), "cannot transform"),
+])
+def test_any_transform_exception_is_a_bad_request(ros, monkeypatch, capfd, exc, words):
+    monkeypatch.setattr(ros["server"], "_tf_buffer", _FakeBuffer(fail=exc))
+    capfd.readouterr()
+    res = _call(ros, _request(frame="odom_x"))
+    report = _assert_empty_answer(ros, res, words)
+    assert report["reason"].startswith("bad request: cannot transform the goal from 'odom_x'")
+    log = capfd.readouterr().err
+    lines = [ln for ln in log.splitlines() if "[stance_server]" in ln]
+    assert len(lines) == 1 and "[WARN]" in lines[0] and "cannot transform" in lines[0], log
+
+
+def test_a_goal_too_old_for_the_tf_buffer_uses_the_latest_transform(ros, monkeypatch):
+    fake = _FakeBuffer(extrapolate="stamped")
+    monkeypatch.setattr(ros["server"], "_tf_buffer", fake)
+    req = _request(frame="odom_x")
+    req.goal.header.stamp.sec, req.goal.header.stamp.nanosec = 100, 5
+    res = _call(ros, req)
+    assert len(res.plan.poses) >= 1
+    assert fake.stamps == [(100, 5), (0, 0)]  # stamped, then the latest
+    report = _report(ros)
+    assert report["goal_tf_latest"] is True
+    assert any("LATEST" in n and "100.000000005" in n for n in report["notes"])
+    # a zero stamp that still extrapolates is not retried
+    fake.stamps.clear()
+    fake.extrapolate = "always"
+    res = _call(ros, _request(frame="odom_x"))
+    assert fake.stamps == [(0, 0)]
+    _assert_empty_answer(ros, res, "ExtrapolationException")
+    # a goal in target_frame needs no TF and is not marked
+    _call(ros, _request())
+    assert _report(ros)["goal_tf_latest"] is False
+
+
+def test_an_internal_error_keeps_the_joint_names(ros, monkeypatch):
+    server = ros["server"]
+    real = server._proposer
+
+    class Broken:
+        robot, sampler_name, config = real.robot, real.sampler_name, real.config
+
+        def propose(self, grasp, base, rng):
+            raise RuntimeError("boom")
+
+    monkeypatch.setattr(server, "_proposer", Broken())
+    res = _call(ros, _request())
+    assert len(res.plan.poses) == 0
+    report = _report(ros)
+    assert report["reason"].startswith("internal error: RuntimeError: boom")
+    traj = _latched(ros, JointTrajectory, CANDIDATES_TOPIC)
+    assert len(traj.joint_names) == 8 and len(traj.points) == 0
+
+
+def test_publishing_does_not_wait_for_another_computation(ros):
+    server = ros["server"]
+    with server._compute_lock:  # as if another request were computing
+        t0 = time.monotonic()
+        res = _call(ros, _request(orientation=(0.0, 0.0, 0.0, 0.0)))
+        report = _report(ros)
+        assert time.monotonic() - t0 < 5.0
+    assert len(res.plan.poses) == 0 and "unit quaternion" in report["reason"]
+
+
 def test_every_config_key_is_a_parameter_with_a_descriptor(ros):
     server = ros["server"]
     describe = StanceConfig.describe()
