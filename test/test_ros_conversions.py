@@ -288,6 +288,8 @@ def test_node_parameter_specs():
     assert specs["target_frame"].default == "map"
     assert specs["config_file"].read_only
     assert specs["tf_timeout_s"].type == "double" and specs["tf_timeout_s"].range == (0.0, 60.0)
+    assert specs["tf_timeout_s"].default == 1.0  # short: SIGINT waits for a running TF wait
+    assert "SIGINT" in specs["tf_timeout_s"].description
 
 
 def test_parameter_file_types_match_the_declared_types():

@@ -300,8 +300,9 @@ def node_parameter_specs(target_frame: str = "map", tf_timeout_s: float = 1.0,
                       "frame of the response: the goal is transformed into it with TF, and the "
                       "ranked base poses are expressed in it (its z = 0 plane is the floor)"),
         ParameterSpec("tf_timeout_s", "double", float(tf_timeout_s),
-                      "how long to wait for the goal's transform into target_frame (s) "
-                      "[range 0, 60]", (0.0, 60.0)),
+                      "how long to wait for the goal's transform into target_frame (s); "
+                      "SIGINT during a request ends the node only after this wait, so keep "
+                      "it short (default 1.0) [range 0, 60]", (0.0, 60.0)),
     ]
 
 

@@ -31,8 +31,13 @@ Nav2's ``navigate_to_pose``; empty on failure.
 
 Latched companion topics (depth 1, transient local, reliable), stamped with the
 response's header: ``/propose_stance/candidates`` (``trajectory_msgs/JointTrajectory``,
-one point per pose, joints ``base_x, base_y, base_yaw`` + arm), ``/propose_stance/markers``
+one point per pose, joints ``base_x, base_y, base_yaw`` + arm: the eight names are sent
+with every answer, failures included), ``/propose_stance/markers``
 (``visualization_msgs/MarkerArray``) and ``/propose_stance/report`` (``std_msgs/String``, JSON).
+
+Concurrency: requests run on a multi-threaded executor. One lock is held only
+while the proposer computes; another only while one answer's three messages are
+published, so a request's publishing never waits for another's computation.
 
 This module is a thin wrapper: every decision lives in :mod:`.conversions`,
 :mod:`.markers` and the core, which are tested without ROS.
