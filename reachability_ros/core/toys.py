@@ -134,6 +134,18 @@ def _urdf_header(name: str, base_radius: float) -> list[str]:
     ]
 
 
+def _urdf_tool_tail(parent: str, length: str) -> list[str]:
+    """URDF lines of the tool frame ``length`` metres along the parent link's x, closing the robot."""
+    return [
+        f'  <link name="{TOY_TOOL_FRAME}"/>',
+        '  <joint name="tool_joint" type="fixed">',
+        f'    <parent link="{parent}"/><child link="{TOY_TOOL_FRAME}"/>',
+        f'    <origin xyz="{length} 0 0" rpy="0 0 0"/>',
+        '  </joint>',
+        '</robot>',
+    ]
+
+
 def _write_urdf(text: str, directory: str | Path, filename: str) -> Path:
     d = Path(directory)
     if not d.is_dir():
@@ -259,13 +271,7 @@ class StickToy:
             f'    <parent link="{TOY_BASE_FRAME}"/><child link="stick_link"/>',
             '    <origin xyz="0 0 0" rpy="0 0 0"/>',
             '  </joint>',
-            f'  <link name="{TOY_TOOL_FRAME}"/>',
-            '  <joint name="tool_joint" type="fixed">',
-            f'    <parent link="stick_link"/><child link="{TOY_TOOL_FRAME}"/>',
-            f'    <origin xyz="{L} 0 0" rpy="0 0 0"/>',
-            '  </joint>',
-            '</robot>',
-        ]
+        ] + _urdf_tool_tail("stick_link", L)
         return "\n".join(lines) + "\n"
 
     def write(self, directory: str | Path) -> RobotConfig:
@@ -536,14 +542,7 @@ class TwoLinkToy:
                 f'    <limit lower="{lim[0]!r}" upper="{lim[1]!r}" effort="10" velocity="3"/>',
                 '  </joint>',
             ]
-        lines += [
-            f'  <link name="{TOY_TOOL_FRAME}"/>',
-            '  <joint name="tool_joint" type="fixed">',
-            f'    <parent link="fore_link"/><child link="{TOY_TOOL_FRAME}"/>',
-            f'    <origin xyz="{L2} 0 0" rpy="0 0 0"/>',
-            '  </joint>',
-            '</robot>',
-        ]
+        lines += _urdf_tool_tail("fore_link", L2)
         return "\n".join(lines) + "\n"
 
     def write(self, directory: str | Path) -> RobotConfig:
