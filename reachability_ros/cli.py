@@ -19,6 +19,17 @@ from typing import Sequence
 import numpy as np
 
 
+def _seed(text: str) -> int:
+    """argparse type: a non-negative integer seed."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seed must be an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"seed must be >= 0, got {value}")
+    return value
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=None, help="YAML config (default config/lekiwi.yaml)")
     p.add_argument("--model", default=None, help="ONNX model (overrides proposal.model_path)")
@@ -26,7 +37,8 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="proposal sampler (overrides proposal.sampler)")
     p.add_argument("--samples", type=int, default=None, help="proposals per grasp")
     p.add_argument("--top-k", type=int, default=None, help="ranked stances returned")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--seed", type=_seed, default=None,
+                   help="random seed (>= 0; default: proposal.seed of the config)")
 
 
 def _build_proposer(args):
@@ -99,7 +111,8 @@ def cmd_propose(args) -> int:
     base = BasePose(*args.current_base) if args.current_base else None
     if base is not None and args.degrees:
         base = BasePose(base.x, base.y, math.radians(base.yaw))
-    result = proposer.propose(grasp, base, np.random.default_rng(args.seed))
+    seed = proposer.config.proposal.seed if args.seed is None else args.seed
+    result = proposer.propose(grasp, base, np.random.default_rng(seed))
     if args.json:
         print(json.dumps(result_to_dict(result), indent=2))
     else:
@@ -111,6 +124,13 @@ def cmd_propose(args) -> int:
     return 0 if result.ok else 1
 
 
+def _json_id(value, lineno: int):
+    """The record id as JSON-safe data: a string, or an int; anything else becomes its str."""
+    if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    return f"line{lineno}" if value is None else str(value)
+
+
 def _parse_line(line: str, lineno: int):
     from reachability_ros.core.errors import InvalidRequest
     from reachability_ros.core.types import Grasp
@@ -118,50 +138,68 @@ def _parse_line(line: str, lineno: int):
         rec = json.loads(line)
     except json.JSONDecodeError as exc:
         raise InvalidRequest(f"line {lineno}: not valid JSON ({exc.msg})") from None
+    except (RecursionError, ValueError) as exc:
+        raise InvalidRequest(f"line {lineno}: not valid JSON ({type(exc).__name__})") from None
     if not isinstance(rec, dict):
         raise InvalidRequest(f"line {lineno}: expected a JSON object")
-    gid = rec.get("id", f"line{lineno}")
+    gid = _json_id(rec.get("id"), lineno)
+    values = {}
     for key, n in (("position", 3), ("orientation", 4)):
         v = rec.get(key)
         if not isinstance(v, list) or len(v) != n or not all(
                 isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
             raise InvalidRequest(f"line {lineno} (id {gid!r}): {key!r} must be a list of {n} "
                                  "numbers")
-    return gid, Grasp(tuple(float(x) for x in rec["position"]),
-                      tuple(float(x) for x in rec["orientation"]), str(rec.get("frame_id", "")))
+        try:
+            values[key] = tuple(float(x) for x in v)
+        except OverflowError:
+            raise InvalidRequest(f"line {lineno} (id {gid!r}): {key!r} has a number too large "
+                                 "for a float") from None
+    return gid, Grasp(values["position"], values["orientation"], str(rec.get("frame_id", "")))
 
 
 def cmd_propose_batch(args) -> int:
-    from reachability_ros.core.errors import ReachabilityError
+    from reachability_ros.core.errors import InvalidRequest, ReachabilityError
     from reachability_ros.core.report import result_to_dict
     proposer = _build_proposer(args)
+    seed = proposer.config.proposal.seed if args.seed is None else args.seed
     n_ok = n_fail = n_bad = 0
-    fin = sys.stdin if args.input == "-" else open(args.input)
+    fin = sys.stdin.buffer if args.input == "-" else open(args.input, "rb")
     fout = sys.stdout if args.output == "-" else open(args.output, "w")
     t0 = time.perf_counter()
     try:
-        for lineno, line in enumerate(fin, start=1):
-            if not line.strip():
-                continue
+        for lineno, raw in enumerate(fin, start=1):
             gid = f"line{lineno}"
             try:
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise InvalidRequest(f"line {lineno}: not UTF-8 text") from None
+                if not line.strip():
+                    raise InvalidRequest(f"line {lineno}: empty line")
+                try:
+                    gid = _json_id(json.loads(line).get("id"), lineno)
+                except Exception:  # reported by _parse_line below
+                    pass
                 gid, grasp = _parse_line(line, lineno)
-                rng = np.random.default_rng([args.seed, lineno])
+                rng = np.random.default_rng([seed, lineno])
                 rec = result_to_dict(proposer.propose(grasp, rng=rng))
                 n_ok += rec["ok"]
                 n_fail += not rec["ok"]
             except ReachabilityError as exc:
-                try:
-                    gid = str(json.loads(line).get("id", gid))
-                except Exception:  # the line is not a JSON object: keep line<N>
-                    pass
-                rec = {"ok": False, "reason": str(exc), "candidates": [], "funnel": {},
-                       "timing_ms": {}}
+                rec = {"ok": False, "reason": str(exc), "sampler": proposer.sampler_name,
+                       "request": None, "candidates": [], "funnel": {}, "timing_ms": {}}
                 n_bad += 1
-            fout.write(json.dumps({"id": gid, **rec}, allow_nan=False) + "\n")
+            try:
+                text = json.dumps({"id": gid, **rec}, allow_nan=False)
+            except ValueError as exc:  # a non-finite number: never write invalid JSON
+                text = json.dumps({"id": str(gid), "ok": False, "reason": f"internal: {exc}",
+                                   "sampler": proposer.sampler_name, "request": None,
+                                   "candidates": [], "funnel": {}, "timing_ms": {}})
+            fout.write(text + "\n")
             fout.flush()
     finally:
-        if fin is not sys.stdin:
+        if fin is not sys.stdin.buffer:
             fin.close()
         if fout is not sys.stdout:
             fout.close()

@@ -78,3 +78,35 @@ def test_batch_line_parser_fuzz(line):
     except InvalidRequest:
         return
     assert len(grasp.position) == 3 and len(grasp.orientation) == 4
+
+
+def test_batch_survives_hostile_lines(tmp_path):
+    """Huge integers, NaN ids, bad UTF-8, deep nesting, blank lines: one ok=false line each."""
+    good = b'{"id": 5, "position": [2.0, 1.0, 0.1], "orientation": [0, 0.7071068, 0, 0.7071068]}'
+    lines = [
+        good,
+        b'{"id": "big", "position": [1' + b"0" * 400 + b', 1, 0.1], "orientation": [0, 0, 0, 1]}',
+        b'{"id": NaN, "position": [0, 0, 0.1], "orientation": [0, 0, 0, 0]}',
+        b'{"id": "bad-utf8", "position": [0, 0, 0.1], "orientation": [0, 0, 0, 1]} \xff',
+        b"[" * 100000,
+        b"",
+        good,
+    ]
+    inp, outp = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp.write_bytes(b"\n".join(lines) + b"\n")
+    res = run(["propose-batch", "--input", str(inp), "--output", str(outp), "--top-k", "1",
+               "--seed", "3"] + FAST)
+    assert res.returncode == 0, res.stderr
+    assert "Traceback" not in res.stderr
+    recs = [json.loads(l) for l in outp.read_text().splitlines()]
+    assert len(recs) == len(lines)
+    assert [r["ok"] for r in recs] == [True, False, False, False, False, False, True]
+    assert recs[0]["id"] == 5 and recs[2]["id"] == "nan" and recs[5]["reason"].endswith("empty line")
+    assert all("sampler" in r and "request" in r for r in recs)
+
+
+def test_negative_seed_is_a_usage_error():
+    out = run(["propose", "--position", "2", "1", "0.1", "--rpy", "0", "90", "0", "--degrees",
+               "--seed", "-1"] + FAST[:2])
+    assert out.returncode == 2 and "seed must be >= 0" in out.stderr
+    assert "Traceback" not in out.stderr

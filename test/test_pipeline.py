@@ -185,3 +185,19 @@ def test_diverse_top_k_matches_a_plain_greedy_loop():
         if len(keep) == 10:
             break
     assert got.tolist() == keep
+
+
+@pytest.mark.parametrize("k", [0, -1, 1001, 2.5])
+def test_top_k_out_of_range_is_refused(rejection, k):
+    with pytest.raises(InvalidRequest, match="top_k"):
+        rejection.propose(Grasp((0, 0, 0.1), (0, 0, 0, 1)), top_k=k)
+
+
+def test_numerical_refinement_keeps_yaw_canonical(robot, visibility, rejection):
+    found = 0
+    for grasp in task_grasps(robot, visibility, 3, seed=8):
+        r = rejection.propose(grasp, rng=np.random.default_rng(1))
+        if r.ok:
+            found += 1
+            assert np.all(np.abs(r.feasible_q[:, 2]) <= np.pi + 1e-12)
+    assert found >= 2

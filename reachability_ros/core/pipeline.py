@@ -194,7 +194,9 @@ class StanceProposer:
                 math.isfinite(v) for v in (current_base.x, current_base.y, current_base.yaw)):
             raise InvalidRequest(f"current base pose has non-finite values: {current_base}")
         rng = rng if rng is not None else np.random.default_rng(pc.seed)
-        k = top_k or pc.top_k
+        k = pc.top_k if top_k is None else top_k
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= 1000:
+            raise InvalidRequest(f"top_k must be an integer in [1, 1000], got {top_k!r}")
         robot = self.robot
         tool = robot.config.tool_frame
 
@@ -243,6 +245,7 @@ class StanceProposer:
                                      pc.refine_orientation_tol_deg))
                     qr[todo] = res.q
                 ok = np.all(np.isfinite(qr), axis=1)
+                qr[:, 2] = np.angle(np.exp(1j * qr[:, 2]))  # base yaw back into (-pi, pi]
                 q[idx] = qr
                 outcome[idx[~ok]] = "refine_failed"
                 alive[idx[~ok]] = False
