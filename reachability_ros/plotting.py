@@ -9,6 +9,7 @@ OUTCOME_COLOURS = {
     "unreachable": "#bbbbbb",
     "far_from_grasp": "#999999",
     "refine_failed": "#7f7f7f",
+    "fk_mismatch": "#8c1c13",
     "joint_limits": "#ff7f0e",
     "not_visible": "#1f77b4",
     "occluded": "#9467bd",

@@ -673,3 +673,9 @@ def test_parse_overrides():
         conv.parse_overrides(["train.max_epochs"])
     with pytest.raises(ConfigError):
         conv.parse_overrides(["=3"])
+
+
+def test_every_pipeline_outcome_has_a_marker_colour():
+    from reachability_ros.core.pipeline import OUTCOMES
+    from reachability_ros.ros import markers
+    assert set(OUTCOMES) | {"kept"} <= set(markers.OUTCOME_COLOURS)

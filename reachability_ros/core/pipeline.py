@@ -37,8 +37,8 @@ from .types import BasePose, Candidate, Grasp, ProposalResult
 from .visibility import Visibility
 
 MAX_ABS_COORDINATE_M = 1.0e6
-OUTCOMES = ("unreachable", "far_from_grasp", "refine_failed", "joint_limits", "not_visible",
-            "occluded", "low_visibility_margin")
+OUTCOMES = ("unreachable", "far_from_grasp", "refine_failed", "joint_limits", "fk_mismatch",
+            "not_visible", "occluded", "low_visibility_margin")
 
 
 def validate_grasp(grasp: Grasp, cfg: ProposalConfig) -> np.ndarray:
@@ -83,8 +83,8 @@ def _failure_reason(funnel: dict, n: int) -> str:
     parts = [f"{funnel[k]} {k.replace('_', ' ')}" for k in OUTCOMES if funnel.get(k)]
     vis = funnel.get("not_visible", 0) + funnel.get("occluded", 0) + funnel.get(
         "low_visibility_margin", 0)
-    reach = funnel.get("unreachable", 0) + funnel.get("far_from_grasp", 0) + funnel.get(
-        "refine_failed", 0) + funnel.get("joint_limits", 0)
+    reach = sum(funnel.get(k, 0) for k in ("unreachable", "far_from_grasp", "refine_failed",
+                                           "joint_limits", "fk_mismatch"))
     if vis and vis >= n - reach and reach < n:
         head = "reachable but not visible from the front camera"
     elif reach == n:
@@ -265,7 +265,7 @@ class StanceProposer:
         T_tool = base_pose_matrix(q[idx]) @ (oMi[:, j_tool] @ T_jt)
         dp, dr = pose_error(T_tool, T[None])
         bad = (dp > pc.refine_position_tol_m) | (dr > np.radians(pc.refine_orientation_tol_deg))
-        outcome[idx[bad]] = "refine_failed"
+        outcome[idx[bad]] = "fk_mismatch" if props.exact else "refine_failed"
         alive[idx[bad]] = False
         keep = ~bad
         idx, oMi, dp, dr, q_base0 = idx[keep], oMi[keep], dp[keep], dr[keep], q_base0[keep]
@@ -303,7 +303,7 @@ class StanceProposer:
         }
         pre = sum(score_terms(metrics, pc, current_base).values())
         delta = perturbations(rng, pc.robustness_samples, pc)
-        rob = np.zeros(idx.size)
+        rob = np.full(idx.size, np.nan)  # NaN = not measured (reported as null)
         if pc.robustness_samples > 0:
             top = np.argsort(-pre)[:pc.robustness_candidates]
             # base frame: the perturbations are already expressed in it

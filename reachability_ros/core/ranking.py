@@ -96,7 +96,8 @@ def nonlinear_robustness(robot: WholeBodyModel, visibility: Visibility, q: np.nd
                  orientation_tol_rad=0.1 * np.radians(cfg.grasp_tolerance_deg))
     ok = (res.position_error_m <= cfg.grasp_tolerance_m) & (
         res.orientation_error_rad <= np.radians(cfg.grasp_tolerance_deg))
-    vis = visibility.check(res.q).visible
+    v = visibility.check(res.q)
+    vis = v.visible & (v.margin >= cfg.min_visibility_margin_m)
     return (ok & vis).reshape(M, S).mean(axis=1)
 
 
@@ -110,8 +111,8 @@ def score_terms(metrics: dict, cfg: ProposalConfig, current_base=None) -> dict:
         "manipulability": cfg.w_manipulability * np.clip(
             metrics["manipulability"] / MANIP_SCALE, 0.0, 1.0),
         "limits": cfg.w_limits * np.clip(metrics["limit_margin"] / 0.5, -1.0, 1.0),
-        "robustness": cfg.w_robustness * metrics.get("robustness",
-                                                     np.zeros_like(metrics["limit_margin"])),
+        "robustness": cfg.w_robustness * np.nan_to_num(metrics.get(
+            "robustness", np.zeros_like(metrics["limit_margin"])), nan=0.0),
         "pose_error": -cfg.w_pose_error * (metrics["position_error_m"] / 1e-4
                                            + metrics["orientation_error_rad"]
                                            / np.radians(0.05)),

@@ -42,6 +42,7 @@ OUTCOME_COLOURS = {
     "unreachable": (0.55, 0.55, 0.55, 0.5),
     "far_from_grasp": (0.75, 0.75, 0.75, 0.5),
     "refine_failed": (0.90, 0.15, 0.15, 0.7),
+    "fk_mismatch": (0.60, 0.05, 0.05, 0.8),
     "joint_limits": (1.00, 0.55, 0.00, 0.8),
     "not_visible": (0.20, 0.40, 1.00, 0.7),
     "occluded": (0.65, 0.20, 0.85, 0.8),
