@@ -165,8 +165,29 @@ def _toy_robot_config(name: str, path: Path, arm_joints: tuple[str, ...],
 
 
 # ------------------------------------------------------------------ toy v1
+class _WritableToy:
+    """Shared by the toys: write the generated URDF and return its RobotConfig."""
+
+    ARM_JOINTS: tuple = ()
+
+    def write(self, directory: str | Path) -> RobotConfig:
+        """Write ``<name>.urdf`` into ``directory`` and return its :class:`RobotConfig`.
+
+        The config names the base ``base_footprint``, the tool ``tool_frame``, the
+        camera ``toy_camera_optical_frame`` (on the base, 5 cm up, looking along
+        +x); the toy has no wrist camera, so ``wrist_camera_frame`` is the tool
+        frame. ``reach_m`` is the toy's ``R``.
+
+        Raises:
+            ConfigError: ``directory`` does not exist, or ``R`` is outside the
+                range ``RobotConfig.reach_m`` accepts.
+        """
+        path = _write_urdf(self.urdf(), directory, f"{self.name}.urdf")
+        return _toy_robot_config(self.name, path, self.ARM_JOINTS, self.reach_m)
+
+
 @dataclass(frozen=True)
-class StickToy:
+class StickToy(_WritableToy):
     """Seed 000 toy v1: a disk base ``(x, y, theta)`` with a rigid stick of length ``L``.
 
     Args:
@@ -274,25 +295,11 @@ class StickToy:
         ] + _urdf_tool_tail("stick_link", L)
         return "\n".join(lines) + "\n"
 
-    def write(self, directory: str | Path) -> RobotConfig:
-        """Write ``<name>.urdf`` into ``directory`` and return its :class:`RobotConfig`.
-
-        The config names the base ``base_footprint``, the tool ``tool_frame``, the
-        camera ``toy_camera_optical_frame`` (on the base, 5 cm up, looking along
-        +x); the toy has no wrist camera, so ``wrist_camera_frame`` is the tool
-        frame. ``reach_m`` is the toy's ``R``.
-
-        Raises:
-            ConfigError: ``directory`` does not exist, or ``R`` is outside the
-                range ``RobotConfig.reach_m`` accepts.
-        """
-        path = _write_urdf(self.urdf(), directory, f"{self.name}.urdf")
-        return _toy_robot_config(self.name, path, (), self.reach_m)
 
 
 # ------------------------------------------------------------------ toy v2
 @dataclass(frozen=True)
-class TwoLinkToy:
+class TwoLinkToy(_WritableToy):
     """Seed 000 toy v2: a disk base ``(x, y, psi)`` with a rotary two-link arm.
 
     The shoulder sits at the base centre; both joints turn about the vertical.
@@ -310,6 +317,8 @@ class TwoLinkToy:
         ConfigError: a length is not positive, a limit pair is empty or outside
             ``[-pi, pi]``, or the donut is empty.
     """
+
+    ARM_JOINTS = TOY_ARM_JOINTS
 
     l1_m: float = 0.5
     l2_m: float = 0.4
@@ -545,20 +554,6 @@ class TwoLinkToy:
         lines += _urdf_tool_tail("fore_link", L2)
         return "\n".join(lines) + "\n"
 
-    def write(self, directory: str | Path) -> RobotConfig:
-        """Write ``<name>.urdf`` into ``directory`` and return its :class:`RobotConfig`.
-
-        The config names the base ``base_footprint``, the tool ``tool_frame``, the
-        camera ``toy_camera_optical_frame`` (on the base, 5 cm up, looking along
-        +x); the toy has no wrist camera, so ``wrist_camera_frame`` is the tool
-        frame. ``reach_m`` is the toy's ``R``.
-
-        Raises:
-            ConfigError: ``directory`` does not exist, or ``R`` is outside the
-                range ``RobotConfig.reach_m`` accepts.
-        """
-        path = _write_urdf(self.urdf(), directory, f"{self.name}.urdf")
-        return _toy_robot_config(self.name, path, TOY_ARM_JOINTS, self.reach_m)
 
 
 Toy = StickToy | TwoLinkToy
