@@ -75,6 +75,20 @@ def ros():
         rclpy.shutdown()
 
 
+def _read_until_ready(proc, timeout_s=60.0):
+    """Lines a node subprocess prints until its 'ready:' line (or EOF, or the timeout)."""
+    lines = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if "ready:" in line:
+            break
+    return lines
+
+
 def _request(position=TOP_DOWN_GRASP[0], orientation=TOP_DOWN_GRASP[1], frame="map",
              start=None):
     req = GetPlan.Request()
@@ -442,15 +456,7 @@ def test_sigint_shuts_down_cleanly():
                             stderr=subprocess.STDOUT, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)
                             if os.name == "posix" else None)
-    lines = []
-    deadline = time.monotonic() + 60.0
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if "ready:" in line:
-            break
+    lines = _read_until_ready(proc)
     assert any("ready:" in ln for ln in lines), "".join(lines)
     proc.send_signal(signal.SIGINT)
     rest, _ = proc.communicate(timeout=30)
@@ -494,15 +500,7 @@ def test_trainer_trains_exports_and_the_server_loads_the_model(tmp_path):
                              f"proposal.model_path:={model}"], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    lines = []
-    deadline = time.monotonic() + 60.0
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if "ready:" in line:
-            break
+    lines = _read_until_ready(proc)
     proc.send_signal(signal.SIGINT)
     rest, _ = proc.communicate(timeout=30)
     ready = [ln for ln in lines if "ready:" in ln]
