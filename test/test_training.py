@@ -214,6 +214,18 @@ def test_trainer_end_to_end_tiny(tmp_path):
     assert json.loads((tmp_path / "result.json").read_text())["epochs"] == r["epochs"]
 
 
+def test_trainer_generates_manifold_data_under_its_output(tmp_path):
+    """The shipped manifold config's path: data made by training.data, cached in out/data."""
+    sets = {"data.source": "lekiwi_manifold", "data.generator_impl": "auto",
+            "data.n_train": 2000, "data.n_val": 200, "data.cache_dir": "",
+            "data.generator": {"workers": 1, "manifold": "on", "density": "area"},
+            "model.family": "manifold_flow", "train.noise_std": 0.01, "export.onnx": False}
+    r = train_from_config(str(REPO / "config" / "train_tiny.yaml"), str(tmp_path), sets,
+                          log=lambda s: None)
+    assert (tmp_path / "data" / "manifest.json").is_file()
+    assert Path(r["checkpoint"]).is_file()
+
+
 def test_trainer_rejects_unknown_family(tmp_path):
     with pytest.raises(ConfigError, match="family"):
         train_from_config(str(REPO / "config" / "train_tiny.yaml"), str(tmp_path),

@@ -188,7 +188,7 @@ def get_data(cfg: dict, out_dir: Path, log: Log) -> tuple[dict, dict, Any]:
             gen.setdefault("train_pairs", n_train)
             gen.setdefault("heldout_pairs", n_val)
             t0 = time.time()
-            manifest = mod.generate_dataset(gen, Path(dcfg.get("cache_dir") or out / "data"),
+            manifest = mod.generate_dataset(gen, Path(dcfg.get("cache_dir") or out_dir / "data"),
                                             seed, log=log, progress=False)
             log(f"data: generated with training.data in {time.time() - t0:.1f}s")
         tr = mod.load_dataset(manifest, "train")
