@@ -31,7 +31,18 @@ def test_vectorized_fk_matches_pinocchio(robot, rng):
 
 def test_vectorized_jacobian_matches_pinocchio(robot, rng):
     q = robot.random_configurations(300, rng)
-    assert np.abs(robot.jacobian(q) - robot.jacobian_pinocchio(q)).max() < 1e-9
+    ref = robot.jacobian_pinocchio(q)
+    assert np.abs(robot.jacobian(q) - ref).max() < 1e-9
+    # the per-joint loop (descriptions whose axes are not coordinate axes) agrees too
+    j_tool = robot.frame_placement(robot.config.tool_frame)[0]
+    saved = robot._jacobian_paths.pop(j_tool, None)
+    try:
+        robot._jacobian_paths[j_tool] = (None, None, None)
+        assert np.abs(robot.jacobian(q) - ref).max() < 1e-9
+    finally:
+        robot._jacobian_paths.pop(j_tool)
+        if saved is not None:
+            robot._jacobian_paths[j_tool] = saved
 
 
 def test_jacobian_rank_six(robot, rng):

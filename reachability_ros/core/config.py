@@ -249,8 +249,10 @@ class ProposalConfig(_Config):
     grasp_tolerance_m: float = _f(0.01, "a perturbed base still counts if the arm-only solve "
                                   "gets the tool this close (m)", 0.0, 1.0)
     grasp_tolerance_deg: float = _f(5.0, "same, orientation (deg)", 0.0, 180.0)
-    robustness_candidates: int = _f(64, "stances (best by the other terms) whose robustness is "
-                                    "measured", 1, 100000)
+    robustness_candidates: int = _f(64, "stances (best by the other terms) whose linearized "
+                                    "robustness is measured", 1, 100000)
+    robustness_iterations: int = _f(2, "Levenberg-Marquardt steps of the arm-only re-solve "
+                                    "that measures the returned stances' robustness", 0, 100)
     # ranking (score = sum of weight * term, terms documented in core/ranking.py)
     w_visibility: float = _f(1.0, "weight of the visibility margin term", 0.0, 1e6)
     w_manipulability: float = _f(1.0, "weight of the manipulability term", 0.0, 1e6)

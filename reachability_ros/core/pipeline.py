@@ -27,11 +27,11 @@ import numpy as np
 
 from .config import ProposalConfig, StanceConfig
 from .errors import ConfigError, DescriptionError, InvalidRequest
-from .geometry import pose_error
+from .geometry import pose_error, rotation_angle
 from .ranking import (diverse_top_k, linear_robustness, nonlinear_robustness, perturbations,
-                      score_terms)
+                      robustness_term, score_terms)
 from .refine import refine
-from .robot import WholeBodyModel, base_pose_matrix
+from .robot import WholeBodyModel
 from .samplers import GridSampler, ModelSampler, Proposals, RejectionSampler
 from .types import BasePose, Candidate, Grasp, ProposalResult
 from .visibility import Visibility
@@ -39,6 +39,29 @@ from .visibility import Visibility
 MAX_ABS_COORDINATE_M = 1.0e6
 OUTCOMES = ("unreachable", "far_from_grasp", "refine_failed", "joint_limits", "fk_mismatch",
             "not_visible", "occluded", "low_visibility_margin")
+LABELS = ("kept",) + OUTCOMES  # per raw proposal, coded as the index in this tuple
+LABELS_ARRAY = np.array(LABELS)
+CODE = {name: i for i, name in enumerate(LABELS)}
+
+
+def grasp_in_base_frames(T_world_grasp: np.ndarray, q: np.ndarray
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """The grasp seen from each base pose of ``q`` ``(N, >=3)``, structure-of-arrays.
+
+    Returns:
+        ``(p, R)``: positions ``(3, N)`` and rotations ``(3, 3, N)`` of the grasp in
+        each base frame (``R_b^T (p_g - p_b)``, ``R_b^T R_g``).
+    """
+    n = q.shape[0]
+    c, s = np.cos(q[:, 2]), np.sin(q[:, 2])
+    dx, dy = T_world_grasp[0, 3] - q[:, 0], T_world_grasp[1, 3] - q[:, 1]
+    p = np.stack([c * dx + s * dy, c * dy - s * dx, np.full(n, T_world_grasp[2, 3])])
+    Rg = T_world_grasp[:3, :3]
+    R = np.empty((3, 3, n))
+    R[0] = Rg[0][:, None] * c + Rg[1][:, None] * s
+    R[1] = Rg[1][:, None] * c - Rg[0][:, None] * s
+    R[2] = Rg[2][:, None]
+    return p, R
 
 
 def validate_grasp(grasp: Grasp, cfg: ProposalConfig) -> np.ndarray:
@@ -209,15 +232,16 @@ class StanceProposer:
         props: Proposals = self.sampler.sample(T, pc.n_samples, rng)
         t = tick("sample", t0)
         n = props.q.shape[0]
-        outcome = np.full(n, "kept", dtype=object)
+        outcome = np.zeros(n, dtype=np.int8)  # index into LABELS; 0 = kept
         q = props.q.copy()
         finite = np.all(np.isfinite(q), axis=1)
         alive = props.valid & finite
-        outcome[~alive] = "unreachable"
+        outcome[~alive] = CODE["unreachable"]
         # exact samplers mark out-of-limit solutions invalid: tell them apart
         lim_bad = ~alive & finite
         if lim_bad.any():
-            outcome[np.flatnonzero(lim_bad)[~robot.within_limits(q[lim_bad])]] = "joint_limits"
+            outcome[np.flatnonzero(lim_bad)[~robot.within_limits(q[lim_bad])]] = CODE[
+                "joint_limits"]
         # 3-4. coarse filter and refinement of approximate proposals
         if not props.exact and alive.any():
             idx = np.flatnonzero(alive)
@@ -226,7 +250,7 @@ class StanceProposer:
             far = (dp > pc.coarse_position_tol_m) | (dr > np.radians(pc.coarse_orientation_tol_deg))
             if isinstance(self.sampler, RejectionSampler):
                 far[:] = False  # the baseline relies on refinement from afar
-            outcome[idx[far]] = "far_from_grasp"
+            outcome[idx[far]] = CODE["far_from_grasp"]
             alive[idx[far]] = False
             idx = np.flatnonzero(alive)
             t = tick("coarse_filter", t)
@@ -247,97 +271,103 @@ class StanceProposer:
                 ok = np.all(np.isfinite(qr), axis=1)
                 qr[:, 2] = np.angle(np.exp(1j * qr[:, 2]))  # base yaw back into (-pi, pi]
                 q[idx] = qr
-                outcome[idx[~ok]] = "refine_failed"
+                outcome[idx[~ok]] = CODE["refine_failed"]
                 alive[idx[~ok]] = False
             t = tick("refine", t)
         # 5. verify: limits, FK, visibility
         idx = np.flatnonzero(alive)
         lim = robot.within_limits(q[idx])
-        outcome[idx[~lim]] = "joint_limits"
-        alive[idx[~lim]] = False
-        idx = np.flatnonzero(alive)
-        # one FK pass in the base frame serves the check, visibility and ranking
-        # (exact at any distance from the world origin)
-        q_base0 = q[idx].copy()
-        q_base0[:, :3] = 0.0
-        oMi = robot.joint_transforms(q_base0)
-        j_tool, T_jt = robot.frame_placement(tool)
-        T_tool = base_pose_matrix(q[idx]) @ (oMi[:, j_tool] @ T_jt)
-        dp, dr = pose_error(T_tool, T[None])
+        outcome[idx[~lim]] = CODE["joint_limits"]
+        idx = idx[lim]
+        # one structure-of-arrays FK pass in the base frame serves the check, visibility
+        # and ranking; the grasp is brought into each base frame (exact at any distance
+        # from the world origin)
+        qi = q[idx]
+        X = robot.base_chain(qi)
+        p_tool, R_tool = robot.frame_in_chain(X, tool)
+        pg, Rg = grasp_in_base_frames(T, qi)
+        dp = np.sqrt(((pg - p_tool) ** 2).sum(0))
+        dr = rotation_angle(np.einsum("ikn,jkn->nij", Rg, R_tool))
         bad = (dp > pc.refine_position_tol_m) | (dr > np.radians(pc.refine_orientation_tol_deg))
-        outcome[idx[bad]] = "fk_mismatch" if props.exact else "refine_failed"
-        alive[idx[bad]] = False
-        keep = ~bad
-        idx, oMi, dp, dr, q_base0 = idx[keep], oMi[keep], dp[keep], dr[keep], q_base0[keep]
-        vis = self.visibility.check(q[idx], oMi_base=oMi)
-        labels = np.where(~vis.in_frustum, "not_visible",
-                          np.where(vis.occluded, "occluded",
+        outcome[idx[bad]] = CODE["fk_mismatch" if props.exact else "refine_failed"]
+        if bad.any():
+            keep = ~bad
+            idx, dp, dr, X, p_tool = idx[keep], dp[keep], dr[keep], X[..., keep], p_tool[:, keep]
+        vis = self.visibility.check_chain(p_tool, X)
+        labels = np.where(~vis.in_frustum, CODE["not_visible"],
+                          np.where(vis.occluded, CODE["occluded"],
                                    np.where(vis.margin < pc.min_visibility_margin_m,
-                                            "low_visibility_margin", "kept")))
+                                            CODE["low_visibility_margin"], 0)))
         outcome[idx] = labels
-        good = labels == "kept"
-        alive[idx[~good]] = False
+        good = labels == 0
         t = tick("verify", t)
+        counts = np.bincount(outcome, minlength=len(LABELS))
         funnel = OrderedDict(proposed=int(n))
         for key in OUTCOMES:
-            funnel[key] = int(np.sum(outcome == key))
-        funnel["feasible"] = int(good.sum())
+            funnel[key] = int(counts[CODE[key]])
+        funnel["feasible"] = int(counts[0])
         if not good.any():
             funnel["returned"] = 0
             timing["total"] = (time.perf_counter() - t0) * 1e3
             return ProposalResult(False, _failure_reason(funnel, n), [], robot.joint_names,
                                   dict(funnel), dict(timing), self.sampler_name, props.q,
-                                  outcome.astype(str), grasp)
+                                  LABELS_ARRAY[outcome], grasp)
         # 6. score, robustness, diverse top-k
-        sel = np.flatnonzero(good)
-        idx, dp, dr, oMi, q_base0 = idx[sel], dp[sel], dr[sel], oMi[sel], q_base0[sel]
+        if not good.all():
+            idx, dp, dr, X = idx[good], dp[good], dr[good], X[..., good]
+            vis = vis.subset(good)
+        qf = q[idx]
+        q_base0 = qf.copy()
+        q_base0[:, :3] = 0.0
+        J = robot.jacobian(q_base0, chain=X)  # base frame, for manipulability and robustness
         metrics = {
-            "q": q[idx],
+            "q": qf,
             "position_error_m": dp,
             "orientation_error_rad": dr,
-            "visibility_margin_m": vis.margin[sel],
-            "angle_margin_rad": vis.angle_margin_rad[sel],
-            "occlusion_margin_m": vis.occlusion_margin_m[sel],
-            "manipulability": robot.manipulability(q_base0, oMi=oMi),
-            "limit_margin": robot.limit_margin(q[idx]),
+            "visibility_margin_m": vis.margin,
+            "angle_margin_rad": vis.angle_margin_rad,
+            "occlusion_margin_m": vis.occlusion_margin_m,
+            "manipulability": robot.manipulability(q_base0, jacobian=J),
+            "limit_margin": robot.limit_margin(qf),
         }
-        pre = sum(score_terms(metrics, pc, current_base).values())
         delta = perturbations(rng, pc.robustness_samples, pc)
         rob = np.full(idx.size, np.nan)  # NaN = not measured (reported as null)
+        terms = score_terms(metrics, pc, current_base)  # robustness not yet measured: 0
+        pre = sum(terms.values())
         if pc.robustness_samples > 0:
             top = np.argsort(-pre)[:pc.robustness_candidates]
             # base frame: the perturbations are already expressed in it
-            rob[top] = linear_robustness(robot, q_base0[top], delta, pc, oMi=oMi[top])
+            rob[top] = linear_robustness(robot, q_base0[top], delta, pc, jacobian=J[top])
         metrics["robustness_linear"] = rob
         metrics["robustness"] = rob
-        terms = score_terms(metrics, pc, current_base)
-        score = sum(terms.values())
-        chosen = diverse_top_k(q[idx], score, k, pc.nms_min_distance_m,
+        terms["robustness"] = robustness_term(rob, pc)
+        score = pre + terms["robustness"]
+        chosen = diverse_top_k(qf, score, k, pc.nms_min_distance_m,
                                np.radians(pc.nms_min_yaw_deg))
         t = tick("rank", t)
         if pc.robustness_samples > 0 and chosen.size:
-            rob_nl = nonlinear_robustness(robot, self.visibility, q[idx[chosen]], T, delta, pc)
-            metrics["robustness"] = metrics["robustness"].copy()
-            metrics["robustness"][chosen] = rob_nl
-            terms = score_terms(metrics, pc, current_base)
-            score = sum(terms.values())
+            rob = rob.copy()
+            rob[chosen] = nonlinear_robustness(robot, self.visibility, qf[chosen], T, delta, pc,
+                                               iterations=pc.robustness_iterations,
+                                               chain=X[..., chosen])
+            metrics["robustness"] = rob
+            terms["robustness"] = robustness_term(rob, pc)
+            score = pre + terms["robustness"]
             chosen = chosen[np.argsort(-score[chosen], kind="stable")]
         t = tick("robustness", t)
-        dup = good.sum() - chosen.size
-        funnel["not_in_top_k"] = int(dup)
+        funnel["not_in_top_k"] = int(idx.size - chosen.size)
         funnel["returned"] = int(chosen.size)
         cands = []
         for i in chosen:
-            m = {key: (float(v[i]) if key != "q" else None) for key, v in metrics.items()}
-            m.pop("q")
+            m = {key: float(v[i]) for key, v in metrics.items() if key != "q"}
             m["visible"] = True
             m["sample_index"] = int(idx[i])
-            cands.append(Candidate(q[idx[i]].copy(), float(score[i]),
+            cands.append(Candidate(qf[i].copy(), float(score[i]),
                                    {name: float(v[i]) for name, v in terms.items()}, m))
         timing["total"] = (time.perf_counter() - t0) * 1e3
         return ProposalResult(True, "", cands, robot.joint_names, dict(funnel), dict(timing),
-                              self.sampler_name, props.q, outcome.astype(str), grasp,
-                              feasible_q=q[idx])
+                              self.sampler_name, props.q, LABELS_ARRAY[outcome], grasp,
+                              feasible_q=qf)
 
 
 def propose(grasp: Grasp, current_base: BasePose | None = None,

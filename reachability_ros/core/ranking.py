@@ -27,7 +27,6 @@ from __future__ import annotations
 import numpy as np
 
 from .config import ProposalConfig
-from .refine import refine
 from .robot import WholeBodyModel
 from .visibility import Visibility
 
@@ -55,50 +54,175 @@ def perturb_base(q: np.ndarray, delta: np.ndarray) -> np.ndarray:
     return out
 
 
+def _rotation_error(Ra: np.ndarray, Rb: np.ndarray) -> np.ndarray:
+    """Rotation vectors ``(3, N)`` of ``Ra Rb^T`` for rotations ``(3, 3, N)`` each.
+
+    The angle is exact (``atan2`` of the skew part and the trace); the axis
+    comes from the skew part, which is exact below pi (the robustness solve
+    only meets small errors; its decision uses the angle).
+    """
+    E = np.einsum("ikn,jkn->ijn", Ra, Rb)
+    v = 0.5 * np.stack([E[2, 1] - E[1, 2], E[0, 2] - E[2, 0], E[1, 0] - E[0, 1]])
+    s = np.sqrt((v ** 2).sum(0))
+    theta = np.arctan2(s, 0.5 * (E[0, 0] + E[1, 1] + E[2, 2] - 1.0))
+    return v * np.where(s > 1e-12, theta / np.maximum(s, 1e-300), 1.0)
+
+
 def linear_robustness(robot: WholeBodyModel, q: np.ndarray, delta: np.ndarray,
-                      cfg: ProposalConfig, oMi: np.ndarray | None = None) -> np.ndarray:
+                      cfg: ProposalConfig, oMi: np.ndarray | None = None,
+                      chain: np.ndarray | None = None, method: str = "auto",
+                      jacobian: np.ndarray | None = None) -> np.ndarray:
     """Linearized robustness ``(M,)``: fraction of base errors the arm absorbs to tolerance.
 
     For each stance, the tool error caused by a base error ``db`` is ``J_b db``;
     the arm removes its projection on the range of ``J_a`` (least squares in the
     metric where the tolerance box is a ball); what is left, ``(I - J_a J_a^+) J_b db``,
     must be inside the tolerance.
+
+    With a 5-joint arm, ``range(J_a)`` is a hyperplane of the 6-D twist space and
+    what is left is along its normal ``n`` (the generalized cross product of the
+    five columns: signed 5 x 5 minors), so the residual is ``(n . J_b db) n``: a
+    scalar per base error (``method="normal"``). Singular arms (rank < 5) and
+    other arms use an orthonormal basis from QR (``method="qr"``).
     """
-    J = robot.jacobian(q, oMi=oMi)
+    J = robot.jacobian(q, oMi=oMi, chain=chain) if jacobian is None else jacobian
     tol_p, tol_o = cfg.grasp_tolerance_m, np.radians(cfg.grasp_tolerance_deg)
     w = np.array([1 / tol_p] * 3 + [1 / tol_o] * 3)
     Jw = J * w[None, :, None]
     Ja, Jb = Jw[:, :, 3:], Jw[:, :, :3]
-    # orthonormal basis of range(Ja) via QR; residual = Jb db - Q Q^T Jb db
-    Q, _ = np.linalg.qr(Ja)
     # base error in world coordinates: rotate (dx, dy) of the base frame
     c, s = np.cos(q[:, 2]), np.sin(q[:, 2])
     dbw = np.empty((q.shape[0], delta.shape[0], 3))
     dbw[:, :, 0] = c[:, None] * delta[None, :, 0] - s[:, None] * delta[None, :, 1]
     dbw[:, :, 1] = s[:, None] * delta[None, :, 0] + c[:, None] * delta[None, :, 1]
     dbw[:, :, 2] = delta[None, :, 2]
-    r = np.einsum("mij,msj->msi", Jb, dbw)
-    r = r - np.einsum("mik,msk->msi", Q, np.einsum("mik,msi->msk", Q, r))
-    ok = (np.linalg.norm(r[:, :, :3], axis=2) <= 1.0) & (np.linalg.norm(r[:, :, 3:], axis=2) <= 1.0)
+    ok = np.zeros((q.shape[0], delta.shape[0]), dtype=bool)
+    qr_rows = np.ones(q.shape[0], dtype=bool)
+    if method in ("auto", "normal") and Ja.shape[2] == 5:
+        minors = np.linalg.det(Ja[:, _ROWS_BUT_ONE, :])  # (M, 6)
+        n = minors * _ALTERNATING
+        norm = np.sqrt((n ** 2).sum(1))
+        scale = np.prod(np.sqrt((Ja ** 2).sum(1)), axis=1)  # Hadamard bound of |n|
+        regular = norm > 1e-9 * scale
+        if method == "normal":
+            regular[:] = True
+        n = n[regular] / norm[regular, None]
+        a = np.einsum("mi,mij->mj", n, Jb[regular])  # the residual's size per unit base error
+        alpha = np.abs(np.einsum("msj,mj->ms", dbw[regular], a))
+        reach = np.maximum(np.sqrt((n[:, :3] ** 2).sum(1)), np.sqrt((n[:, 3:] ** 2).sum(1)))
+        ok[regular] = alpha * reach[:, None] <= 1.0
+        qr_rows = ~regular
+    if qr_rows.any():
+        # orthonormal basis of range(Ja) via QR; residual = Jb db - Q Q^T Jb db
+        Q, _ = np.linalg.qr(Ja[qr_rows])
+        r = np.einsum("mij,msj->msi", Jb[qr_rows], dbw[qr_rows])
+        r = r - np.einsum("mik,msk->msi", Q, np.einsum("mik,msi->msk", Q, r))
+        ok[qr_rows] = (np.linalg.norm(r[:, :, :3], axis=2) <= 1.0) & (
+            np.linalg.norm(r[:, :, 3:], axis=2) <= 1.0)
     return ok.mean(axis=1)
 
 
+_ROWS_BUT_ONE = np.array([[r for r in range(6) if r != i] for i in range(6)])
+_ALTERNATING = np.array([1.0, -1.0, 1.0, -1.0, 1.0, -1.0])
+
+
 def nonlinear_robustness(robot: WholeBodyModel, visibility: Visibility, q: np.ndarray,
-                         T_goal: np.ndarray, delta: np.ndarray,
-                         cfg: ProposalConfig) -> np.ndarray:
-    """Robustness ``(M,)`` with the arm-only nonlinear re-solve and a visibility check."""
+                         T_goal: np.ndarray, delta: np.ndarray, cfg: ProposalConfig,
+                         iterations: int = 2, damping: float = 1.0,
+                         chain: np.ndarray | None = None) -> np.ndarray:
+    """Robustness ``(M,)`` with an arm-only nonlinear re-solve and a visibility check.
+
+    For each stance and base error, the base lands at the perturbed pose; the arm
+    alone is re-solved by Levenberg-Marquardt (least squares in the metric where the
+    tolerance box is a ball, started at the stance's own arm joints, clipped to
+    the limits), all in the landed base frame; the perturbation counts when the
+    tool error recomputed by FK after the solve is within the tolerance and the
+    front camera still sees the tool (margin included).
+
+    Args:
+        robot: the whole-body model.
+        visibility: the visibility checker of ``robot``.
+        q: ``(M, nq)`` stances (world frame).
+        T_goal: ``(4, 4)`` grasp.
+        delta: ``(S, 3)`` base errors (dx, dy in the base frame, dyaw).
+        cfg: tolerances (``grasp_tolerance_*``) and ``min_visibility_margin_m``.
+        iterations: Levenberg-Marquardt steps after the shared start. Against a
+            30-step solve, two decide the same for 96 % of the base errors, three
+            for 98 % (test_ranking.py); the fraction over 16 base errors has a
+            Monte-Carlo standard error of about 0.09, larger than either bias.
+        damping: initial damping of the normal equations (weighted units, where
+            ``J^T J`` is of order 10^2).
+        chain: optional :meth:`WholeBodyModel.base_chain` of ``q`` (saves one FK).
+    """
     M, S = q.shape[0], delta.shape[0]
     if M == 0 or S == 0:
         return np.zeros(M)
     qp = perturb_base(q, delta).reshape(M * S, -1)
-    res = refine(robot, qp, T_goal, iterations=3, columns=np.arange(3, robot.nq),
-                 position_tol_m=0.1 * cfg.grasp_tolerance_m,
-                 orientation_tol_rad=0.1 * np.radians(cfg.grasp_tolerance_deg))
-    ok = (res.position_error_m <= cfg.grasp_tolerance_m) & (
-        res.orientation_error_rad <= np.radians(cfg.grasp_tolerance_deg))
-    v = visibility.check(res.q)
-    vis = v.visible & (v.margin >= cfg.min_visibility_margin_m)
-    return (ok & vis).reshape(M, S).mean(axis=1)
+    n = qp.shape[0]
+    # the grasp in each landed base frame: R_b^T (p_g - p_b), R_b^T R_g
+    c, s = np.cos(qp[:, 2]), np.sin(qp[:, 2])
+    dx, dy = T_goal[0, 3] - qp[:, 0], T_goal[1, 3] - qp[:, 1]
+    pg = np.stack([c * dx + s * dy, c * dy - s * dx, np.full(n, T_goal[2, 3])])
+    Rg = T_goal[:3, :3]
+    RgB = np.empty((3, 3, n))
+    RgB[0] = Rg[0][:, None] * c + Rg[1][:, None] * s
+    RgB[1] = Rg[1][:, None] * c - Rg[0][:, None] * s
+    RgB[2] = Rg[2][:, None]
+    tol_p, tol_o = cfg.grasp_tolerance_m, np.radians(cfg.grasp_tolerance_deg)
+    w = np.array([1 / tol_p] * 3 + [1 / tol_o] * 3)[:, None]
+    tool = robot.config.tool_frame
+    j_t = robot.frame_placement(tool)[0]
+    lo, hi = robot.lower[3:, None], robot.upper[3:, None]
+    n_arm = robot.nq - 3
+
+    def evaluate(qa):
+        """Chain, tool position, weighted residual and Jacobian at arm joints ``(n_arm, n)``."""
+        X = robot._arm_chain(np.cos(qa), np.sin(qa))  # base frame
+        p, R = robot.frame_in_chain(X, tool)
+        e = np.empty((6, qa.shape[1]))
+        e[:3] = pg - p
+        e[3:] = _rotation_error(RgB, R)
+        J = np.zeros((6, n_arm, qa.shape[1]))
+        robot._arm_jacobian_soa(X, p, j_t, J)
+        return X, p, e * w, J * w[:, :, None]
+
+    # start: every base error of a stance shares its arm joints, hence its chain and
+    # Jacobian; only the grasp, seen from the landed base, differs
+    if chain is None:
+        chain = robot.base_chain(q)
+    p0, R0 = robot.frame_in_chain(chain, tool)
+    J0 = np.zeros((6, n_arm, M))
+    robot._arm_jacobian_soa(chain, p0, j_t, J0)
+    X, p = np.repeat(chain, S, axis=-1), np.repeat(p0, S, axis=-1)
+    J = np.repeat(J0 * w[:, :, None], S, axis=-1)
+    e = np.empty((6, n))
+    e[:3] = pg - p
+    e[3:] = _rotation_error(RgB, np.repeat(R0, S, axis=-1))
+    e *= w
+    qa = np.ascontiguousarray(qp[:, 3:].T)  # (n_arm, n)
+    cost = (e ** 2).sum(0)
+    lam = np.full(n, damping)
+    eye = np.eye(n_arm)
+    for _ in range(iterations):  # Levenberg-Marquardt: keep a step only where it helps
+        A = np.einsum("kin,kjn->nij", J, J) + lam[:, None, None] * eye
+        b = np.einsum("kin,kn->ni", J, e)
+        qc = np.clip(qa + np.linalg.solve(A, b[..., None])[..., 0].T, lo, hi)
+        Xc, pc, ec, Jc = evaluate(qc)
+        cc = (ec ** 2).sum(0)
+        better = cc < cost
+        qa, e, J = np.where(better, qc, qa), np.where(better, ec, e), np.where(better, Jc, J)
+        X, p, cost = np.where(better, Xc, X), np.where(better, pc, p), np.where(better, cc, cost)
+        lam = np.where(better, lam * 0.3, lam * 10.0)
+    # weighted residual: the tolerance box is the unit ball in each of its two parts
+    ok = (np.sqrt((e[:3] ** 2).sum(0)) <= 1.0) & (np.sqrt((e[3:] ** 2).sum(0)) <= 1.0)
+    v = visibility.check_chain(p, X)
+    ok &= v.visible & (v.margin >= cfg.min_visibility_margin_m)
+    return ok.reshape(M, S).mean(axis=1)
+
+
+def robustness_term(robustness: np.ndarray, cfg: ProposalConfig) -> np.ndarray:
+    """Weighted robustness term ``(M,)``; NaN (not measured) counts as 0."""
+    return cfg.w_robustness * np.nan_to_num(robustness, nan=0.0)
 
 
 def score_terms(metrics: dict, cfg: ProposalConfig, current_base=None) -> dict:
@@ -111,8 +235,8 @@ def score_terms(metrics: dict, cfg: ProposalConfig, current_base=None) -> dict:
         "manipulability": cfg.w_manipulability * np.clip(
             metrics["manipulability"] / MANIP_SCALE, 0.0, 1.0),
         "limits": cfg.w_limits * np.clip(metrics["limit_margin"] / 0.5, -1.0, 1.0),
-        "robustness": cfg.w_robustness * np.nan_to_num(metrics.get(
-            "robustness", np.zeros_like(metrics["limit_margin"])), nan=0.0),
+        "robustness": robustness_term(metrics.get(
+            "robustness", np.zeros_like(metrics["limit_margin"])), cfg),
         "pose_error": -cfg.w_pose_error * (metrics["position_error_m"] / 1e-4
                                            + metrics["orientation_error_rad"]
                                            / np.radians(0.05)),
@@ -134,16 +258,18 @@ def diverse_top_k(q: np.ndarray, score: np.ndarray, k: int, min_distance_m: floa
     """
     order = np.argsort(-score, kind="stable")
     qo = q[order]
+    x, y, yaw = qo[:, 0], qo[:, 1], qo[:, 2]
     free = np.ones(len(order), dtype=bool)
     keep: list[int] = []
+    j = 0
     while len(keep) < k:
-        rest = np.flatnonzero(free)
+        rest = np.flatnonzero(free[j:]) + j
         if rest.size == 0:
             break
         j = rest[0]  # the best stance not yet suppressed
         keep.append(int(order[j]))
-        near = (np.hypot(qo[rest, 0] - qo[j, 0], qo[rest, 1] - qo[j, 1]) < min_distance_m) & (
-            np.abs(np.angle(np.exp(1j * (qo[rest, 2] - qo[j, 2])))) < min_yaw_rad)
+        near = ((x[rest] - x[j]) ** 2 + (y[rest] - y[j]) ** 2 < min_distance_m ** 2) & (
+            np.abs((yaw[rest] - yaw[j] + np.pi) % (2 * np.pi) - np.pi) < min_yaw_rad)
         free[rest[near]] = False
         free[j] = False
     return np.array(keep, dtype=int)

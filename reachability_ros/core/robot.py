@@ -141,6 +141,7 @@ class WholeBodyModel:
         lo[:3], hi[:3] = -np.inf, np.inf
         lo[lo < -1e300], hi[hi > 1e300] = -np.inf, np.inf
         self.lower, self.upper = lo, hi
+        self._frame_cache: dict[str, tuple[int, np.ndarray]] = {}
         for f in (config.base_frame, config.tool_frame, config.camera.frame):
             self.frame_id(f)
         self._build_chain()
@@ -159,9 +160,12 @@ class WholeBodyModel:
         return self.model.getFrameId(name)
 
     def frame_placement(self, name: str) -> tuple[int, np.ndarray]:
-        """Return (parent joint index, ``T_joint_frame`` (4, 4)) of a frame."""
-        fr = self.model.frames[self.frame_id(name)]
-        return fr.parentJoint, fr.placement.homogeneous.copy()
+        """Return (parent joint index, ``T_joint_frame`` (4, 4)) of a frame (a copy)."""
+        cached = self._frame_cache.get(name)
+        if cached is None:
+            fr = self.model.frames[self.frame_id(name)]
+            cached = self._frame_cache[name] = (fr.parentJoint, fr.placement.homogeneous.copy())
+        return cached[0], cached[1].copy()
 
     # -------------------------------------------------------------- the chain
     def _build_chain(self) -> None:
@@ -188,6 +192,7 @@ class WholeBodyModel:
             self._axes.append(axis)
             self._mix.append(mix)
         self._qidx = [m.idx_qs[j] for j in range(m.njoints)]
+        self._jacobian_paths: dict[int, tuple] = {}
         # (4, 3) transposed [R | p] of each joint placement, for matmul((4, 3), (3, 3, N))
         self._placement_T43 = [np.ascontiguousarray(P[:3, :].T) for P in self._placements]
 
@@ -245,6 +250,21 @@ class WholeBodyModel:
                     out[:, k] = A[:, 0] * R[0, k] + A[:, 1] * R[1, k] + A[:, 2] * R[2, k]
         return T
 
+    def _jacobian_path(self, j_f: int):
+        """Joints from ``j_f`` down to the root as index arrays for a vectorized Jacobian:
+        ``(joints, axis column of each, configuration column of each)``, or
+        ``(None, None, None)`` when an axis is not a coordinate axis of its joint."""
+        js = []
+        j = j_f
+        while j > 1:
+            if self._mix[j] is None:
+                return None, None, None
+            js.append(j)
+            j = self._parents[j]
+        axis_col = np.array([3 - self._mix[j][0] - self._mix[j][1] for j in js], dtype=int)
+        return (np.array(js, dtype=int), axis_col,
+                np.array([self._qidx[j] for j in js], dtype=int))
+
     def _arm_sincos(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Cosines and sines ``(n_arm, N)`` of the arm joint angles of ``q`` ``(N, nq)``."""
         qa = np.ascontiguousarray(q[:, 3:].T)
@@ -275,6 +295,38 @@ class WholeBodyModel:
         out[:, 1:, 3, :] = (0.0, 0.0, 0.0, 1.0)
         out[:, 0] = np.eye(4)
         return out
+
+    def base_chain(self, q: np.ndarray) -> np.ndarray:
+        """Joint poses in the base frame (the base part of ``q`` ignored), structure-of-arrays.
+
+        Args:
+            q: ``(N, nq)`` configurations.
+
+        Returns:
+            ``(njoints, 3, 4, N)``: ``[R | p]`` of every joint frame relative to
+            the base frame; entry 0 is unused. Cheaper than :meth:`joint_transforms`
+            for batch work (no ``(N, njoints, 4, 4)`` layout), and exact at any
+            distance of the base from the world origin.
+        """
+        return self._arm_chain(*self._arm_sincos(self._check_q(q)))
+
+    def frame_in_chain(self, chain: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """Pose of a named frame from a structure-of-arrays chain.
+
+        Args:
+            chain: ``(njoints, 3, 4, N)`` from :meth:`base_chain`.
+            name: frame name.
+
+        Returns:
+            ``(p, R)``: origins ``(3, N)`` and rotations ``(3, 3, N)`` in the
+            chain's frame.
+        """
+        j, T = self.frame_placement(name)
+        X = chain[j]
+        t = T[:3, 3]
+        p = X[:, 0] * t[0] + X[:, 1] * t[1] + X[:, 2] * t[2] + X[:, 3]
+        R = np.einsum("imn,mk->ikn", X[:, :3], T[:3, :3])
+        return p, R
 
     def fk(self, q: np.ndarray, frames: Iterable[str] | None = None) -> dict[str, np.ndarray]:
         """Vectorized forward kinematics of named frames.
@@ -318,13 +370,16 @@ class WholeBodyModel:
         return out
 
     def jacobian(self, q: np.ndarray, frame: str | None = None,
-                 oMi: np.ndarray | None = None) -> np.ndarray:
+                 oMi: np.ndarray | None = None, chain: np.ndarray | None = None) -> np.ndarray:
         """Vectorized whole-body Jacobian of a frame, world-aligned at the frame origin.
 
         Args:
             q: ``(N, nq)`` configurations.
             frame: frame name, default the tool frame.
             oMi: optional precomputed :meth:`joint_transforms` of ``q``.
+            chain: optional precomputed structure-of-arrays chain of ``q``
+                (``(njoints, 3, 4, N)``, e.g. :meth:`base_chain` with the base of
+                ``q`` at zero).
 
         Returns:
             ``(N, 6, nq)``: rows (vx, vy, vz, wx, wy, wz), columns d/dq (same
@@ -333,7 +388,9 @@ class WholeBodyModel:
         q = self._check_q(q)
         frame = frame or self.config.tool_frame
         j_f, T = self.frame_placement(frame)
-        if oMi is None:  # structure-of-arrays chain, no (N, njoints, 4, 4) detour
+        if chain is not None:
+            X = chain
+        elif oMi is None:  # structure-of-arrays chain, no (N, njoints, 4, 4) detour
             X = self._arm_chain(*self._arm_sincos(q), upto=max(j_f, 1), q=q)
         else:
             X = np.asarray(oMi)[:, :, :3, :].transpose(1, 2, 3, 0)  # view (nj, 3, 4, N)
@@ -348,9 +405,37 @@ class WholeBodyModel:
         J[0, 2] = q[:, 1] - p[1]
         J[1, 2] = p[0] - q[:, 0]
         J[5, 2] = 1.0
+        self._arm_jacobian_soa(X, p, j_f, J, offset=0)
+        return np.ascontiguousarray(J.transpose(2, 0, 1))
+
+    def _arm_jacobian_soa(self, X: np.ndarray, p: np.ndarray, j_f: int, J: np.ndarray,
+                          offset: int = 3) -> None:
+        """Fill the arm columns of a structure-of-arrays Jacobian.
+
+        Args:
+            X: joint poses ``(njoints, 3, 4, N)`` (world or base frame, like ``p``).
+            p: ``(3, N)`` origin of the frame whose Jacobian is wanted.
+            j_f: index of the joint that carries the frame.
+            J: ``(6, ncols, N)`` output; the arm joint at configuration index ``i``
+                goes to column ``i - offset``.
+            offset: 0 for a whole-body Jacobian, 3 for arm-only columns.
+        """
+        path = self._jacobian_paths.get(j_f)
+        if path is None:
+            path = self._jacobian_paths[j_f] = self._jacobian_path(j_f)
+        if path[0] is not None:  # every axis on the path is a column of its joint's rotation
+            js, axis_col, cols = path
+            Z = X[js, :, axis_col].transpose(1, 0, 2)  # (3, n_path, N)
+            V = p[:, None] - X[js, :, 3].transpose(1, 0, 2)
+            c = cols - offset
+            J[0, c] = Z[1] * V[2] - Z[2] * V[1]
+            J[1, c] = Z[2] * V[0] - Z[0] * V[2]
+            J[2, c] = Z[0] * V[1] - Z[1] * V[0]
+            J[3:, c] = Z
+            return
         j = j_f
         while j > 1:
-            col = self._qidx[j]
+            col = self._qidx[j] - offset
             mix = self._mix[j]
             if mix is not None:  # the axis is a column of the joint's rotation
                 z = X[j, :, 3 - mix[0] - mix[1]]
@@ -363,7 +448,6 @@ class WholeBodyModel:
             J[2, col] = z[0] * v[1] - z[1] * v[0]
             J[3:, col] = z
             j = self._parents[j]
-        return np.ascontiguousarray(J.transpose(2, 0, 1))
 
     def jacobian_pinocchio(self, q: np.ndarray, frame: str | None = None) -> np.ndarray:
         """Reference Jacobian with Pinocchio (LOCAL_WORLD_ALIGNED), ``(N, 6, nq)``."""
@@ -405,14 +489,19 @@ class WholeBodyModel:
         q[:, 3:] = rng.uniform(self.lower[3:], self.upper[3:], size=(n, self.nq - 3))
         return q
 
-    def manipulability(self, q: np.ndarray, oMi: np.ndarray | None = None) -> np.ndarray:
+    def manipulability(self, q: np.ndarray, oMi: np.ndarray | None = None,
+                       chain: np.ndarray | None = None,
+                       jacobian: np.ndarray | None = None) -> np.ndarray:
         """Positional manipulability of the arm alone, ``(N,)``.
 
         Yoshikawa's measure ``sqrt(det(Jp Jp^T))`` of the 3 x n_arm position
         Jacobian of the tool frame with respect to the arm joints (m^3);
         zero at a singularity (arm stretched out or folded onto itself).
+        ``jacobian``: the tool's :meth:`jacobian` of ``q`` when already computed.
         """
-        J = self.jacobian(q, oMi=oMi)[:, :3, 3:]
+        if jacobian is None:
+            jacobian = self.jacobian(q, oMi=oMi, chain=chain)
+        J = jacobian[:, :3, 3:]
         r0, r1, r2 = np.ascontiguousarray(J.transpose(1, 2, 0))  # rows, (n_arm, N) each
         # Gram matrix G = Jp Jp^T (symmetric 3 x 3) and its determinant, explicitly
         g00, g11, g22 = (r0 * r0).sum(0), (r1 * r1).sum(0), (r2 * r2).sum(0)

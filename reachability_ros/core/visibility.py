@@ -60,7 +60,7 @@ the arm chain is evaluated only where the target is in view.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -90,6 +90,10 @@ class VisibilityResult:
         """
         return np.minimum.reduce([self.range_margin_m, self.occlusion_margin_m,
                                   0.3 * self.angle_margin_rad])
+
+    def subset(self, rows: np.ndarray) -> VisibilityResult:
+        """The same result for some configurations only (a mask or indices)."""
+        return VisibilityResult(*(getattr(self, f.name)[rows] for f in fields(self)))
 
 
 def segment_segment_distance(p0: np.ndarray, d1: np.ndarray, a: np.ndarray, d2: np.ndarray,
@@ -465,6 +469,16 @@ class Visibility:
             dx, dy = tw[:, 0] - q[:, 0], tw[:, 1] - q[:, 1]
             target = np.stack([c * dx + s * dy, -s * dx + c * dy, tw[:, 2]])
         return self._check_soa(target, T, occlusion_outside_frustum, q)
+
+    def check_chain(self, target: np.ndarray, chain: np.ndarray) -> VisibilityResult:
+        """Visibility of base-frame targets ``(3, N)`` given a base-frame chain.
+
+        Args:
+            target: ``(3, N)`` target points in the base frame (e.g. the tool origins
+                from :meth:`WholeBodyModel.frame_in_chain`).
+            chain: ``(njoints, 3, 4, N)`` from :meth:`WholeBodyModel.base_chain`.
+        """
+        return self._check_soa(np.asarray(target, dtype=float), chain, False)
 
     def _check_base(self, target: np.ndarray, oMi_base: np.ndarray) -> VisibilityResult:
         """Same as :meth:`check` from base-frame targets ``(N, 3)`` and ``oMi_base``."""
