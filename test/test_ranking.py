@@ -44,9 +44,9 @@ def test_no_base_error_is_fully_robust_and_a_metre_is_not(robot, visibility, sta
         assert nonlinear_robustness(robot, visibility, qi[None], Ti, far, cfg)[0] == 0.0
 
 
-@pytest.mark.parametrize("iterations,min_agreement", [(2, 0.95), (3, 0.97)])
-def test_matches_the_levenberg_marquardt_reference_per_base_error(robot, visibility, stances,
-                                                                   iterations, min_agreement):
+@pytest.mark.parametrize("iterations,min_agreement", [(2, 0.96), (3, 0.975)])
+def test_matches_the_levenberg_marquardt_reference_per_base_error(
+        robot, visibility, stances, iterations, min_agreement):
     q, T = stances
     cfg = ProposalConfig()
     rng = np.random.default_rng(3)
@@ -61,7 +61,7 @@ def test_matches_the_levenberg_marquardt_reference_per_base_error(robot, visibil
         total += len(delta)
         positives += int(ref.sum())
     # both outcomes occur, and the few-step solve decides like the 30-step reference
-    # (measured: 96.3 % with two steps, 97.8 % with three)
+    # (measured: 97.1 % with two steps, 98.5 % with three)
     assert 0.1 * total < positives < 0.95 * total
     assert agree / total >= min_agreement, f"agreement {agree / total:.3f}"
 

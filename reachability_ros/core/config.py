@@ -250,7 +250,9 @@ class ProposalConfig(_Config):
                                   "gets the tool this close (m)", 0.0, 1.0)
     grasp_tolerance_deg: float = _f(5.0, "same, orientation (deg)", 0.0, 180.0)
     robustness_candidates: int = _f(64, "stances (best by the other terms) whose linearized "
-                                    "robustness is measured", 1, 100000)
+                                    "robustness is measured before the diverse top-k (0: none; "
+                                    "the returned stances always get the nonlinear measure)",
+                                    0, 100000)
     robustness_iterations: int = _f(2, "Levenberg-Marquardt steps of the arm-only re-solve "
                                     "that measures the returned stances' robustness", 0, 100)
     # ranking (score = sum of weight * term, terms documented in core/ranking.py)

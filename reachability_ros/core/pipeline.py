@@ -27,7 +27,7 @@ import numpy as np
 
 from .config import ProposalConfig, StanceConfig
 from .errors import ConfigError, DescriptionError, InvalidRequest
-from .geometry import pose_error, rotation_angle
+from .geometry import rotation_angle
 from .ranking import (diverse_top_k, linear_robustness, nonlinear_robustness, perturbations,
                       robustness_term, score_terms)
 from .refine import refine
@@ -190,6 +190,17 @@ class StanceProposer:
             p = PACKAGE_DIR.parent / p
         return str(p)
 
+    def _tool_error(self, q: np.ndarray, T: np.ndarray, chain: np.ndarray | None = None):
+        """Position and orientation errors ``(N,)`` of the tool against the grasp, and the
+        tool positions ``(3, N)`` in each base frame (exact far from the world origin)."""
+        if chain is None:
+            chain = self.robot.base_chain(q)
+        p_tool, R_tool = self.robot.frame_in_chain(chain, self.robot.config.tool_frame)
+        pg, Rg = grasp_in_base_frames(T, q)
+        dp = np.sqrt(((pg - p_tool) ** 2).sum(0))
+        dr = rotation_angle(np.einsum("ikn,jkn->nij", Rg, R_tool))
+        return dp, dr, p_tool
+
     # ------------------------------------------------------------------ main
     def propose(self, grasp: Grasp, current_base: BasePose | None = None,
                 rng: np.random.Generator | None = None,
@@ -221,7 +232,6 @@ class StanceProposer:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= 1000:
             raise InvalidRequest(f"top_k must be an integer in [1, 1000], got {top_k!r}")
         robot = self.robot
-        tool = robot.config.tool_frame
 
         def tick(name: str, since: float) -> float:
             now = time.perf_counter()
@@ -245,8 +255,7 @@ class StanceProposer:
         # 3-4. coarse filter and refinement of approximate proposals
         if not props.exact and alive.any():
             idx = np.flatnonzero(alive)
-            Tq = robot.fk(q[idx], [tool])[tool]
-            dp, dr = pose_error(Tq, T[None])
+            dp, dr, _ = self._tool_error(q[idx], T)
             far = (dp > pc.coarse_position_tol_m) | (dr > np.radians(pc.coarse_orientation_tol_deg))
             if isinstance(self.sampler, RejectionSampler):
                 far[:] = False  # the baseline relies on refinement from afar
@@ -282,12 +291,8 @@ class StanceProposer:
         # one structure-of-arrays FK pass in the base frame serves the check, visibility
         # and ranking; the grasp is brought into each base frame (exact at any distance
         # from the world origin)
-        qi = q[idx]
-        X = robot.base_chain(qi)
-        p_tool, R_tool = robot.frame_in_chain(X, tool)
-        pg, Rg = grasp_in_base_frames(T, qi)
-        dp = np.sqrt(((pg - p_tool) ** 2).sum(0))
-        dr = rotation_angle(np.einsum("ikn,jkn->nij", Rg, R_tool))
+        X = robot.base_chain(q[idx])
+        dp, dr, p_tool = self._tool_error(q[idx], T, X)
         bad = (dp > pc.refine_position_tol_m) | (dr > np.radians(pc.refine_orientation_tol_deg))
         outcome[idx[bad]] = CODE["fk_mismatch" if props.exact else "refine_failed"]
         if bad.any():
@@ -334,7 +339,7 @@ class StanceProposer:
         rob = np.full(idx.size, np.nan)  # NaN = not measured (reported as null)
         terms = score_terms(metrics, pc, current_base)  # robustness not yet measured: 0
         pre = sum(terms.values())
-        if pc.robustness_samples > 0:
+        if pc.robustness_samples > 0 and pc.robustness_candidates > 0:
             top = np.argsort(-pre)[:pc.robustness_candidates]
             # base frame: the perturbations are already expressed in it
             rob[top] = linear_robustness(robot, q_base0[top], delta, pc, jacobian=J[top])

@@ -505,10 +505,13 @@ class Visibility:
         range_margin = np.minimum(z - self.camera.near_m, self.camera.far_m - z)
         in_frustum = (angle_margin >= 0.0) & (range_margin >= 0.0)
         idx = np.arange(target.shape[1]) if everywhere else np.flatnonzero(in_frustum)
-        if len(idx) == target.shape[1]:
+        if len(idx) == target.shape[1] or (T is not None and len(idx) >= 0.75 * len(in_frustum)):
+            # (nearly) all in the frustum: evaluating every row is cheaper than gathering
             if T is None:
                 T = self._chain_base(q, None, self._upto)
             occ = self._occlusion_soa(target, T)
+            if len(idx) < target.shape[1]:
+                occ[~in_frustum] = np.inf
         else:
             occ = np.full(target.shape[1], np.inf)
             if len(idx):
