@@ -44,8 +44,8 @@ def perturbations(rng: np.random.Generator, n: int, cfg: ProposalConfig) -> np.n
 
 
 def perturb_base(q: np.ndarray, delta: np.ndarray) -> np.ndarray:
-    """Apply base errors ``(S, 3)`` (in each base frame) to stances ``(M, nq)`` -> ``(M, S, nq)``."""
-    M, S = q.shape[0], delta.shape[0]
+    """Apply base errors ``(S, 3)`` (in each base frame) to stances ``(M, nq)``: ``(M, S, nq)``."""
+    S = delta.shape[0]
     out = np.repeat(q[:, None, :], S, axis=1)
     c, s = np.cos(q[:, 2])[:, None], np.sin(q[:, 2])[:, None]
     out[:, :, 0] += c * delta[None, :, 0] - s * delta[None, :, 1]
