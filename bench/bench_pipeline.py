@@ -148,6 +148,19 @@ def run_interleaved(stats, reach, unreach, truths):
     return [st.row() for st in stats]
 
 
+def machine_speed() -> float:
+    """Microseconds per small numpy call (np.sin on 256 doubles, median of 5 x 2,000): the
+    pipeline is made of such calls, so this says how fast the machine was during a run."""
+    a = np.random.default_rng(0).random(256)
+    out = []
+    for _ in range(5):
+        t = time.perf_counter()
+        for _ in range(2000):
+            np.sin(a)
+        out.append((time.perf_counter() - t) / 2000 * 1e6)
+    return float(np.median(out))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -204,13 +217,17 @@ def main(argv=None):
     for st in stats:  # warm-up (first-call allocations, onnxruntime arenas)
         for g in reach[:3]:
             st.proposer.propose(g, rng=np.random.default_rng(0))
+    speed = [machine_speed()]
     t = time.perf_counter()
     rows = run_interleaved(stats, reach, unreach, truths)
+    speed.append(machine_speed())
     print(f"{len(stats)} samplers, interleaved grasp by grasp: {time.perf_counter() - t:.1f} s",
           file=sys.stderr)
     print(f"\n{len(reach)} reachable-visible held-out grasps, {len(unreach)} unreachable; "
           f"N = {args.samples} proposals (the default config: its own N), top-{args.top_k}; "
-          "one thread\n")
+          "one thread")
+    print(f"machine speed: {speed[0]:.2f} / {speed[1]:.2f} us per small numpy call (np.sin of "
+          "256 doubles; before / after the run; lower is faster)\n")
     print("| sampler | success@1 | false success | invalid returned | robustness top-1 | "
           "max pos err top-1 | p50 ms | p95 ms | p99 ms |")
     print("|---|---|---|---|---|---|---|---|---|")
