@@ -210,6 +210,10 @@ def main(argv=None):
             base.proposal, sampler="rejection", refinement="exact"))))
     stats = []
     for name, cfg in setups:
+        if cfg.robot != robot.config:  # the checks above assume one robot for every row
+            print(f"skipping {name}: its robot settings differ from the benchmark's",
+                  file=sys.stderr)
+            continue
         try:
             stats.append(SamplerStats(name, StanceProposer(cfg, robot), robot, vis))
         except Exception as exc:  # a missing piece is reported, not hidden

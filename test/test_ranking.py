@@ -87,3 +87,13 @@ def test_linear_robustness_normal_formula_matches_qr(robot, visibility, stances)
     qr = linear_robustness(robot, qb, delta, cfg, method="qr")
     assert np.abs(normal - qr).max() <= 1.0 / 256  # a tie at the boundary at most
     assert 0.0 < normal.mean() < 1.0
+
+
+def test_rotation_error_reads_a_half_turn_as_pi():
+    from reachability_ros.core.ranking import _rotation_error
+    eye = np.repeat(np.eye(3)[:, :, None], 2, axis=2)
+    half = eye.copy()
+    half[:, :, 1] = np.diag([1.0, -1.0, -1.0])  # pi about x: the skew part vanishes
+    e = _rotation_error(half, eye)
+    assert np.allclose(e[:, 0], 0.0)
+    assert np.linalg.norm(e[:, 1]) == pytest.approx(np.pi)

@@ -80,3 +80,15 @@ def test_matches_reference_description(robot):
         dp, dr = pose_error(ours[f], theirs[f])
         assert dp.max() < 1e-3, (f, dp.max())
         assert np.degrees(dr.max()) < 0.1, (f, np.degrees(dr.max()))
+
+
+def test_frame_in_chain_matches_fk_in_the_base_frame(robot, rng):
+    q = robot.random_configurations(50, rng)
+    q0 = q.copy()
+    q0[:, :3] = 0.0
+    chain = robot.base_chain(q)
+    for name in (robot.config.tool_frame, robot.config.camera.frame, "universe"):
+        p, R = robot.frame_in_chain(chain, name)
+        ref = robot.fk_pinocchio(q0, name)
+        assert np.abs(p.T - ref[:, :3, 3]).max() < 1e-12, name
+        assert np.abs(R.transpose(2, 0, 1) - ref[:, :3, :3]).max() < 1e-12, name

@@ -247,8 +247,8 @@ class ProposalConfig(_Config):
     base_sigma_xy_m: float = _f(0.03, "navigation error, std of base x and y (m)", 0.0, 1.0)
     base_sigma_yaw_deg: float = _f(3.0, "navigation error, std of base yaw (deg)", 0.0, 90.0)
     grasp_tolerance_m: float = _f(0.01, "a perturbed base still counts if the arm-only solve "
-                                  "gets the tool this close (m)", 0.0, 1.0)
-    grasp_tolerance_deg: float = _f(5.0, "same, orientation (deg)", 0.0, 180.0)
+                                  "gets the tool this close (m)", 1e-6, 1.0)
+    grasp_tolerance_deg: float = _f(5.0, "same, orientation (deg)", 1e-4, 180.0)
     robustness_candidates: int = _f(64, "stances (best by the other terms) whose linearized "
                                     "robustness is measured before the diverse top-k (0: none; "
                                     "the returned stances always get the nonlinear measure)",

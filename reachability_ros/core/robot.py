@@ -322,6 +322,10 @@ class WholeBodyModel:
             chain's frame.
         """
         j, T = self.frame_placement(name)
+        if j == 0:  # a frame on the universe: constant
+            n = chain.shape[-1]
+            return (np.repeat(T[:3, 3, None], n, axis=1),
+                    np.repeat(T[:3, :3, None], n, axis=2))
         X = chain[j]
         t = T[:3, 3]
         p = X[:, 0] * t[0] + X[:, 1] * t[1] + X[:, 2] * t[2] + X[:, 3]
