@@ -88,11 +88,15 @@ class SamplerStats:
         self.lat, self.succ, self.rob, self.perr, self.cov = [], [], [], [], []
         self.invalid = self.false_succ = self.n_unreach = self.n_reach = 0
         self.funnel_sum = {}
+        self.stage_ms = {}
 
     def step(self, g, seed, truth=None, reachable=True):
         t = time.perf_counter()
         r = self.proposer.propose(g, rng=np.random.default_rng(seed))
         self.lat.append((time.perf_counter() - t) * 1e3)
+        if reachable:
+            for k, v in r.timing_ms.items():
+                self.stage_ms.setdefault(k, []).append(v)
         ok, dp, bad = verify_top(self.robot, self.vis, r, g)
         self.invalid += bad
         if not reachable:
@@ -126,6 +130,7 @@ class SamplerStats:
             "p95": float(np.percentile(lat, 95)),
             "p99": float(np.percentile(lat, 99)),
             "funnel": {k: v / self.n_reach for k, v in self.funnel_sum.items()},
+            "stages": {k: float(np.median(v)) for k, v in self.stage_ms.items()},
             "coverage_gap_mean": float(np.mean([c["coverage_gap_rad"] for c in cov])) if cov
             else np.nan,
             "coverage_gap_p95": float(np.percentile([c["coverage_gap_rad"] for c in cov], 95))
@@ -253,6 +258,14 @@ def main(argv=None):
             print(f"\nlatency ratio ({ref_name} p50 / sampler p50; > 1: faster than it):")
             for r in rows:
                 print(f"- {r['name']}: {ref['p50'] / r['p50']:.2f}x")
+    stages = [k for k in ("sample", "coarse_filter", "refine", "verify", "rank", "robustness",
+                          "total") if any(k in r["stages"] for r in rows)]
+    print("\nmedian time per stage on the reachable grasps (ms; core/pipeline.py timing_ms):")
+    print("| sampler | " + " | ".join(stages) + " |")
+    print("|---|" + "---|" * len(stages))
+    for r in rows:
+        print(f"| {r['name']} | " + " | ".join(
+            f"{r['stages'][k]:.2f}" if k in r["stages"] else "-" for k in stages) + " |")
     print("\nmean funnel per reachable grasp:")
     keys = [k for k in rows[0]["funnel"]] if rows else []
     print("| sampler | " + " | ".join(keys) + " |")
