@@ -110,6 +110,9 @@ def test_validation_fuzz_never_crashes(pos, quat):
         return
     assert T.shape == (4, 4) and np.all(np.isfinite(T))
     np.testing.assert_allclose(T[:3, :3] @ T[:3, :3].T, np.eye(3), atol=1e-9)
+    # the same pose as the vectorized conversion of the normalized grasp
+    q = np.asarray(quat, dtype=float) / np.linalg.norm(quat)
+    np.testing.assert_allclose(T, Grasp(tuple(pos), tuple(q)).matrix(), rtol=0, atol=1e-12)
 
 
 @pytest.fixture(scope="module")

@@ -249,7 +249,7 @@ class ProposalConfig(_Config):
     grasp_tolerance_m: float = _f(0.01, "a perturbed base still counts if the arm-only solve "
                                   "gets the tool this close (m)", 1e-6, 1.0)
     grasp_tolerance_deg: float = _f(5.0, "same, orientation (deg)", 1e-4, 180.0)
-    robustness_candidates: int = _f(64, "stances (best by the other terms) whose linearized "
+    robustness_candidates: int = _f(0, "stances (best by the other terms) whose linearized "
                                     "robustness is measured before the diverse top-k (0: none; "
                                     "the returned stances always get the nonlinear measure)",
                                     0, 100000)

@@ -99,7 +99,13 @@ def validate_grasp(grasp: Grasp, cfg: ProposalConfig) -> np.ndarray:
         raise InvalidRequest(
             f"grasp height z = {p[2]:.4g} m is outside [{cfg.min_height_m}, {cfg.max_height_m}] m "
             "above the floor of the target frame (is the grasp in the right frame?)")
-    return Grasp(tuple(p), tuple(q / norm), grasp.frame_id).matrix()
+    # one pose: plain floats (the same formula as geometry.quat_to_matrix)
+    x, y, z, w = (float(v) / norm for v in q)
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y), float(p[0])],
+        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x), float(p[1])],
+        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y), float(p[2])],
+        [0.0, 0.0, 0.0, 1.0]])
 
 
 def _failure_reason(funnel: dict, n: int) -> str:
