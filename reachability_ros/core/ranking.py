@@ -266,19 +266,14 @@ def diverse_top_k(q: np.ndarray, score: np.ndarray, k: int, min_distance_m: floa
     ``min_distance_m`` in (x, y) AND closer than ``min_yaw_rad`` in yaw.
     """
     order = np.argsort(-score, kind="stable")
-    qo = q[order]
-    x, y, yaw = qo[:, 0], qo[:, 1], qo[:, 2]
-    free = np.ones(len(order), dtype=bool)
+    # the stances not yet suppressed, best first, with their coordinates (shrinking arrays)
+    rest, x, y, yaw = order, q[order, 0], q[order, 1], q[order, 2]
     keep: list[int] = []
-    j = 0
-    while len(keep) < k:
-        rest = np.flatnonzero(free[j:]) + j
-        if rest.size == 0:
-            break
-        j = rest[0]  # the best stance not yet suppressed
-        keep.append(int(order[j]))
-        near = ((x[rest] - x[j]) ** 2 + (y[rest] - y[j]) ** 2 < min_distance_m ** 2) & (
-            np.abs((yaw[rest] - yaw[j] + np.pi) % (2 * np.pi) - np.pi) < min_yaw_rad)
-        free[rest[near]] = False
-        free[j] = False
+    d2 = min_distance_m ** 2
+    while len(keep) < k and rest.size:
+        keep.append(int(rest[0]))  # the best stance not yet suppressed
+        far = ((x - x[0]) ** 2 + (y - y[0]) ** 2 >= d2) | (
+            np.abs((yaw - yaw[0] + np.pi) % (2 * np.pi) - np.pi) >= min_yaw_rad)
+        far[0] = False
+        rest, x, y, yaw = rest[far], x[far], y[far], yaw[far]
     return np.array(keep, dtype=int)
