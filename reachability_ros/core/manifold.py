@@ -406,8 +406,12 @@ class StanceManifold:
         ok = real
         for k, a in enumerate(arm):
             ok = ok & self._in_limits(a, k)
-        cols = np.broadcast_arrays(x, y, psi, *arm)
-        return np.stack(cols, axis=-1), np.broadcast_to(ok, cols[0].shape)
+        cols = (x, y, psi, *arm)
+        shape = np.broadcast_shapes(*(np.shape(c) for c in cols))
+        q = np.empty(shape + (8,))
+        for k, c in enumerate(cols):
+            q[..., k] = c
+        return q, np.broadcast_to(ok, shape)
 
     def _in_limits(self, a: np.ndarray, k: int) -> np.ndarray:
         """Arm joint ``k`` (0 = pan) within its limits (+ ``limit_tol``)."""
