@@ -3,6 +3,8 @@
 Usage:
     python bench/bench_pipeline.py [--grasps 200] [--unreachable 50] [--samples 1024]
                                    [--models models/lekiwi_manifold.onnx ...] [--no-rejection]
+    python bench/bench_pipeline.py --no-rejection --models   # the default config and the grid
+                                                             # only: closest to the service
 
 Held-out grasps are generated from the robot model (random in-limit configurations
 whose tool the front camera sees; seed 2026, never used for training data), plus
