@@ -142,3 +142,23 @@ def pose_error(T_a: np.ndarray, T_b: np.ndarray) -> tuple[np.ndarray, np.ndarray
 def wrap_angle(a) -> np.ndarray:
     """Wrap angles to [-pi, pi)."""
     return (np.asarray(a, dtype=float) + np.pi) % (2.0 * np.pi) - np.pi
+
+
+def grasp_in_base_frames(T_world_grasp: np.ndarray, q: np.ndarray
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """The grasp seen from each base pose of ``q`` ``(N, >=3)``, structure-of-arrays.
+
+    Returns:
+        ``(p, R)``: positions ``(3, N)`` and rotations ``(3, 3, N)`` of the grasp in
+        each base frame (``R_b^T (p_g - p_b)``, ``R_b^T R_g``).
+    """
+    n = q.shape[0]
+    c, s = np.cos(q[:, 2]), np.sin(q[:, 2])
+    dx, dy = T_world_grasp[0, 3] - q[:, 0], T_world_grasp[1, 3] - q[:, 1]
+    p = np.stack([c * dx + s * dy, c * dy - s * dx, np.full(n, T_world_grasp[2, 3])])
+    Rg = T_world_grasp[:3, :3]
+    R = np.empty((3, 3, n))
+    R[0] = Rg[0][:, None] * c + Rg[1][:, None] * s
+    R[1] = Rg[1][:, None] * c - Rg[0][:, None] * s
+    R[2] = Rg[2][:, None]
+    return p, R

@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from .config import ProposalConfig
+from .geometry import grasp_in_base_frames
 from .robot import WholeBodyModel
 from .visibility import Visibility
 
@@ -163,15 +164,7 @@ def nonlinear_robustness(robot: WholeBodyModel, visibility: Visibility, q: np.nd
         return np.zeros(M)
     qp = perturb_base(q, delta).reshape(M * S, -1)
     n = qp.shape[0]
-    # the grasp in each landed base frame: R_b^T (p_g - p_b), R_b^T R_g
-    c, s = np.cos(qp[:, 2]), np.sin(qp[:, 2])
-    dx, dy = T_goal[0, 3] - qp[:, 0], T_goal[1, 3] - qp[:, 1]
-    pg = np.stack([c * dx + s * dy, c * dy - s * dx, np.full(n, T_goal[2, 3])])
-    Rg = T_goal[:3, :3]
-    RgB = np.empty((3, 3, n))
-    RgB[0] = Rg[0][:, None] * c + Rg[1][:, None] * s
-    RgB[1] = Rg[1][:, None] * c - Rg[0][:, None] * s
-    RgB[2] = Rg[2][:, None]
+    pg, RgB = grasp_in_base_frames(T_goal, qp)  # the grasp seen from each landed base
     tol_p, tol_o = cfg.grasp_tolerance_m, np.radians(cfg.grasp_tolerance_deg)
     w = np.array([1 / tol_p] * 3 + [1 / tol_o] * 3)[:, None]
     tool = robot.config.tool_frame
