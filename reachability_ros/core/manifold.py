@@ -92,6 +92,12 @@ def _wrap_pi(a: np.ndarray) -> np.ndarray:
     return a - TWO_PI * np.floor((a + np.pi) / TWO_PI)
 
 
+def _pitched(d: np.ndarray, angle: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Arm-plane (x, z) of a link vector ``d`` (x, _, z) pitched by ``angle`` about y."""
+    c, s = np.cos(angle), np.sin(angle)
+    return d[0] * c + d[2] * s, -d[0] * s + d[2] * c
+
+
 def _log_so3(R: np.ndarray) -> np.ndarray:
     """Rotation vectors ``(N, 3)`` of rotations ``(N, 3, 3)`` (angles < pi)."""
     w = 0.5 * np.stack([R[:, 2, 1] - R[:, 1, 2], R[:, 0, 2] - R[:, 2, 0],
@@ -370,12 +376,8 @@ class StanceManifold:
         s3, s4, s5 = self._sig
         d34, d45, d56, o3 = self._d34, self._d45, self._d56, self._o3
         phi3 = s3 * lift
-        c3, sn3 = np.cos(phi3), np.sin(phi3)
-        ux = d34[0] * c3 + d34[2] * sn3
-        uz = -d34[0] * sn3 + d34[2] * c3
-        cp, sp = np.cos(phi), np.sin(phi)
-        wx = d56[0] * cp + d56[2] * sp
-        wz = -d56[0] * sp + d56[2] * cp
+        ux, uz = _pitched(d34, phi3)
+        wx, wz = _pitched(d56, phi)
         ratio = ((oz - self._p2[2]) - o3[2] - wz - uz) / self._rho45
         real = np.abs(ratio) <= 1.0 + 1e-12
         ratio = np.clip(ratio, -1.0, 1.0)
@@ -608,12 +610,8 @@ class StanceManifold:
         phi3 = s3 * q[:, 4]
         beta = phi3 + s4 * q[:, 5]
         d34, d45 = self._d34, self._d45
-        c3, sn3 = np.cos(phi3), np.sin(phi3)
-        ux = d34[0] * c3 + d34[2] * sn3
-        uz = -d34[0] * sn3 + d34[2] * c3
-        cb, sb = np.cos(beta), np.sin(beta)
-        vx = d45[0] * cb + d45[2] * sb
-        vz = -d45[0] * sb + d45[2] * cb
+        ux, uz = _pitched(d34, phi3)
+        vx, vz = _pitched(d45, beta)
         with np.errstate(divide="ignore", invalid="ignore"):
             dX = s3 * (uz - vz * ux / vx)
         ch, sh = np.cos(h), np.sin(h)

@@ -480,11 +480,6 @@ class Visibility:
         """
         return self._check_soa(np.asarray(target, dtype=float), chain, False)
 
-    def _check_base(self, target: np.ndarray, oMi_base: np.ndarray) -> VisibilityResult:
-        """Same as :meth:`check` from base-frame targets ``(N, 3)`` and ``oMi_base``."""
-        T = self._chain_base(None, oMi_base, self.robot.model.njoints - 1)
-        return self._check_soa(np.ascontiguousarray(np.asarray(target).T), T, False)
-
     def _check_soa(self, target: np.ndarray, T: np.ndarray | None, everywhere: bool,
                    q: np.ndarray | None = None) -> VisibilityResult:
         """Frustum margins everywhere, occlusion inside the frustum.
