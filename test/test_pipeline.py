@@ -173,16 +173,20 @@ def test_refinement_of_approximate_samples(robot, visibility, refinement):
     assert r.funnel["far_from_grasp"] < 128
 
 
-def test_diverse_top_k_matches_a_plain_greedy_loop():
+@pytest.mark.parametrize("min_distance_m, min_yaw_deg", [
+    (0.05, 15.0), (0.05, 90.0), (0.05, 180.0), (0.05, 270.0), (0.0, 15.0), (0.2, 0.0)])
+def test_diverse_top_k_matches_a_plain_greedy_loop(min_distance_m, min_yaw_deg):
     from reachability_ros.core.ranking import diverse_top_k
     rng = np.random.default_rng(0)
+    # yaws on both sides of +-pi, so that the wrap-around is exercised
     q = np.c_[rng.uniform(0, 0.3, (400, 2)), rng.uniform(-np.pi, np.pi, 400)]
     score = rng.normal(size=400)
-    got = diverse_top_k(q, score, 10, 0.05, np.radians(15))
+    min_yaw = np.radians(min_yaw_deg)
+    got = diverse_top_k(q, score, 10, min_distance_m, min_yaw)
     keep = []
     for i in np.argsort(-score, kind="stable"):
-        if all(not (np.hypot(*(q[i, :2] - q[j, :2])) < 0.05 and
-                    abs(np.angle(np.exp(1j * (q[i, 2] - q[j, 2])))) < np.radians(15))
+        if all(not (np.hypot(*(q[i, :2] - q[j, :2])) < min_distance_m and
+                    abs(np.angle(np.exp(1j * (q[i, 2] - q[j, 2])))) < min_yaw)
                for j in keep):
             keep.append(i)
         if len(keep) == 10:

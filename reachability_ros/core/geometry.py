@@ -10,6 +10,12 @@ from __future__ import annotations
 import numpy as np
 
 
+def clamp(x, lo, hi) -> np.ndarray:
+    """``np.clip`` without its Python wrapper (a few microseconds per call on small
+    arrays, which add up in the per-request pipeline). NaN stays NaN."""
+    return np.minimum(np.maximum(x, lo), hi)
+
+
 def quat_to_matrix(q: np.ndarray) -> np.ndarray:
     """Convert unit quaternions (x, y, z, w) to rotation matrices.
 

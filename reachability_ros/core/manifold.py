@@ -65,6 +65,7 @@ from typing import Any
 import numpy as np
 
 from .errors import DescriptionError, InvalidRequest
+from .geometry import clamp
 from .robot import WholeBodyModel
 
 TWO_PI = 2.0 * np.pi
@@ -267,7 +268,7 @@ class StanceManifold:
         vertical = rho < self.vertical_tol
         gamma = np.arctan2(B, A)
         with np.errstate(invalid="ignore", divide="ignore"):
-            delta = np.arccos(np.clip(-C / np.where(vertical, 1.0, rho), -1.0, 1.0))
+            delta = np.arccos(clamp(-C / np.where(vertical, 1.0, rho), -1.0, 1.0))
         Q = [np.einsum("gij,jk->gik", R, P) for P in self._P]
         return {"W": W, "gamma": gamma, "delta": delta, "vertical": vertical, "Q": Q,
                 "rho": rho}
@@ -380,7 +381,7 @@ class StanceManifold:
         wx, wz = _pitched(d56, phi)
         ratio = ((oz - self._p2[2]) - o3[2] - wz - uz) / self._rho45
         real = np.abs(ratio) <= 1.0 + 1e-12
-        ratio = np.clip(ratio, -1.0, 1.0)
+        ratio = clamp(ratio, -1.0, 1.0)
         sgn = 1.0 - 2.0 * eb
         beta = np.where(real, sgn * np.arccos(ratio) - self._mu, np.nan)
         # cos/sin of beta = -mu + sgn * acos(ratio) without more trigonometry
@@ -409,11 +410,11 @@ class StanceManifold:
         for k, a in enumerate(arm):
             ok = ok & self._in_limits(a, k)
         cols = (x, y, psi, *arm)
-        shape = np.broadcast_shapes(*(np.shape(c) for c in cols))
+        shape = np.broadcast(*cols).shape
         q = np.empty(shape + (8,))
         for k, c in enumerate(cols):
             q[..., k] = c
-        return q, np.broadcast_to(ok, shape)
+        return q, (ok if np.shape(ok) == shape else np.broadcast_to(ok, shape))
 
     def _in_limits(self, a: np.ndarray, k: int) -> np.ndarray:
         """Arm joint ``k`` (0 = pan) within its limits (+ ``limit_tol``)."""

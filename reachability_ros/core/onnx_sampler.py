@@ -41,6 +41,7 @@ import onnxruntime as ort
 
 from .canonical import COND_DIM, FEATURIZATION_VERSION
 from .errors import ConfigError, InvalidRequest, ModelMismatch
+from .geometry import clamp
 
 PREFIX = "reachability_ros."
 FORMAT_VERSION = "1"
@@ -80,7 +81,7 @@ def decode_manifold_output(y: np.ndarray, lower: np.ndarray,
                              f"got {y.shape}")
     lo = np.asarray(lower, dtype=float).reshape(2)
     hi = np.asarray(upper, dtype=float).reshape(2)
-    u = np.clip(y[:, :2], -1.0, 1.0)
+    u = clamp(y[:, :2], -1.0, 1.0)
     angles = 0.5 * (u * (hi - lo) + (lo + hi))
     return angles[:, 0], angles[:, 1], np.argmax(y[:, 2:], axis=1).astype(np.int64)
 

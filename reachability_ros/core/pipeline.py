@@ -348,13 +348,17 @@ class StanceProposer:
         t = tick("robustness", t)
         funnel["not_in_top_k"] = int(idx.size - chosen.size)
         funnel["returned"] = int(chosen.size)
+        # Python floats for the chosen stances, one conversion per metric and term
+        mcols = {key: v[chosen].tolist() for key, v in metrics.items() if key != "q"}
+        tcols = {name: v[chosen].tolist() for name, v in terms.items()}
+        scores, sample_index = score[chosen].tolist(), idx[chosen].tolist()
         cands = []
-        for i in chosen:
-            m = {key: float(v[i]) for key, v in metrics.items() if key != "q"}
+        for r, i in enumerate(chosen):
+            m = {key: col[r] for key, col in mcols.items()}
             m["visible"] = True
-            m["sample_index"] = int(idx[i])
-            cands.append(Candidate(qf[i].copy(), float(score[i]),
-                                   {name: float(v[i]) for name, v in terms.items()}, m))
+            m["sample_index"] = sample_index[r]
+            cands.append(Candidate(qf[i].copy(), scores[r],
+                                   {name: col[r] for name, col in tcols.items()}, m))
         timing["total"] = (time.perf_counter() - t0) * 1e3
         return ProposalResult(True, "", cands, robot.joint_names, dict(funnel), dict(timing),
                               self.sampler_name, props.q, LABELS_ARRAY[outcome], grasp,

@@ -24,10 +24,12 @@ then the nonlinear arm-only re-solve and visibility check for the few returned.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .config import ProposalConfig
-from .geometry import grasp_in_base_frames
+from .geometry import clamp, grasp_in_base_frames
 from .robot import WholeBodyModel
 from .visibility import Visibility
 
@@ -192,8 +194,8 @@ def nonlinear_robustness(robot: WholeBodyModel, visibility: Visibility, q: np.nd
     p0, R0 = robot.frame_in_chain(chain, tool)
     J0 = np.zeros((6, n_arm, M))
     robot._arm_jacobian_soa(chain, p0, j_t, J0)
+    J0 *= w[:, :, None]
     X, p = np.repeat(chain, S, axis=-1), np.repeat(p0, S, axis=-1)
-    J = np.repeat(J0 * w[:, :, None], S, axis=-1)
     e = np.empty((6, n))
     e[:3] = pg - p
     e[3:] = _rotation_error(RgB, np.repeat(R0, S, axis=-1))
@@ -202,16 +204,25 @@ def nonlinear_robustness(robot: WholeBodyModel, visibility: Visibility, q: np.nd
     cost = (e ** 2).sum(0)
     lam = np.full(n, damping)
     eye = np.eye(n_arm)
+    J = None
     for it in range(iterations):  # Levenberg-Marquardt: keep a step only where it helps
-        A = np.einsum("kin,kjn->nij", J, J) + lam[:, None, None] * eye
-        b = np.einsum("kin,kn->ni", J, e)
-        qc = np.clip(qa + np.linalg.solve(A, b[..., None])[..., 0].T, lo, hi)
+        if it == 0:  # one shared system per stance, its S base errors as right-hand sides
+            A = np.einsum("kim,kjm->mij", J0, J0) + damping * eye
+            b = np.einsum("kim,kms->mis", J0, e.reshape(6, M, S))
+            step = np.linalg.solve(A, b).transpose(1, 0, 2).reshape(n_arm, n)
+        else:
+            A = np.einsum("kin,kjn->nij", J, J) + lam[:, None, None] * eye
+            b = np.einsum("kin,kn->ni", J, e)
+            step = np.linalg.solve(A, b[..., None])[..., 0].T
+        qc = clamp(qa + step, lo, hi)
         last = it == iterations - 1
         Xc, pc, ec, Jc = evaluate(qc, jacobian=not last)
         cc = (ec ** 2).sum(0)
         better = cc < cost
         e, X, p = np.where(better, ec, e), np.where(better, Xc, X), np.where(better, pc, p)
         if not last:
+            if J is None:
+                J = np.repeat(J0, S, axis=-1)
             qa, J, cost = np.where(better, qc, qa), np.where(better, Jc, J), np.where(
                 better, cc, cost)
             lam = np.where(better, np.maximum(lam * 0.3, 1e-6), lam * 10.0)
@@ -224,19 +235,20 @@ def nonlinear_robustness(robot: WholeBodyModel, visibility: Visibility, q: np.nd
 
 def robustness_term(robustness: np.ndarray, cfg: ProposalConfig) -> np.ndarray:
     """Weighted robustness term ``(M,)``; NaN (not measured) counts as 0."""
-    return cfg.w_robustness * np.nan_to_num(robustness, nan=0.0)
+    return cfg.w_robustness * np.where(np.isnan(robustness), 0.0, robustness)
+
 
 
 def score_terms(metrics: dict, cfg: ProposalConfig, current_base=None) -> dict:
     """Weighted score terms per stance (arrays ``(M,)``) from the raw metrics."""
     terms = {
         "visibility": cfg.w_visibility * (
-            0.7 * np.clip(metrics["angle_margin_rad"] / ANGLE_SCALE_RAD, -1.0, 1.0)
-            + 0.3 * np.clip(np.nan_to_num(metrics["occlusion_margin_m"], posinf=1.0)
-                            / OCCLUSION_SCALE_M, -1.0, 1.0)),
-        "manipulability": cfg.w_manipulability * np.clip(
+            0.7 * clamp(metrics["angle_margin_rad"] / ANGLE_SCALE_RAD, -1.0, 1.0)
+            # the clearance is finite, or +inf without an occluder: that saturates at 1
+            + 0.3 * clamp(metrics["occlusion_margin_m"] / OCCLUSION_SCALE_M, -1.0, 1.0)),
+        "manipulability": cfg.w_manipulability * clamp(
             metrics["manipulability"] / MANIP_SCALE, 0.0, 1.0),
-        "limits": cfg.w_limits * np.clip(metrics["limit_margin"] / 0.5, -1.0, 1.0),
+        "limits": cfg.w_limits * clamp(metrics["limit_margin"] / 0.5, -1.0, 1.0),
         "robustness": robustness_term(metrics.get(
             "robustness", np.zeros_like(metrics["limit_margin"])), cfg),
         "pose_error": -cfg.w_pose_error * (metrics["position_error_m"] / 1e-4
@@ -259,14 +271,16 @@ def diverse_top_k(q: np.ndarray, score: np.ndarray, k: int, min_distance_m: floa
     ``min_distance_m`` in (x, y) AND closer than ``min_yaw_rad`` in yaw.
     """
     order = np.argsort(-score, kind="stable")
-    # the stances not yet suppressed, best first, with their coordinates (shrinking arrays)
-    rest, x, y, yaw = order, q[order, 0], q[order, 1], q[order, 2]
+    # the stances not yet suppressed, best first (shrinking arrays): position x + iy and
+    # heading e^(i yaw), so that a distance is one abs and cos(yaw difference) one product
+    rest, xy, u = order, q[order, 0] + 1j * q[order, 1], np.exp(1j * q[order, 2])
+    # |yaw difference wrapped to [-pi, pi]| >= min_yaw  <=>  cos(difference) <= cos(min_yaw)
+    cos_min = math.cos(min_yaw_rad) if min_yaw_rad <= math.pi else -2.0  # > pi: never
     keep: list[int] = []
-    d2 = min_distance_m ** 2
     while len(keep) < k and rest.size:
         keep.append(int(rest[0]))  # the best stance not yet suppressed
-        far = ((x - x[0]) ** 2 + (y - y[0]) ** 2 >= d2) | (
-            np.abs((yaw - yaw[0] + np.pi) % (2 * np.pi) - np.pi) >= min_yaw_rad)
+        far = (np.abs(xy - xy[0]) >= min_distance_m) | (
+            (u * u[0].conjugate()).real <= cos_min)
         far[0] = False
-        rest, x, y, yaw = rest[far], x[far], y[far], yaw[far]
+        rest, xy, u = rest[far], xy[far], u[far]
     return np.array(keep, dtype=int)

@@ -141,6 +141,7 @@ class WholeBodyModel:
         lo[:3], hi[:3] = -np.inf, np.inf
         lo[lo < -1e300], hi[hi > 1e300] = -np.inf, np.inf
         self.lower, self.upper = lo, hi
+        self._bounded = np.flatnonzero(np.isfinite(lo) & np.isfinite(hi))
         self._frame_cache: dict[str, tuple[int, np.ndarray]] = {}
         for f in (config.base_frame, config.tool_frame, config.camera.frame):
             self.frame_id(f)
@@ -467,7 +468,7 @@ class WholeBodyModel:
     def within_limits(self, q: np.ndarray, tol: float = 1e-9) -> np.ndarray:
         """Return ``(N,)`` booleans: every joint within its limits (+ ``tol``)."""
         q = self._check_q(q)
-        return np.all((q >= self.lower - tol) & (q <= self.upper + tol), axis=1)
+        return ((q >= self.lower - tol) & (q <= self.upper + tol)).all(axis=1)
 
     def limit_margin(self, q: np.ndarray) -> np.ndarray:
         """Smallest normalized distance to a joint limit, ``(N,)``.
@@ -475,10 +476,12 @@ class WholeBodyModel:
         0 at a limit, 0.5 with every bounded joint at mid-range, negative outside.
         """
         q = self._check_q(q)
-        bounded = np.isfinite(self.lower) & np.isfinite(self.upper)
-        lo, hi = self.lower[bounded], self.upper[bounded]
-        x = (q[:, bounded] - lo) / (hi - lo)
-        return np.min(np.minimum(x, 1.0 - x), axis=1) if bounded.any() else np.full(len(q), 0.5)
+        b = self._bounded
+        if not b.size:
+            return np.full(len(q), 0.5)
+        lo, hi = self.lower[b], self.upper[b]
+        x = (q[:, b] - lo) / (hi - lo)
+        return np.minimum(x, 1.0 - x).min(axis=1)
 
     def clip_to_limits(self, q: np.ndarray) -> np.ndarray:
         """Clip configurations into the joint limits."""
@@ -512,7 +515,7 @@ class WholeBodyModel:
         g01, g02, g12 = (r0 * r1).sum(0), (r0 * r2).sum(0), (r1 * r2).sum(0)
         det = (g00 * (g11 * g22 - g12 * g12) - g01 * (g01 * g22 - g12 * g02)
                + g02 * (g01 * g12 - g11 * g02))
-        return np.sqrt(np.clip(det, 0.0, None))
+        return np.sqrt(np.maximum(det, 0.0))
 
     # -------------------------------------------------------------- geometry
     def _collect_primitives(self) -> tuple[Primitive, ...]:

@@ -66,6 +66,7 @@ import numpy as np
 
 from .config import CameraConfig
 from .errors import InvalidRequest
+from .geometry import clamp
 from .robot import WholeBodyModel
 
 _CAPSULE_TOL_M = 1e-6  # sphere centres must sit this close to the cylinder's axis ends
@@ -123,14 +124,14 @@ def segment_segment_distance(p0: np.ndarray, d1: np.ndarray, a: np.ndarray, d2: 
     f = d2[0] * rx + d2[1] * ry + d2[2] * rz
     ninv_a = -1.0 / aa
     denom = aa * e - b * b
-    s_par = np.clip(c * ninv_a, 0.0, 1.0)  # s for t = 0; also right for a point (e = 0)
+    s_par = clamp(c * ninv_a, 0.0, 1.0)  # s for t = 0; also right for a point (e = 0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        s = np.clip((b * f - c * e) / denom, 0.0, 1.0)
+        s = clamp((b * f - c * e) / denom, 0.0, 1.0)
     s = np.where(denom > 1e-12 * aa * e, s, s_par)
     tn = b * s + f  # t * e
     s = np.where(tn < 0.0, s_par, s)
-    s = np.where(tn > e, np.clip((c - b) * ninv_a, 0.0, 1.0), s)
-    t = np.clip(tn, 0.0, e) / np.maximum(e, 1e-300)
+    s = np.where(tn > e, clamp((c - b) * ninv_a, 0.0, 1.0), s)
+    t = clamp(tn, 0.0, e) / np.maximum(e, 1e-300)
     dx = rx + s * d1[0] - t * d2[0]
     dy = ry + s * d1[1] - t * d2[1]
     dz = rz + s * d1[2] - t * d2[2]
@@ -170,7 +171,7 @@ def _cylinder_margin_soa(p0, d, r, h):
     t_lo = np.where(flat, 0.0, np.minimum(ta, tb))
     t_hi = np.where(flat, 1.0, np.maximum(ta, tb))
     t_lo = np.where(flat & (np.abs(z0) > h), 2.0, t_lo)  # flat and outside the slab
-    t_lo, t_hi = np.clip(t_lo, 0.0, 1.0), np.clip(t_hi, 0.0, 1.0)
+    t_lo, t_hi = clamp(t_lo, 0.0, 1.0), clamp(t_hi, 0.0, 1.0)
     inside_slab = t_hi > t_lo
     # radial distance rho(t) = |xy(t)| is convex: its minimum over [u0, u1] is at
     # the free minimizer clipped into the interval
@@ -179,7 +180,7 @@ def _cylinder_margin_soa(p0, d, r, h):
     t_free = np.where(a > 1e-300, -b / np.maximum(a, 1e-300), 0.0)
 
     def rho_min(u0, u1):
-        t = np.clip(t_free, u0, u1)
+        t = clamp(t_free, u0, u1)
         x, y = x0 + t * dxx, y0 + t * dyy
         return np.sqrt(x * x + y * y)
 
@@ -204,7 +205,7 @@ def _cylinder_margin_soa(p0, d, r, h):
 
     def off_slab(u0, u1):
         """Clearance (lower bound) of the part [u0, u1] of the segment off the slab."""
-        w0, w1 = np.clip(v0, u0, u1), np.clip(v1, u0, u1)
+        w0, w1 = clamp(v0, u0, u1), clamp(v1, u0, u1)
         over = has_disc & (w1 > w0)
         cap = np.where(over, zgap_min(w0, w1), np.inf)  # exact over the cap face
         side = np.minimum(bound(u0, np.where(over, w0, u1)),
@@ -588,7 +589,7 @@ class Visibility:
         w = self._cylf_w[kk].T  # (3, L) centre - camera
         aa = np.maximum(d[0] * d[0] + d[1] * d[1] + d[2] * d[2], 1e-300)
         wd = w[0] * d[0] + w[1] * d[1] + w[2] * d[2]
-        t = np.clip(wd / aa, 0.0, 1.0)
+        t = clamp(wd / aa, 0.0, 1.0)
         sq = self._cylf_ww[kk] - t * (2.0 * wd - t * aa)
         keep = np.sqrt(np.maximum(sq, 0.0)) - self._cylf_bound[kk] < best[mm]
         kk, mm, d = kk[keep], mm[keep], d[:, keep]
@@ -627,7 +628,7 @@ class Visibility:
         wx, wy, wz = C[:, 0] - cam[0], C[:, 1] - cam[1], C[:, 2] - cam[2]
         aa = np.maximum(d1[0] * d1[0] + d1[1] * d1[1] + d1[2] * d1[2], 1e-300)
         wd = wx * d1[0] + wy * d1[1] + wz * d1[2]
-        t = np.clip(wd / aa, 0.0, 1.0)
+        t = clamp(wd / aa, 0.0, 1.0)
         sq = wx * wx + wy * wy + wz * wz - t * (2.0 * wd - t * aa)
         lb = np.sqrt(np.maximum(sq, 0.0)) - self._mov_bound
         kk, mm = np.nonzero(lb < best)
