@@ -260,6 +260,14 @@ def main(argv=None):
             print(f"\nlatency ratio ({ref_name} p50 / sampler p50; > 1: faster than it):")
             for r in rows:
                 print(f"- {r['name']}: {ref['p50'] / r['p50']:.2f}x")
+    # latency in units of the machine's small-call time: how fast the machine must be for
+    # a latency goal to hold at this cost (the pipeline is made of such calls)
+    mean_speed = float(np.mean(speed))
+    print(f"\np50 in small-call units (p50 / {mean_speed:.2f} us), and the call time at which "
+          "p50 would be 5 ms:")
+    for r in rows:
+        units = r["p50"] * 1e3 / mean_speed
+        print(f"- {r['name']}: {units:.0f} calls; 5 ms at <= {5e3 / units:.2f} us per call")
     stages = [k for k in ("sample", "coarse_filter", "refine", "verify", "rank", "robustness",
                           "total") if any(k in r["stages"] for r in rows)]
     print("\nmedian time per stage on the reachable grasps (ms; core/pipeline.py timing_ms):")
