@@ -194,6 +194,23 @@ def test_diverse_top_k_matches_a_plain_greedy_loop(min_distance_m, min_yaw_deg):
     assert got.tolist() == keep
 
 
+@pytest.mark.parametrize("yaw_difference, min_yaw, duplicate", [
+    (0.0, 0.0, False),      # a zero minimum yaw never makes duplicates, even at equal yaws
+    (5e-10, 1e-9, True),    # tiny differences still compare right
+    (2e-9, 1e-9, False),
+    (np.radians(14.9), np.radians(15), True),
+    (np.radians(15.1), np.radians(15), False),
+    (np.pi - 1e-3, np.pi, True),
+    (np.radians(190), np.radians(200), True),  # wraps to 170 deg
+])
+def test_diverse_top_k_yaw_edge_cases(yaw_difference, min_yaw, duplicate):
+    from reachability_ros.core.ranking import diverse_top_k
+    for yaw0 in (2.0590161226172397, -3.1, 0.0, 3.1):
+        q = np.array([[0.0, 0.0, yaw0], [0.01, 0.0, yaw0 + yaw_difference]])
+        got = diverse_top_k(q, np.array([1.0, 0.0]), 2, 0.05, min_yaw).tolist()
+        assert got == ([0] if duplicate else [0, 1]), (yaw0, got)
+
+
 @pytest.mark.parametrize("k", [0, -1, 1001, 2.5])
 def test_top_k_out_of_range_is_refused(rejection, k):
     with pytest.raises(InvalidRequest, match="top_k"):

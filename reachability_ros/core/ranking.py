@@ -272,15 +272,16 @@ def diverse_top_k(q: np.ndarray, score: np.ndarray, k: int, min_distance_m: floa
     """
     order = np.argsort(-score, kind="stable")
     # the stances not yet suppressed, best first (shrinking arrays): position x + iy and
-    # heading e^(i yaw), so that a distance is one abs and cos(yaw difference) one product
+    # heading e^(i yaw), so that a distance and a yaw difference are one abs each
     rest, xy, u = order, q[order, 0] + 1j * q[order, 1], np.exp(1j * q[order, 2])
-    # |yaw difference wrapped to [-pi, pi]| >= min_yaw  <=>  cos(difference) <= cos(min_yaw)
-    cos_min = math.cos(min_yaw_rad) if min_yaw_rad <= math.pi else -2.0  # > pi: never
+    # |yaw difference wrapped to [-pi, pi]| >= min_yaw  <=>  the chord between the headings
+    # on the unit circle is >= 2 sin(min_yaw / 2) (for min_yaw <= 0 always, > pi never).
+    # The chord keeps small differences apart (a cosine rounds them to 1).
+    chord_min = 2.0 * math.sin(0.5 * min_yaw_rad) if min_yaw_rad <= math.pi else math.inf
     keep: list[int] = []
     while len(keep) < k and rest.size:
         keep.append(int(rest[0]))  # the best stance not yet suppressed
-        far = (np.abs(xy - xy[0]) >= min_distance_m) | (
-            (u * u[0].conjugate()).real <= cos_min)
+        far = (np.abs(xy - xy[0]) >= min_distance_m) | (np.abs(u - u[0]) >= chord_min)
         far[0] = False
         rest, xy, u = rest[far], xy[far], u[far]
     return np.array(keep, dtype=int)
