@@ -51,3 +51,27 @@ def test_intrinsics_from_fov():
     tl, tr, tu, td = CameraConfig().frustum_tangents()
     assert tl == pytest.approx(0.7002, abs=1e-4) and tu == pytest.approx(0.5252, abs=1e-4)
     assert RobotConfig().urdf_path().name == "lekiwi.urdf"
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("n_samples", 256.7, "n_samples must be an integer, got 256.7"),
+    ("robustness_samples", 3.5, "robustness_samples must be an integer"),
+    ("seed", 1.5, "seed must be an integer"),
+    ("top_k", 2.5, "top_k must be an integer"),
+    ("top_k", True, "top_k must be a number"),
+    ("sampler", 3, "sampler must be a string"),
+    ("w_travel", "0.5", "w_travel must be a number"),
+])
+def test_values_are_checked_against_the_declared_type(key, value, message):
+    with pytest.raises(ConfigError, match=message):
+        ProposalConfig.from_dict({key: value})
+
+
+def test_integral_floats_and_ints_are_converted():
+    cfg = ProposalConfig.from_dict({"n_samples": 256.0, "w_travel": 1})
+    assert cfg.n_samples == 256 and isinstance(cfg.n_samples, int)
+    assert cfg.w_travel == 1.0 and isinstance(cfg.w_travel, float)
+    with pytest.raises(ConfigError, match="list of strings"):
+        RobotConfig.from_dict({"arm_joints": "arm_shoulder_pan"})
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        StanceConfig.from_dict({"robot": 3})

@@ -40,22 +40,74 @@ def _f(default, description: str, lo: float | None = None, hi: float | None = No
     return field(default=default, metadata=meta, **kw)
 
 
-class _Config:
-    """Mixin: range validation, nested dict and flat (dotted) round trips."""
+_KINDS = {"int": int, "float": float, "str": str, "bool": bool, "tuple": tuple}
+
+
+def _section_type(f: dataclasses.Field) -> type | None:
+    """The config section class of a field whose value is itself a section, else None."""
+    factory = f.default_factory
+    return factory if isinstance(factory, type) and issubclass(factory, ConfigSection) else None
+
+
+def _checked(owner: str, f: dataclasses.Field, value: Any) -> Any:
+    """Return ``value`` as the field's declared type, or raise a ConfigError that names it.
+
+    ``int`` fields take integers (and floats with an integral value, as YAML and ROS may
+    write them); ``float`` fields take any real number; ``str`` and ``bool`` fields only
+    their own type; ``tuple`` fields a list or tuple of strings.
+    """
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+    name = f"{owner}.{f.name}"
+    if kind in ("int", "float"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{name} must be a number, got {value!r}")
+        if kind == "int":
+            if isinstance(value, float):
+                if not value.is_integer():
+                    raise ConfigError(f"{name} must be an integer, got {value!r}")
+                value = int(value)
+            return value
+        return float(value)
+    if kind == "bool" and not isinstance(value, bool):
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+    if kind == "str" and not isinstance(value, str):
+        raise ConfigError(f"{name} must be a string, got {value!r}")
+    if kind == "tuple":
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{name} must be a list of strings, got {value!r}")
+        return tuple(value)
+    return value
+
+
+class ConfigSection:
+    """Base of every config dataclass: type and range validation, dict and dotted views.
+
+    A field's description and optional closed range travel in its ``metadata`` (see
+    :func:`_f`); a field whose default factory is a ``ConfigSection`` is a nested section.
+    Values are checked against the declared type (``int``, ``float``, ``str``, ``bool``,
+    ``tuple`` of strings) and range when the dataclass is built.
+    """
 
     def __post_init__(self) -> None:
+        owner = type(self).__name__
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            if _section_type(f) is not None:
+                if not isinstance(value, ConfigSection):
+                    raise ConfigError(f"{owner}.{f.name} must be a mapping, got {value!r}")
+                continue
+            checked = _checked(owner, f, value)
+            if checked is not value:
+                object.__setattr__(self, f.name, checked)
+                value = checked
             rng = f.metadata.get("range")
-            if rng is None or isinstance(value, _Config):
+            if rng is None:
                 continue
             lo, hi = rng
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"{type(self).__name__}.{f.name} must be a number, got {value!r}")
             if not math.isfinite(value) or (lo is not None and value < lo) or (
                     hi is not None and value > hi):
                 raise ConfigError(
-                    f"{type(self).__name__}.{f.name} = {value!r} is outside [{lo}, {hi}]: "
+                    f"{owner}.{f.name} = {value!r} is outside [{lo}, {hi}]: "
                     f"{f.metadata['description']}")
 
     @classmethod
@@ -68,13 +120,11 @@ class _Config:
             if key not in names:
                 raise ConfigError(
                     f"unknown {cls.__name__} key {key!r}; known keys: {sorted(names)}")
-            sub = _SUBCONFIGS.get((cls.__name__, key))
+            sub = _section_type(names[key])
             if sub is not None:
                 if not isinstance(value, Mapping):
                     raise ConfigError(f"{cls.__name__}.{key} must be a mapping, got {value!r}")
                 value = sub.from_dict(value)
-            elif isinstance(names[key].default, tuple) or isinstance(value, list):
-                value = tuple(value)
             kwargs[key] = value
         return cls(**kwargs)
 
@@ -87,6 +137,8 @@ class _Config:
             parts = key.split(".")
             for p in parts[:-1]:
                 node = node.setdefault(p, {})
+                if not isinstance(node, dict):
+                    raise ConfigError(f"{key!r}: {p!r} is a value, not a section")
             node[parts[-1]] = value
         return cls.from_dict(nested)
 
@@ -95,7 +147,7 @@ class _Config:
         out = {}
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            out[f.name] = v.to_dict() if isinstance(v, _Config) else (
+            out[f.name] = v.to_dict() if isinstance(v, ConfigSection) else (
                 list(v) if isinstance(v, tuple) else v)
         return out
 
@@ -105,7 +157,7 @@ class _Config:
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
             key = prefix + f.name
-            if isinstance(v, _Config):
+            if isinstance(v, ConfigSection):
                 out.update(v.to_flat(key + "."))
             else:
                 out[key] = list(v) if isinstance(v, tuple) else v
@@ -118,7 +170,7 @@ class _Config:
         default = cls()
         for f in dataclasses.fields(cls):
             key = prefix + f.name
-            sub = _SUBCONFIGS.get((cls.__name__, f.name))
+            sub = _section_type(f)
             if sub is not None:
                 out.update(sub.describe(key + "."))
                 continue
@@ -130,7 +182,7 @@ class _Config:
 
 
 @dataclass(frozen=True)
-class CameraConfig(_Config):
+class CameraConfig(ConfigSection):
     """Pinhole camera intrinsics and range.
 
     Either the field of view (``hfov_deg`` with the image size; square pixels)
@@ -172,7 +224,7 @@ class CameraConfig(_Config):
 
 
 @dataclass(frozen=True)
-class RobotConfig(_Config):
+class RobotConfig(ConfigSection):
     """The robot description and the frames and joints the planner uses."""
 
     name: str = _f("lekiwi", "robot name; stored in model metadata and checked at load")
@@ -212,7 +264,7 @@ class RobotConfig(_Config):
 
 
 @dataclass(frozen=True)
-class ProposalConfig(_Config):
+class ProposalConfig(ConfigSection):
     """Settings of the stance proposal pipeline (``core.pipeline``)."""
 
     sampler: str = _f("auto", "proposal sampler: 'auto' (the ONNX model if model_path is set, "
@@ -270,7 +322,7 @@ class ProposalConfig(_Config):
 
 
 @dataclass(frozen=True)
-class StanceConfig(_Config):
+class StanceConfig(ConfigSection):
     """Everything the stance service needs: the robot and the proposal settings."""
 
     robot: RobotConfig = field(default_factory=RobotConfig,
@@ -278,14 +330,3 @@ class StanceConfig(_Config):
     proposal: ProposalConfig = field(default_factory=ProposalConfig,
                                      metadata={"description": "proposal pipeline"})
 
-
-_SUBCONFIGS: dict[tuple[str, str], type] = {
-    ("RobotConfig", "camera"): CameraConfig,
-    ("StanceConfig", "robot"): RobotConfig,
-    ("StanceConfig", "proposal"): ProposalConfig,
-}
-
-
-def register_subconfig(owner: type, name: str, sub: type) -> None:
-    """Declare that field ``name`` of ``owner`` is itself a config dataclass."""
-    _SUBCONFIGS[(owner.__name__, name)] = sub
