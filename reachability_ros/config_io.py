@@ -6,40 +6,16 @@ the standard library): PyYAML is a dependency of the CLI and of ROS.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import yaml
 
-from reachability_ros.core.config import PACKAGE_DIR, StanceConfig
+from reachability_ros.core.config import StanceConfig
 from reachability_ros.core.errors import ConfigError
+from reachability_ros.core.paths import resolve_data_path  # noqa: F401  (re-exported)
 
 DEFAULT_CONFIG = "config/lekiwi.yaml"
-
-
-def share_dir() -> Path:
-    """The package's data root: the ROS share directory when installed, else the repo."""
-    try:  # installed with colcon: share/reachability_ros
-        from ament_index_python.packages import get_package_share_directory
-        return Path(get_package_share_directory("reachability_ros"))
-    except Exception:
-        pass
-    if (PACKAGE_DIR.parent / "config").is_dir():  # a source checkout (pip -e)
-        return PACKAGE_DIR.parent
-    installed = Path(sys.prefix) / "share" / "reachability_ros"  # plain pip: data_files
-    return installed if installed.is_dir() else PACKAGE_DIR.parent
-
-
-def resolve_data_path(path: str | Path) -> Path:
-    """Resolve a data file: absolute, else the package share directory, else the working one."""
-    p = Path(path).expanduser()
-    if p.is_absolute():
-        return p
-    for root in (share_dir(), PACKAGE_DIR.parent):
-        if (root / p).exists():
-            return root / p
-    return p.resolve() if p.exists() else p
 
 
 def parameters_section(data: Mapping[str, Any], node: str = "stance_server") -> dict:
@@ -81,3 +57,33 @@ def load_stance_config(path: str | Path | None = None, overrides: Mapping[str, A
             flat[key] = value
         cfg = StanceConfig.from_flat(flat)
     return cfg
+
+
+def parse_overrides(items: Sequence[str] | None) -> dict:
+    """Parse ``key=value`` strings (values read as YAML scalars) into a dotted-key dict.
+
+    The one override parser of the CLI, the trainer and the ROS nodes.
+
+    Args:
+        items: e.g. ``["train.max_epochs=2", "data.cache_dir=/tmp/data"]``; blank
+            entries are ignored.
+
+    Returns:
+        ``{"train.max_epochs": 2, "data.cache_dir": "/tmp/data"}``.
+
+    Raises:
+        ConfigError: an entry without ``=`` or with an empty key.
+    """
+    out: dict[str, Any] = {}
+    for item in items or ():
+        item = str(item).strip()
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r} must read key=value (e.g. train.max_epochs=2)")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            out[key.strip()] = value
+    return out

@@ -2,7 +2,8 @@
 
 import pytest
 
-from reachability_ros.config_io import load_stance_config, parameters_section
+from reachability_ros.config_io import load_stance_config, parameters_section, parse_overrides
+from reachability_ros.core.paths import resolve_data_path
 from reachability_ros.core.config import CameraConfig, ProposalConfig, RobotConfig, StanceConfig
 from reachability_ros.core.errors import ConfigError
 
@@ -75,3 +76,27 @@ def test_integral_floats_and_ints_are_converted():
         RobotConfig.from_dict({"arm_joints": "arm_shoulder_pan"})
     with pytest.raises(ConfigError, match="must be a mapping"):
         StanceConfig.from_dict({"robot": 3})
+
+
+def test_parse_overrides():
+    assert parse_overrides(["train.max_epochs=2", " data.cache_dir=/tmp/d ", "",
+                            "model.family=flow", "train.lr=0.002", "x.flag=true"]) == {
+        "train.max_epochs": 2, "data.cache_dir": "/tmp/d", "model.family": "flow",
+        "train.lr": 0.002, "x.flag": True}
+    assert parse_overrides([]) == {}
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_overrides(["train.max_epochs"])
+    with pytest.raises(ConfigError):
+        parse_overrides(["=3"])
+
+
+def test_relative_paths_resolve_against_the_working_directory_first(tmp_path, monkeypatch):
+    packaged = resolve_data_path("config/lekiwi.yaml")
+    assert packaged.is_file() and packaged.is_absolute()
+    (tmp_path / "config").mkdir()
+    mine = tmp_path / "config" / "lekiwi.yaml"
+    mine.write_text("stance_server:\n  ros__parameters:\n    proposal: {top_k: 3}\n")
+    monkeypatch.chdir(tmp_path)
+    assert resolve_data_path("config/lekiwi.yaml") == mine
+    assert load_stance_config("config/lekiwi.yaml").proposal.top_k == 3
+    assert resolve_data_path("nothing/here.onnx") == tmp_path / "nothing" / "here.onnx"

@@ -663,18 +663,6 @@ def test_setup_installs_the_launch_and_rviz_files_and_entry_points():
     assert "trainer = reachability_ros.ros.trainer_node:main" in setup
 
 
-def test_parse_overrides():
-    assert conv.parse_overrides(["train.max_epochs=2", " data.cache_dir=/tmp/d ", "",
-                                 "model.family=flow", "train.lr=0.002", "x.flag=true"]) == {
-        "train.max_epochs": 2, "data.cache_dir": "/tmp/d", "model.family": "flow",
-        "train.lr": 0.002, "x.flag": True}
-    assert conv.parse_overrides([]) == {}
-    with pytest.raises(ConfigError, match="key=value"):
-        conv.parse_overrides(["train.max_epochs"])
-    with pytest.raises(ConfigError):
-        conv.parse_overrides(["=3"])
-
-
 def test_every_pipeline_outcome_has_a_marker_colour():
     from reachability_ros.core.pipeline import OUTCOMES
     from reachability_ros.ros import markers

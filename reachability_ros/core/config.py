@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import ConfigError
+from .paths import PACKAGE_DIR, resolve_data_path
 
-PACKAGE_DIR = Path(__file__).resolve().parents[1]
 DEFAULT_URDF = PACKAGE_DIR / "description" / "lekiwi.urdf"
 
 ARM_JOINTS = (
@@ -247,9 +247,7 @@ class RobotConfig(ConfigSection):
         """Resolve the URDF path (empty means the packaged LeKiwi description)."""
         if not self.urdf:
             return DEFAULT_URDF
-        p = Path(self.urdf).expanduser()
-        if not p.is_absolute():
-            p = PACKAGE_DIR / p if (PACKAGE_DIR / p).exists() else p
+        p = resolve_data_path(self.urdf)
         if not p.exists():
             raise ConfigError(f"robot.urdf {self.urdf!r} does not exist (resolved to {p})")
         return p

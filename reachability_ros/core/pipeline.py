@@ -27,6 +27,7 @@ import numpy as np
 
 from .config import ProposalConfig, StanceConfig
 from .errors import ConfigError, DescriptionError, InvalidRequest
+from .paths import resolve_data_path
 from .geometry import grasp_in_base_frames, rotation_angle
 from .ranking import (diverse_top_k, linear_robustness, nonlinear_robustness, perturbations,
                       robustness_term, score_terms)
@@ -150,7 +151,7 @@ class StanceProposer:
             if not pc.model_path:
                 raise ConfigError("proposal.sampler is 'model' but proposal.model_path is empty")
             from .onnx_sampler import OnnxStanceModel
-            model = OnnxStanceModel(self._resolve(pc.model_path), self.robot)
+            model = OnnxStanceModel(resolve_data_path(pc.model_path), self.robot)
             s = ModelSampler(model, self.robot, self.manifold)
             return s, f"{s.name} ({pc.model_path})"
         if kind == "grid":
@@ -161,20 +162,6 @@ class StanceProposer:
             s = RejectionSampler(self.robot)
         name = s.name + (" (fallback: no model configured)" if fallback else "")
         return s, name
-
-    @staticmethod
-    def _resolve(path: str) -> str:
-        """Absolute, else relative to the working directory, else to the source tree.
-
-        The ROS layer and the CLI resolve against the package share directory
-        (``config_io.resolve_data_path``) before building the proposer.
-        """
-        from pathlib import Path
-        from .config import PACKAGE_DIR
-        p = Path(path).expanduser()
-        if not p.is_absolute() and not p.exists() and (PACKAGE_DIR.parent / p).exists():
-            p = PACKAGE_DIR.parent / p
-        return str(p)
 
     def _tool_error(self, q: np.ndarray, T: np.ndarray, chain: np.ndarray | None = None):
         """Position and orientation errors ``(N,)`` of the tool against the grasp, and the

@@ -577,34 +577,3 @@ def propose_response(proposer: Any, goal: PoseInput, start: PoseInput | None = N
     reason = "" if result.ok else (result.reason or "no feasible stance")
     return StanceResponse(bool(result.ok) and bool(result.candidates), reason,
                           plan_poses(result), joint_names, positions, report, result, segments)
-
-
-# ---------------------------------------------------------------- trainer
-def parse_overrides(items: Sequence[str]) -> dict:
-    """Parse ``key=value`` strings (values read as YAML scalars) into a dotted-key dict.
-
-    Args:
-        items: e.g. ``["train.max_epochs=2", "data.cache_dir=/tmp/data"]``; blank
-            entries are ignored.
-
-    Returns:
-        ``{"train.max_epochs": 2, "data.cache_dir": "/tmp/data"}``.
-
-    Raises:
-        ConfigError: an entry without ``=`` or with an empty key.
-    """
-    import yaml
-
-    out: dict[str, Any] = {}
-    for item in items:
-        item = str(item).strip()
-        if not item:
-            continue
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"override {item!r} must read key=value (e.g. train.max_epochs=2)")
-        try:
-            out[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            out[key.strip()] = value
-    return out

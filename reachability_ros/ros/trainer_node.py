@@ -27,7 +27,7 @@ from rclpy.parameter import Parameter
 from reachability_ros import config_io
 from reachability_ros.core.errors import ConfigError, ReachabilityError
 
-from .conversions import parse_overrides, plain_parameter_value
+from .conversions import plain_parameter_value
 
 NODE_NAME = "trainer"
 
@@ -53,7 +53,7 @@ class TrainerNode(Node):
             items = plain_parameter_value(self.get_parameter("overrides").value) or []
         except Exception:  # declared by type only and not set
             items = []
-        return parse_overrides(items)
+        return config_io.parse_overrides(items)
 
     def run(self) -> dict:
         """Train from the parameters; return the trainer's summary.

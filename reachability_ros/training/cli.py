@@ -20,17 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def _parse_sets(items: list[str]) -> dict:
-    import yaml
-
-    out = {}
-    for it in items or []:
-        if "=" not in it:
-            raise SystemExit(f"--set expects key=value, got {it!r}")
-        k, v = it.split("=", 1)
-        out[k] = yaml.safe_load(v)
-    return out
+from reachability_ros.config_io import parse_overrides
 
 
 def onnx_numpy_sampler(path: str):
@@ -148,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "train":
         from .train import train_from_config
 
-        r = train_from_config(args.config, args.out, _parse_sets(args.set))
+        r = train_from_config(args.config, args.out, parse_overrides(args.set))
         print(json.dumps({k: v for k, v in r.items() if k != "metrics"}, indent=2, default=str))
         return 0
     return {"evaluate": cmd_evaluate, "toy-table": cmd_toy_table, "parity": cmd_parity}[
