@@ -4,17 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-OUTCOME_COLOURS = {
-    "kept": "#2ca02c",
-    "unreachable": "#bbbbbb",
-    "far_from_grasp": "#999999",
-    "refine_failed": "#7f7f7f",
-    "fk_mismatch": "#8c1c13",
-    "joint_limits": "#ff7f0e",
-    "not_visible": "#1f77b4",
-    "occluded": "#9467bd",
-    "low_visibility_margin": "#17becf",
-}
+from reachability_ros.core.outcomes import OUTCOME_COLOURS
 
 
 def plot_result(result, robot, path: str, title: str | None = None) -> None:
@@ -41,7 +31,7 @@ def plot_result(result, robot, path: str, title: str | None = None) -> None:
         for label, colour in OUTCOME_COLOURS.items():
             m = fin & (out == label)
             if m.any():
-                ax.scatter(q[m, 0], q[m, 1], s=6, c=colour, alpha=0.6,
+                ax.scatter(q[m, 0], q[m, 1], s=6, color=colour[:3], alpha=0.6,
                            label=f"{label.replace('_', ' ')} ({int(m.sum())})", linewidths=0)
     for rank, c in enumerate(result.candidates, start=1):
         x, y, yaw = c.q[:3]

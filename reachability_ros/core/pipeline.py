@@ -27,6 +27,7 @@ import numpy as np
 
 from .config import ProposalConfig, StanceConfig
 from .errors import ConfigError, DescriptionError, InvalidRequest
+from .outcomes import CODE, LABELS, LABELS_ARRAY, OUTCOMES
 from .paths import resolve_data_path
 from .geometry import grasp_in_base_frames, rotation_angle
 from .ranking import (diverse_top_k, linear_robustness, nonlinear_robustness, perturbations,
@@ -38,11 +39,6 @@ from .types import BasePose, Candidate, Grasp, ProposalResult
 from .visibility import Visibility
 
 MAX_ABS_COORDINATE_M = 1.0e6
-OUTCOMES = ("unreachable", "far_from_grasp", "refine_failed", "joint_limits", "fk_mismatch",
-            "not_visible", "occluded", "low_visibility_margin")
-LABELS = ("kept",) + OUTCOMES  # per raw proposal, coded as the index in this tuple
-LABELS_ARRAY = np.array(LABELS)
-CODE = {name: i for i, name in enumerate(LABELS)}
 
 
 def validate_grasp(grasp: Grasp, cfg: ProposalConfig) -> np.ndarray:

@@ -19,12 +19,12 @@ are removed even when this one has fewer.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from typing import Any, Sequence
 
 import numpy as np
 
+from reachability_ros.core.outcomes import OUTCOME_COLOURS, outcome_colour  # noqa: F401
 from reachability_ros.core.types import Grasp, ProposalResult
 
 from .conversions import quaternion_from_yaw
@@ -36,18 +36,6 @@ MARKER_TYPES = {"ARROW": 0, "CUBE": 1, "SPHERE": 2, "CYLINDER": 3, "LINE_STRIP":
 #: ``visualization_msgs/Marker`` action constants.
 MARKER_ACTIONS = {"ADD": 0, "DELETE": 2, "DELETEALL": 3}
 
-#: RGBA per filter outcome of a raw proposal (``ProposalResult.samples_outcome``).
-OUTCOME_COLOURS = {
-    "kept": (0.10, 0.80, 0.20, 0.9),
-    "unreachable": (0.55, 0.55, 0.55, 0.5),
-    "far_from_grasp": (0.75, 0.75, 0.75, 0.5),
-    "refine_failed": (0.90, 0.15, 0.15, 0.7),
-    "fk_mismatch": (0.60, 0.05, 0.05, 0.8),
-    "joint_limits": (1.00, 0.55, 0.00, 0.8),
-    "not_visible": (0.20, 0.40, 1.00, 0.7),
-    "occluded": (0.65, 0.20, 0.85, 0.8),
-    "low_visibility_margin": (0.30, 0.80, 0.90, 0.8),
-}
 BEST_COLOUR = (0.05, 0.95, 0.05, 1.0)
 OTHER_COLOUR = (1.0, 0.85, 0.1, 0.8)
 FRUSTUM_COLOUR = (0.0, 0.9, 0.9, 1.0)
@@ -60,14 +48,6 @@ LABEL_HEIGHT_M = 0.12
 LABEL_SIZE_M = 0.06
 AXIS_LENGTH_M = 0.08
 LINE_WIDTH_M = 0.004
-
-
-def outcome_colour(outcome: str) -> tuple[float, float, float, float]:
-    """Colour of an outcome label; unknown labels get a stable colour derived from the name."""
-    if outcome in OUTCOME_COLOURS:
-        return OUTCOME_COLOURS[outcome]
-    h = hashlib.sha256(outcome.encode()).digest()
-    return (0.3 + 0.7 * h[0] / 255.0, 0.3 + 0.7 * h[1] / 255.0, 0.3 + 0.7 * h[2] / 255.0, 0.7)
 
 
 def _marker(ns: str, mid: int, kind: str, **kw: Any) -> dict:
