@@ -195,13 +195,13 @@ def test_the_rviz_config_shows_the_latched_markers_and_the_robot():
 
 
 # ------------------------------------------------------------------ installed files
-SETUP_QUERY = r'''
+SETUP_QUERY = r"""
 import json, setuptools
 from distutils.core import run_setup
 dist = run_setup('setup.py', stop_after='init')
 print(json.dumps({'data_files': dist.data_files, 'entry_points': dist.entry_points,
                   'package_data': dist.package_data}))
-'''
+"""
 
 
 @pytest.fixture(scope='module')

@@ -20,7 +20,7 @@ from reachability_ros.ros import lifecycle
 
 REPO = Path(__file__).resolve().parents[1]
 
-NODE_STAND_IN = r'''
+NODE_STAND_IN = r"""
 import concurrent.futures, sys, time
 from reachability_ros.ros.companions import CompanionPublisher
 from reachability_ros.ros.lifecycle import (
@@ -61,7 +61,7 @@ print('bye', flush=True)
 if lingering_threads():
     exit_now(code)
 sys.exit(code)
-'''
+"""
 
 
 def start(startup_s=0.0):

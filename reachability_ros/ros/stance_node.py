@@ -19,9 +19,7 @@ zero means "the latest transform". When the stamped lookup fails with
 than the TF buffer), the transform is retried once with the latest transform
 and the report's ``notes`` say so (``goal_tf_latest`` is then true). Any other
 failure of the transform is a bad request: an empty plan, one WARN line and the
-reason in the report. The TF listener runs on its own small node
-(``stance_server_tf``, same namespace) spun by its own thread, so that a request
-can wait for a transform while the listener keeps receiving.
+reason in the report. The TF listener has its own node and thread (:mod:`.tf_listener`).
 
 Response: ``plan.header.frame_id = target_frame``; ``plan.poses`` are the ranked
 ``base_footprint`` poses (z = 0, yaw quaternion), best first, each ready for
@@ -37,10 +35,9 @@ with every answer, failures included), ``/propose_stance/markers``
 namespace ``robot``) and ``/propose_stance/report`` (``std_msgs/String``, JSON
 with ``header`` and ``sequence`` to match it to its response).
 
-Threads: the main thread spins the node (service, parameters) in a
-single-threaded executor; :class:`~.companions.CompanionPublisher` builds and
-publishes the companions; a third thread spins the TF node. Shutdown (SIGINT or
-SIGTERM): see :mod:`.lifecycle`; the node exits within a second with code 0.
+Threads: the main thread spins the node (service, parameters) in a single-threaded
+executor; :class:`~.companions.CompanionPublisher` publishes the companions; a third
+thread spins the TF node. SIGINT or SIGTERM: exit within a second, code 0 (:mod:`.lifecycle`).
 
 This module is a thin wrapper: every decision lives in :mod:`.conversions`,
 :mod:`.parameters`, :mod:`.markers`, :mod:`.companions`, :mod:`.lifecycle` and
@@ -73,7 +70,6 @@ from reachability_ros.core.paths import resolve_data_path
 from reachability_ros.core.pipeline import StanceProposer
 from reachability_ros.core.report import frustum_segments
 from std_msgs.msg import Header, String
-import tf2_geometry_msgs  # noqa: F401  (registers PoseStamped with Buffer.transform)
 import tf2_ros
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import MarkerArray
@@ -85,13 +81,15 @@ from .conversions import (answer_request, build_report, check_raw_goal, check_ra
                           plan_poses, pose_request, PoseInput, ReportContext,
                           retry_with_latest, StanceAnswer, trajectory_layout,
                           transform_failure_reason)
-from .lifecycle import (exit_now, lingering_threads, poll_until, run_with_deadline,
-                        ShutdownRequest, SPIN_PERIOD_S)
+from .lifecycle import (exit_now, lingering_threads, run_with_deadline, ShutdownRequest,
+                        SPIN_PERIOD_S)
 from .markers import marker_specs
 from .parameters import (config_from_parameters, node_parameter_specs, NODE_PARAMETERS,
                          parameter_specs, ParameterSpec, plain_parameter_value,
                          resolve_config_paths, startup_message, unknown_parameters,
                          unknown_parameters_message)
+from .tf_listener import TfListener
+
 
 NODE_NAME = 'stance_server'
 SERVICE = '/propose_stance'
@@ -99,8 +97,6 @@ CANDIDATES_TOPIC = '/propose_stance/candidates'
 MARKERS_TOPIC = '/propose_stance/markers'
 REPORT_TOPIC = '/propose_stance/report'
 
-#: Time between two checks of a pending transform (s).
-TF_POLL_S = 0.01
 #: Points copied into a marker message between two yields of the companion worker.
 POINT_CHUNK = 64
 #: The interpreter's thread switch interval in the server process (s; Python's default is
@@ -129,39 +125,6 @@ class CompanionJob:
     robot: Any
 
 
-class _TfListener:
-    """A TF buffer filled by a listener on its own node, spun by its own daemon thread."""
-
-    def __init__(self, namespace: str) -> None:
-        self.buffer = tf2_ros.Buffer()
-        self._node = rclpy.create_node(f'{NODE_NAME}_tf', namespace=namespace,
-                                       use_global_arguments=False,
-                                       start_parameter_services=False)
-        self._listener = tf2_ros.TransformListener(self.buffer, self._node)
-        self._executor = SingleThreadedExecutor()
-        self._executor.add_node(self._node)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._spin, name='tf_listener', daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        try:
-            while not self._stop.is_set() and rclpy.ok():
-                self._executor.spin_once(timeout_sec=SPIN_PERIOD_S)
-        except Exception:  # ExternalShutdownException, a destroyed context: just end
-            pass
-
-    def close(self, timeout_s: float = THREAD_STOP_S) -> bool:
-        """Stop the thread, then destroy the node; return False if the thread did not stop."""
-        self._stop.set()
-        self._thread.join(timeout_s)
-        if self._thread.is_alive():
-            return False
-        self._executor.shutdown(timeout_sec=0.0)
-        self._node.destroy_node()
-        return True
-
-
 class StanceServer(Node):
     """ROS 2 node serving ranked whole-body stances. Call :meth:`start` after construction.
 
@@ -181,7 +144,7 @@ class StanceServer(Node):
         self._target_frame = 'map'
         self._tf_timeout_s = 1.0
         self._sequence = 0
-        self._tf: _TfListener | None = None
+        self._tf: TfListener | None = None
         self._companions: CompanionPublisher | None = None
 
     # ------------------------------------------------------------------ start-up
@@ -214,7 +177,7 @@ class StanceServer(Node):
         self._proposer = self._build_proposer(config_from_parameters(self._current_values()))
         self._config = self._proposer.config  # model path resolved
 
-        self._tf = _TfListener(self.get_namespace())
+        self._tf = TfListener(f'{NODE_NAME}_tf', self.get_namespace())
         qos = latched_qos()
         self._pub_candidates = self.create_publisher(JointTrajectory, CANDIDATES_TOPIC, qos)
         self._pub_markers = self.create_publisher(MarkerArray, MARKERS_TOPIC, qos)
@@ -312,11 +275,7 @@ class StanceServer(Node):
     # ------------------------------------------------------------------ service
     def _lookup(self, stamped: PoseStamped, target: str, timeout_s: float) -> PoseStamped:
         """Wait (stop-aware) for the transform, then transform; tf2 raises if it is missing."""
-        buffer = self._tf.buffer
-        frame, when = stamped.header.frame_id, stamped.header.stamp
-        poll_until(lambda: buffer.can_transform(target, frame, when), timeout_s,
-                   self._stop.is_set, TF_POLL_S)
-        return buffer.transform(stamped, target)  # no timeout: raises what tf2 finds
+        return self._tf.transform(stamped, target, timeout_s, self._stop.is_set)
 
     def _transform_to_target(self, msg: PoseStamped, target: str, timeout_s: float,
                              what: str, notes: list[str]) -> tuple[PoseInput, bool]:

@@ -36,7 +36,7 @@ EXIT_OK = 0
 EXIT_BAD_CONFIG = 1
 
 #: How long an interrupted node waits for the training thread to write its checkpoint (s).
-STOP_GRACE_S = 0.6
+STOP_GRACE_S = 0.4
 
 LoadConfig = Callable[..., Any]
 Train = Callable[..., dict]
@@ -165,7 +165,7 @@ def checkpoint_path(out_dir: Path, summary: Mapping[str, Any] | None = None) -> 
 def export_command(checkpoint: Path, onnx: Path) -> str:
     """Return the shell command that exports a checkpoint to ONNX."""
     code = ('from reachability_ros.training.export import export_checkpoint; '
-            f'export_checkpoint({str(checkpoint)!r}, {str(onnx)!r})')
+            f'export_checkpoint({json.dumps(str(checkpoint))}, {json.dumps(str(onnx))})')
     return f'python3 -c {shlex.quote(code)}'
 
 
