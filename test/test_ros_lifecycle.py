@@ -128,6 +128,9 @@ def test_a_second_signal_ends_a_stuck_clean_up_at_once():
     read_until(proc, 'ready')
     proc.send_signal(signal.SIGINT)
     read_until(proc, 'cleaning')
+    proc.send_signal(signal.SIGINT)  # the same Ctrl-C delivered twice: ignored
+    time.sleep(lifecycle.DUPLICATE_WINDOW_S + 0.2)
+    assert proc.poll() is None
     elapsed, rest = interrupt_and_time(proc, signal.SIGTERM)
     assert elapsed < 1.0 and proc.returncode == 3 and 'Traceback' not in rest
 
@@ -165,6 +168,10 @@ def test_a_second_signal_calls_the_exit_with_the_code():
     try:
         os.kill(os.getpid(), signal.SIGUSR1)
         assert stop.wait(1.0) and exits == []
+        os.kill(os.getpid(), signal.SIGUSR1)  # within the duplicate window: ignored
+        time.sleep(0.05)
+        assert exits == []
+        time.sleep(lifecycle.DUPLICATE_WINDOW_S)
         os.kill(os.getpid(), signal.SIGUSR1)
         deadline = time.monotonic() + 1.0
         while not exits and time.monotonic() < deadline:

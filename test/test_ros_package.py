@@ -9,6 +9,7 @@ them must skip without them.
 """
 
 import ast
+import functools
 import importlib.util
 from pathlib import Path
 import subprocess
@@ -54,6 +55,7 @@ def declared_keys():
     return out
 
 
+@functools.lru_cache(maxsize=None)
 def imported_modules(path):
     """Return the third-party top-level modules a file imports (importorskip included)."""
     tree = ast.parse(path.read_text(), str(path))

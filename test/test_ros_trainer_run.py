@@ -103,11 +103,12 @@ def test_a_relative_config_is_found_in_the_package_share_or_source_tree(tmp_path
 
 
 def test_progress_json_and_line():
-    progress = {'epoch': 3, 'max_epochs': 20, 'loss': 1.23456, 'val_nll': float('nan'),
-                'elapsed_s': 12.34}
+    import numpy as np
+    progress = {'epoch': np.int64(3), 'max_epochs': 20, 'loss': np.float32(1.23456),
+                'val_nll': float('nan'), 'elapsed_s': 12.34}
     data = json.loads(tr.progress_json(progress))
-    assert data == {'epoch': 3, 'max_epochs': 20, 'loss': 1.23456, 'val_nll': 'nan',
-                    'elapsed_s': 12.34}
+    assert data == {'epoch': 3, 'max_epochs': 20, 'loss': pytest.approx(1.23456),
+                    'val_nll': 'nan', 'elapsed_s': 12.34}
     assert tr.progress_line(progress) == 'epoch 3/20: loss 1.2346, val_nll nan, 12.3 s'
     assert tr.progress_line({'epoch': 0}) == 'epoch 0/?: loss ?, val_nll ?, ? s'
 
@@ -146,6 +147,8 @@ def test_failure_messages_are_one_line():
         'bad configuration: train.device=cuda: no CUDA')
     assert 'pip install torch onnx' in tr.failure_message(ImportError('No module torch'))
     assert tr.failure_message(RuntimeError('boom')) == 'training failed: RuntimeError: boom'
+    assert tr.failure_message(ValueError("type 'INTEGER', expecting 'STRING'"),
+                              started=False).startswith('cannot start: ValueError: ')
 
 
 def test_the_training_thread_runs_the_trainer_with_the_jobs_arguments(config, tmp_path):

@@ -10,7 +10,9 @@ Both nodes exit within a second of SIGINT or SIGTERM, whatever they are doing:
   spins (the main thread polls it between short ``spin_once`` calls, and long
   waits such as TF lookups poll it too); before that, during start-up, a signal
   raises ``KeyboardInterrupt`` at once, which is safe because no executor exists;
-- a second signal while shutting down exits at once (``os._exit``);
+- a second signal while shutting down exits at once (``os._exit``), unless it comes
+  within :data:`DUPLICATE_WINDOW_S` of the first: a Ctrl-C in the terminal of
+  ``ros2 launch`` reaches a node twice (from the terminal and from launch);
 - clean-up steps run under deadlines (:func:`run_with_deadline`) and, if a
   non-daemon thread is still alive at the end, :func:`exit_now` ends the process.
 
@@ -33,6 +35,9 @@ SPIN_PERIOD_S = 0.1
 #: The signals that end a node.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
+#: A signal this soon after the first one is the same request delivered twice (s).
+DUPLICATE_WINDOW_S = 0.5
+
 
 class ShutdownRequest:
     """A flag set by SIGINT or SIGTERM (or by code), safe to poll from any thread.
@@ -50,6 +55,7 @@ class ShutdownRequest:
         self._event = threading.Event()
         self._raise = bool(raise_on_signal)
         self._on_second_signal = on_second_signal
+        self._first_at: float | None = None
         self._previous: dict[int, object] = {}
         self.signum: int | None = None
         self.second_exit_code = 0
@@ -74,6 +80,8 @@ class ShutdownRequest:
         """Ask for shutdown (as a signal would, without raising)."""
         if self.signum is None and signum is not None:
             self.signum = int(signum)
+        if self._first_at is None:
+            self._first_at = time.monotonic()
         self._event.set()
 
     def is_set(self) -> bool:
@@ -85,8 +93,9 @@ class ShutdownRequest:
         return self._event.wait(timeout_s)
 
     def _handle(self, signum: int, frame: object) -> None:
-        if self._event.is_set():  # a second signal: the user insists
-            (self._on_second_signal or exit_now)(self.second_exit_code)
+        if self._event.is_set():  # a second signal: the user insists, unless it is a duplicate
+            if time.monotonic() - (self._first_at or 0.0) > DUPLICATE_WINDOW_S:
+                (self._on_second_signal or exit_now)(self.second_exit_code)
             return
         self.request(signum)
         if self._raise:

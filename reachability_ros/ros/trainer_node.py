@@ -161,7 +161,7 @@ def main(args: list[str] | None = None) -> int:
         code = interrupted_exit_code(stop.signum)
     except Exception as exc:  # parameters of the wrong type, a bad config, no torch
         code = EXIT_BAD_CONFIG
-        _fatal(node, failure_message(exc))
+        _fatal(node, failure_message(exc, started=False))
     finally:
         stop.set_polling()
         stop.second_exit_code = code

@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 import json
 import math
+import numbers
 import os
 from pathlib import Path
 import shlex
@@ -121,10 +122,14 @@ def check_trainer_parameters(config: str, output_dir: str, overrides: Sequence[s
     return TrainerJob(Path(path).resolve(), out, parsed)
 
 
-def _num(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return repr(value)
-    return value
+def _plain(value: Any) -> Any:
+    """Return numbers as plain int/float (non-finite as strings), anything else unchanged."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    value = float(value)
+    return value if math.isfinite(value) else repr(value)
 
 
 def progress_json(progress: Mapping[str, Any]) -> str:
@@ -136,8 +141,7 @@ def progress_json(progress: Mapping[str, Any]) -> str:
     Returns:
         A JSON object with the same keys (non-finite numbers as strings).
     """
-    plain = {str(k): _num(float(v)) if isinstance(v, float) else v
-             for k, v in progress.items()}
+    plain = {str(k): _plain(v) for k, v in progress.items()}
     return json.dumps(plain, allow_nan=False, default=str, sort_keys=True)
 
 
@@ -246,11 +250,12 @@ class TrainingThread:
         return self._done.is_set()
 
 
-def failure_message(exc: BaseException) -> str:
-    """Return the FATAL line of a training that could not start or failed."""
+def failure_message(exc: BaseException, started: bool = True) -> str:
+    """Return the FATAL line of a training that could not start (``started`` False) or failed."""
     if isinstance(exc, ImportError):
         return ('the trainer needs torch and onnx (pip install torch onnx; README, On the '
                 f'robot): {type(exc).__name__}: {exc}')
     if isinstance(exc, ConfigError):
         return ' '.join(f'bad configuration: {exc}'.split())
-    return ' '.join(f'training failed: {type(exc).__name__}: {exc}'.split())
+    what = 'training failed' if started else 'cannot start'
+    return ' '.join(f'{what}: {type(exc).__name__}: {exc}'.split())
