@@ -30,6 +30,7 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 from reachability_ros.ros.launch_args import (parse_bool, rviz_arguments, SAMPLERS,
                                               stance_server_parameters)
@@ -40,6 +41,12 @@ ARGUMENTS = ('config', 'model', 'sampler', 'target_frame', 'use_sim_time', 'use_
 
 def _arg(context, name: str) -> str:
     return LaunchConfiguration(name).perform(context)
+
+
+def _typed(values: dict) -> dict:
+    """Mark string values as strings: launch reads plain ones as YAML ('' would be null)."""
+    return {k: ParameterValue(v, value_type=str) if isinstance(v, str) else v
+            for k, v in values.items()}
 
 
 def _stance_server(context, *args, **kwargs):
@@ -55,7 +62,7 @@ def _stance_server(context, *args, **kwargs):
         name='stance_server',
         output='screen',
         emulate_tty=True,
-        parameters=[config, overrides],
+        parameters=[config, _typed(overrides)],
     )]
 
 

@@ -82,6 +82,13 @@ def _load_launch_with_stand_ins(monkeypatch):
         def __init__(self, **kw):
             self.kw = kw
 
+    class Typed:
+        def __init__(self, value, value_type=None):
+            self.value, self.value_type = value, value_type
+
+        def __eq__(self, other):
+            return (self.value, self.value_type) == (other.value, other.value_type)
+
     class Join:
         def __init__(self, parts):
             self.parts = parts
@@ -95,6 +102,7 @@ def _load_launch_with_stand_ins(monkeypatch):
                            'OpaqueFunction': lambda function: function},
         'launch.substitutions': {'LaunchConfiguration': Arg, 'PathJoinSubstitution': Join},
         'launch_ros': {}, 'launch_ros.actions': {'Node': Node},
+        'launch_ros.parameter_descriptions': {'ParameterValue': Typed},
         'launch_ros.substitutions': {'FindPackageShare': lambda pkg: f'<share {pkg}>'},
     }
     for name, attrs in mods.items():
@@ -127,9 +135,14 @@ def test_the_launch_file_starts_the_server_with_the_chosen_parameters(monkeypatc
     assert server.kw['executable'] == 'stance_server' and server.kw['name'] == 'stance_server'
     config, overrides = server.kw['parameters']
     assert config == '/c.yaml'
-    assert overrides == la.stance_server_parameters('/c.yaml', 'none', 'grid', ' /odom ',
-                                                    'true')
-    assert overrides['proposal.model_path'] == '' and overrides['use_sim_time'] is True
+    plain = la.stance_server_parameters('/c.yaml', 'none', 'grid', ' /odom ', 'true')
+    assert set(overrides) == set(plain)
+    for key, value in plain.items():  # strings are typed as strings: '' is not YAML null
+        if isinstance(value, str):
+            assert (overrides[key].value, overrides[key].value_type) == (value, str), key
+        else:
+            assert overrides[key] == value, key
+    assert overrides['proposal.model_path'].value == '' and overrides['use_sim_time'] is True
     assert launch._rviz(context) == []  # use_rviz false: no RViz
 
 
