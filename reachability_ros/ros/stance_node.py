@@ -443,11 +443,12 @@ def _shut_down(node: StanceServer | None, executor: SingleThreadedExecutor | Non
             lambda: executor.shutdown(timeout_sec=EXECUTOR_SHUTDOWN_S),
             EXECUTOR_SHUTDOWN_S + 0.1, 'executor_shutdown'):
         exit_now(code)
-    if node is not None:
-        if not node.close(THREAD_STOP_S):
-            exit_now(code)
-        node.destroy_node()
-    rclpy.try_shutdown()
+    if node is not None and not node.close(THREAD_STOP_S):
+        exit_now(code)
+    if node is not None and not run_with_deadline(node.destroy_node, THREAD_STOP_S):
+        exit_now(code)
+    if not run_with_deadline(rclpy.try_shutdown, THREAD_STOP_S):
+        exit_now(code)
 
 
 def main(args: list[str] | None = None) -> int:

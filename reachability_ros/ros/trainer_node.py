@@ -169,9 +169,10 @@ def main(args: list[str] | None = None) -> int:
         if executor is not None and not run_with_deadline(
                 lambda: executor.shutdown(timeout_sec=0.2), 0.3, 'executor_shutdown'):
             exit_now(code)
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+        if node is not None and not run_with_deadline(node.destroy_node, 0.2):
+            exit_now(code)
+        if not run_with_deadline(rclpy.try_shutdown, 0.2):
+            exit_now(code)
     if lingering_threads() or (run is not None and run.started and not run.done):
         exit_now(code)  # never finalize the interpreter under a running torch thread
     return code
