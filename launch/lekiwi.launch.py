@@ -3,85 +3,109 @@
 Usage::
 
     ros2 launch reachability_ros lekiwi.launch.py
-    ros2 launch reachability_ros lekiwi.launch.py model:=models/lekiwi_flow.onnx \
-        target_frame:=map use_rviz:=true
+    ros2 launch reachability_ros lekiwi.launch.py sampler:=grid model:=none use_rviz:=true
+    ros2 launch reachability_ros lekiwi.launch.py model:=runs/tiny/model.onnx use_sim_time:=true
 
-Launch arguments:
+Launch arguments (``ros2 launch reachability_ros lekiwi.launch.py --show-args``):
 
-- ``config``: parameter file (default: the package's ``config/lekiwi.yaml``);
-  it is both the node's ROS parameter file and its ``config_file`` (checked
-  for unknown keys by the config dataclass);
-- ``model``: ONNX sampler file; empty (default) keeps the config's
-  ``proposal.model_path``. Relative paths resolve against the package share;
+- ``config``: parameter file (default: the package's ``config/lekiwi.yaml``); it is
+  both the node's ROS parameter file and its ``config_file`` (checked for unknown
+  keys by the config dataclass);
+- ``model``: empty (default) keeps the config's ``proposal.model_path``; ``none``
+  runs without a model (sampler ``auto`` then uses the exact grid); else the
+  ONNX file (relative paths: the working directory, then the package share);
+- ``sampler``: empty (default) keeps the config's ``proposal.sampler``; else
+  ``auto``, ``model``, ``grid`` or ``rejection``;
 - ``target_frame``: frame of the response (default ``map``);
-- ``use_rviz``: also start RViz with ``config/lekiwi.rviz`` (default false).
-  RViz gets ``-f <target_frame>`` (rviz2's ``--fixed-frame`` option), which
-  overrides the ``Fixed Frame: map`` saved in ``config/lekiwi.rviz``, so the
-  markers show in the same frame as the response.
+- ``use_sim_time``: ``true`` to run on ``/clock`` (default ``false``);
+- ``use_rviz``: also start RViz with ``config/lekiwi.rviz`` (default ``false``): the
+  proposals, the camera frustum and the robot at the best stance, drawn from its
+  collision primitives (namespace ``robot`` of ``/propose_stance/markers``). RViz
+  gets ``-f <target_frame>``, which overrides the file's ``Fixed Frame: map``.
+
+The decisions live in :mod:`reachability_ros.ros.launch_args` (tested without ROS).
 """
 
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
-from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
+from reachability_ros.ros.launch_args import (parse_bool, rviz_arguments, SAMPLERS,
+                                              stance_server_parameters)
 
-PACKAGE = "reachability_ros"
+PACKAGE = 'reachability_ros'
+ARGUMENTS = ('config', 'model', 'sampler', 'target_frame', 'use_sim_time', 'use_rviz')
 
 
-def _target_frame(context) -> str:
-    """The ``target_frame`` argument as the node reads it (blank and leading '/' dropped)."""
-    return LaunchConfiguration("target_frame").perform(context).strip().lstrip("/") or "map"
+def _arg(context, name: str) -> str:
+    return LaunchConfiguration(name).perform(context)
+
+
+def _typed(values: dict) -> dict:
+    """Mark string values as strings: launch reads plain ones as YAML ('' would be null)."""
+    return {k: ParameterValue(v, value_type=str) if isinstance(v, str) else v
+            for k, v in values.items()}
 
 
 def _stance_server(context, *args, **kwargs):
-    """Build the node once the launch arguments are known (empty ``model`` = no override)."""
-    config = LaunchConfiguration("config").perform(context)
-    model = LaunchConfiguration("model").perform(context).strip()
-    # plain str values: launch_ros writes them as YAML strings, so they stay strings
-    overrides = {"config_file": config, "target_frame": _target_frame(context)}
-    if model:
-        overrides["proposal.model_path"] = model
+    """Build the node once the launch arguments are known."""
+    config = _arg(context, 'config')
+    overrides = stance_server_parameters(config, _arg(context, 'model'),
+                                         _arg(context, 'sampler'),
+                                         _arg(context, 'target_frame'),
+                                         _arg(context, 'use_sim_time'))
     return [Node(
         package=PACKAGE,
-        executable="stance_server",
-        name="stance_server",
-        output="screen",
+        executable='stance_server',
+        name='stance_server',
+        output='screen',
         emulate_tty=True,
-        parameters=[config, overrides],
+        parameters=[config, _typed(overrides)],
     )]
 
 
 def _rviz(context, *args, **kwargs):
-    """RViz with the package's display config and the fixed frame set to ``target_frame``."""
-    rviz_config = PathJoinSubstitution([FindPackageShare(PACKAGE), "config", "lekiwi.rviz"])
+    """Start RViz with the package's display config, fixed frame ``target_frame``."""
+    if not parse_bool('use_rviz', _arg(context, 'use_rviz')):
+        return []
+    rviz_config = PathJoinSubstitution(
+        [FindPackageShare(PACKAGE), 'config', 'lekiwi.rviz']).perform(context)
     return [Node(
-        package="rviz2",
-        executable="rviz2",
-        name="rviz2",
-        arguments=["-d", rviz_config, "-f", _target_frame(context)],
-        output="screen",
-        condition=IfCondition(LaunchConfiguration("use_rviz")),
+        package='rviz2',
+        executable='rviz2',
+        name='rviz2',
+        arguments=rviz_arguments(rviz_config, _arg(context, 'target_frame')),
+        parameters=[{'use_sim_time': parse_bool('use_sim_time',
+                                                _arg(context, 'use_sim_time'))}],
+        output='screen',
     )]
 
 
 def generate_launch_description() -> LaunchDescription:
     """Declare the arguments, the stance server and the optional RViz."""
-    default_config = PathJoinSubstitution([FindPackageShare(PACKAGE), "config", "lekiwi.yaml"])
+    default_config = PathJoinSubstitution([FindPackageShare(PACKAGE), 'config', 'lekiwi.yaml'])
     return LaunchDescription([
         DeclareLaunchArgument(
-            "model", default_value="",
-            description="ONNX sampler model; empty = the config's proposal.model_path"),
+            'config', default_value=default_config,
+            description='parameter file of the stance server (config/lekiwi.yaml layout)'),
         DeclareLaunchArgument(
-            "config", default_value=default_config,
-            description="parameter file of the stance server (config/lekiwi.yaml layout)"),
+            'model', default_value='',
+            description="ONNX sampler model; empty = the config's proposal.model_path; "
+                        'none = no model (sampler auto then uses the exact grid)'),
         DeclareLaunchArgument(
-            "target_frame", default_value="map",
-            description="frame of the returned base poses; goals are transformed into it"),
+            'sampler', default_value='', choices=['', *SAMPLERS],
+            description="proposal sampler; empty = the config's proposal.sampler"),
         DeclareLaunchArgument(
-            "use_rviz", default_value="false",
-            description="also start RViz showing /propose_stance/markers"),
+            'target_frame', default_value='map',
+            description='frame of the returned base poses; goals are transformed into it'),
+        DeclareLaunchArgument(
+            'use_sim_time', default_value='false', choices=['true', 'false'],
+            description='use the /clock topic (simulation) for stamps'),
+        DeclareLaunchArgument(
+            'use_rviz', default_value='false', choices=['true', 'false'],
+            description='also start RViz showing /propose_stance/markers and the robot'),
         OpaqueFunction(function=_stance_server),
         OpaqueFunction(function=_rviz),
     ])

@@ -1,13 +1,16 @@
 """launch_testing: start the stance server with launch/lekiwi.launch.py and call the service.
 
-Needs ROS 2 (launch_testing, launch_ros, rclpy) and the built package
-(``colcon build --packages-select reachability_ros && source install/setup.bash``).
-Run with ``launch_test test/test_launch_stance_server.py`` or
-``python -m pytest test/test_launch_stance_server.py`` (pytest < 9). Skipped
-where launch_testing is not installed; the test cases skip themselves when the
-package is not built.
+It launches with ``model:=none sampler:=grid`` (the arguments must reach the
+node: the report names the sampler) and checks the exit code after the launch
+is shut down (SIGINT: 0). Needs ROS 2 (launch_testing, launch_ros, rclpy) and
+the built package (``colcon build --packages-select reachability_ros && source
+install/setup.bash``); run with ``launch_test test/test_launch_stance_server.py``
+or ``python3 -m pytest test/test_launch_stance_server.py`` (pytest < 9). Without
+ROS 2 a single test reports the skip and its reason.
 """
 
+import importlib.util
+import json
 import math
 import os
 import time
@@ -15,122 +18,139 @@ import unittest
 
 import pytest
 
-# Without launch_testing its pytest plugin is absent too: a plain module-level skip.
-launch_testing = pytest.importorskip("launch_testing")
 
-import launch  # noqa: E402
-from launch.actions import IncludeLaunchDescription  # noqa: E402
-from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
-import launch_testing.actions  # noqa: E402
-import launch_testing.asserts  # noqa: E402
-import rclpy  # noqa: E402
+def _have(*modules):
+    try:
+        return all(importlib.util.find_spec(m) is not None for m in modules)
+    except (ImportError, ValueError):
+        return False
 
-try:
-    from ament_index_python.packages import get_package_share_directory
-    SHARE = get_package_share_directory("reachability_ros")
-except Exception:  # PackageNotFoundError: not built / not sourced
-    SHARE = None
 
+NEEDED = ('launch_testing', 'launch', 'launch_ros', 'rclpy', 'nav_msgs', 'ament_index_python')
+HAVE_ROS = _have(*NEEDED)
 TIMEOUT_S = 60.0
+ARGUMENTS = {'target_frame': 'map', 'use_rviz': 'false', 'model': 'none', 'sampler': 'grid'}
 
 
-@pytest.mark.launch_test
-def generate_test_description():
-    """The package's launch file (stance server only, no RViz), then ReadyToTest."""
-    actions = []
-    if SHARE is not None:
-        actions.append(IncludeLaunchDescription(
-            PythonLaunchDescriptionSource(os.path.join(SHARE, "launch", "lekiwi.launch.py")),
-            launch_arguments={"target_frame": "map", "use_rviz": "false"}.items()))
-    actions.append(launch_testing.actions.ReadyToTest())
-    return launch.LaunchDescription(actions)
+def _share():
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        return get_package_share_directory('reachability_ros')
+    except Exception:  # PackageNotFoundError: not built / not sourced
+        return None
 
 
-def _request(x=1.0, y=0.5, z=0.1, orientation=(0.0, 0.7071068, 0.0, 0.7071068)):
+if not HAVE_ROS:
+    @pytest.mark.skip(reason='needs ROS 2 (' + ', '.join(NEEDED) + '): source '
+                             '/opt/ros/jazzy/setup.bash and build the package')
+    def test_the_launch_file_serves_propose_stance():
+        """Run only where ROS 2 is installed."""
+
+else:
+    import launch
+    from launch.actions import IncludeLaunchDescription
+    from launch.launch_description_sources import PythonLaunchDescriptionSource
+    import launch_testing.actions
+    import launch_testing.asserts
     from nav_msgs.srv import GetPlan
-    req = GetPlan.Request()
-    req.goal.header.frame_id = "map"
-    req.goal.pose.position.x, req.goal.pose.position.y, req.goal.pose.position.z = x, y, z
-    o = req.goal.pose.orientation
-    o.x, o.y, o.z, o.w = orientation
-    return req
+    import rclpy
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from std_msgs.msg import String
 
+    SHARE = _share()
 
-class TestProposeStance(unittest.TestCase):
-    """Runs while the launched stance server is up."""
+    @pytest.mark.launch_test
+    def generate_test_description():
+        """Include the package's launch file (no RViz), then ReadyToTest."""
+        actions = []
+        if SHARE is not None:
+            actions.append(IncludeLaunchDescription(
+                PythonLaunchDescriptionSource(os.path.join(SHARE, 'launch',
+                                                           'lekiwi.launch.py')),
+                launch_arguments=ARGUMENTS.items()))
+        actions.append(launch_testing.actions.ReadyToTest())
+        return launch.LaunchDescription(actions)
 
-    @classmethod
-    def setUpClass(cls):
-        cls.owns_context = not rclpy.ok()
-        if cls.owns_context:
-            rclpy.init()
+    def _request(x=1.0, y=0.5, z=0.1, orientation=(0.0, 0.7071068, 0.0, 0.7071068)):
+        req = GetPlan.Request()
+        req.goal.header.frame_id = 'map'
+        req.goal.pose.position.x, req.goal.pose.position.y = x, y
+        req.goal.pose.position.z = z
+        o = req.goal.pose.orientation
+        o.x, o.y, o.z, o.w = orientation
+        return req
 
-    @classmethod
-    def tearDownClass(cls):
-        if cls.owns_context and rclpy.ok():
-            rclpy.shutdown()
+    class TestProposeStance(unittest.TestCase):
+        """Run while the launched stance server is up."""
 
-    def setUp(self):
-        if SHARE is None:
-            self.skipTest("reachability_ros is not built: colcon build --packages-select "
-                          "reachability_ros && source install/setup.bash")
-        self.node = rclpy.create_node("launch_test_stance_client")
+        @classmethod
+        def setUpClass(cls):
+            cls.owns_context = not rclpy.ok()
+            if cls.owns_context:
+                rclpy.init()
 
-    def tearDown(self):
-        self.node.destroy_node()
+        @classmethod
+        def tearDownClass(cls):
+            if cls.owns_context:
+                rclpy.try_shutdown()
 
-    def _call(self, client, req):
-        fut = client.call_async(req)
-        rclpy.spin_until_future_complete(self.node, fut, timeout_sec=TIMEOUT_S)
-        self.assertTrue(fut.done(), "no answer from /propose_stance")
-        return fut.result()
+        def setUp(self):
+            if SHARE is None:
+                self.skipTest('reachability_ros is not built: colcon build --packages-select '
+                              'reachability_ros && source install/setup.bash')
+            self.node = rclpy.create_node('launch_test_stance_client')
+            self.reports = []
+            qos = QoSProfile(depth=50, durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                             reliability=ReliabilityPolicy.RELIABLE)
+            self.node.create_subscription(String, '/propose_stance/report',
+                                          self.reports.append, qos)
+            self.client = self.node.create_client(GetPlan, '/propose_stance')
+            self.assertTrue(self.client.wait_for_service(timeout_sec=TIMEOUT_S),
+                            '/propose_stance did not appear')
 
-    def test_service_returns_ranked_poses_and_survives_bad_requests(self):
-        from nav_msgs.srv import GetPlan
-        client = self.node.create_client(GetPlan, "/propose_stance")
-        self.assertTrue(client.wait_for_service(timeout_sec=TIMEOUT_S),
-                        "/propose_stance did not appear")
-        res = self._call(client, _request())
-        self.assertEqual(res.plan.header.frame_id, "map")
-        self.assertGreaterEqual(len(res.plan.poses), 1)
-        for ps in res.plan.poses:
-            self.assertEqual(ps.header.frame_id, "map")
-            self.assertEqual(ps.pose.position.z, 0.0)
-            q = ps.pose.orientation
-            self.assertAlmostEqual(math.hypot(q.z, q.w), 1.0, places=6)
-        bad = self._call(client, _request(x=float("nan")))
-        self.assertEqual(len(bad.plan.poses), 0)
-        zero = self._call(client, _request(orientation=(0.0, 0.0, 0.0, 0.0)))
-        self.assertEqual(len(zero.plan.poses), 0)
-        time.sleep(0.2)
-        again = self._call(client, _request())
-        self.assertGreaterEqual(len(again.plan.poses), 1)
+        def tearDown(self):
+            self.node.destroy_node()
 
-    def test_report_is_latched(self):
-        import json
-        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-        from std_msgs.msg import String
-        from nav_msgs.srv import GetPlan
-        client = self.node.create_client(GetPlan, "/propose_stance")
-        self.assertTrue(client.wait_for_service(timeout_sec=TIMEOUT_S))
-        res = self._call(client, _request())
-        qos = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
-                         reliability=ReliabilityPolicy.RELIABLE)
-        got = []
-        self.node.create_subscription(String, "/propose_stance/report", got.append, qos)
-        deadline = time.monotonic() + TIMEOUT_S
-        while not got and time.monotonic() < deadline:
-            rclpy.spin_once(self.node, timeout_sec=0.1)
-        self.assertTrue(got, "no latched report")
-        report = json.loads(got[-1].data)
-        self.assertTrue(report["ok"])
-        self.assertEqual(report["header"]["stamp"]["sec"], res.plan.header.stamp.sec)
-        self.assertEqual(len(report["candidates"]), len(res.plan.poses))
+        def _call(self, req):
+            fut = self.client.call_async(req)
+            rclpy.spin_until_future_complete(self.node, fut, timeout_sec=TIMEOUT_S)
+            self.assertTrue(fut.done(), 'no answer from /propose_stance')
+            return fut.result()
 
+        def _report(self, res):
+            want = {'sec': res.plan.header.stamp.sec, 'nanosec': res.plan.header.stamp.nanosec}
+            deadline = time.monotonic() + TIMEOUT_S
+            while time.monotonic() < deadline:
+                for msg in self.reports:
+                    report = json.loads(msg.data)
+                    if report['header']['stamp'] == want:
+                        return report
+                rclpy.spin_once(self.node, timeout_sec=0.05)
+            self.fail('no report with the response stamp')
 
-@launch_testing.post_shutdown_test()
-class TestShutdown(unittest.TestCase):
-    """After the launch is shut down (SIGINT): the node exited cleanly."""
+        def test_service_returns_ranked_poses_and_survives_bad_requests(self):
+            res = self._call(_request())
+            self.assertEqual(res.plan.header.frame_id, 'map')
+            self.assertGreaterEqual(len(res.plan.poses), 1)
+            for ps in res.plan.poses:
+                self.assertEqual(ps.header.frame_id, 'map')
+                self.assertEqual(ps.pose.position.z, 0.0)
+                q = ps.pose.orientation
+                self.assertAlmostEqual(math.hypot(q.z, q.w), 1.0, places=6)
+            report = self._report(res)
+            self.assertTrue(report['ok'])
+            self.assertTrue(report['sampler'].startswith('grid'))  # the arguments reached it
+            self.assertEqual(len(report['candidates']), len(res.plan.poses))
+            bad = self._call(_request(x=float('nan')))
+            self.assertEqual(len(bad.plan.poses), 0)
+            self.assertIn('non-finite', self._report(bad)['reason'])
+            zero = self._call(_request(orientation=(0.0, 0.0, 0.0, 0.0)))
+            self.assertEqual(len(zero.plan.poses), 0)
+            self.assertGreaterEqual(len(self._call(_request()).plan.poses), 1)
 
-    def test_exit_codes(self, proc_info):
-        launch_testing.asserts.assertExitCodes(proc_info)
+    @launch_testing.post_shutdown_test()
+    class TestShutdown(unittest.TestCase):
+        """Run after the launch is shut down (SIGINT): the node exited with code 0."""
+
+        def test_exit_codes(self, proc_info):
+            launch_testing.asserts.assertExitCodes(proc_info)

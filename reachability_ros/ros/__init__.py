@@ -1,9 +1,20 @@
 """ROS 2 glue: the only subpackage that imports rclpy and message packages.
 
-- :mod:`.conversions` and :mod:`.markers`: pure functions over plain values
-  (no ROS imports), tested without ROS;
+Plain modules (no ROS imports, tested without ROS):
+
+- :mod:`.conversions`: request checks, answers, reports;
+- :mod:`.parameters`: parameter declarations and their checks;
+- :mod:`.markers`: RViz marker specifications (the robot from its primitives included);
+- :mod:`.companions`: the worker that publishes the companion topics after a response;
+- :mod:`.lifecycle`: signals, bounded waits and exit codes of the nodes;
+- :mod:`.trainer_run`: the trainer node's checks, progress messages and training thread;
+- :mod:`.launch_args`: the launch file's decisions.
+
+ROS modules (imported only by the executables):
+
+- :mod:`.messages`: messages <-> plain values (``tf_transformations`` for quaternions);
 - :mod:`.stance_node`: the ``stance_server`` node (``/propose_stance``);
-- :mod:`.trainer_node`: the ``trainer`` node (offline training, then exit).
+- :mod:`.trainer_node`: the ``trainer`` node.
 
 Importing this package imports nothing from ROS.
 """

@@ -11,7 +11,9 @@ Namespaces (toggle them in RViz's MarkerArray display):
 - ``stances`` / ``stance_labels``: the ranked stances as ARROWs (best green)
   with ``#rank`` text labels;
 - ``grasp``: the grasp's axes (x red, y green, z = approach axis blue);
-- ``frustum``: the best stance's front-camera frustum as a LINE_LIST.
+- ``frustum``: the best stance's front-camera frustum as a LINE_LIST;
+- ``robot``: the robot at the best stance, drawn from its primitive collision
+  geometry (one CYLINDER or SPHERE per ``WholeBodyModel.primitives`` entry).
 
 The first marker is always a DELETEALL, so the markers of a previous request
 are removed even when this one has fewer.
@@ -19,26 +21,29 @@ are removed even when this one has fewer.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
 import numpy as np
-
-from reachability_ros.core.outcomes import OUTCOME_COLOURS, outcome_colour  # noqa: F401
+import pinocchio as pin
+from reachability_ros.core.geometry import matrix_to_quat, rot_z
+from reachability_ros.core.outcomes import outcome_colour, OUTCOME_COLOURS
 from reachability_ros.core.types import Grasp, ProposalResult
 
-from .conversions import quaternion_from_yaw
+__all__ = ['MARKER_ACTIONS', 'MARKER_TYPES', 'OUTCOME_COLOURS', 'delete_all_marker',
+           'frustum_marker', 'grasp_markers', 'marker_specs', 'primitive_poses',
+           'robot_markers', 'sample_markers', 'stance_markers', 'yaw_quaternion']
 
 #: ``visualization_msgs/Marker`` type constants.
-MARKER_TYPES = {"ARROW": 0, "CUBE": 1, "SPHERE": 2, "CYLINDER": 3, "LINE_STRIP": 4,
-                "LINE_LIST": 5, "CUBE_LIST": 6, "SPHERE_LIST": 7, "POINTS": 8,
-                "TEXT_VIEW_FACING": 9}
+MARKER_TYPES = {'ARROW': 0, 'CUBE': 1, 'SPHERE': 2, 'CYLINDER': 3, 'LINE_STRIP': 4,
+                'LINE_LIST': 5, 'CUBE_LIST': 6, 'SPHERE_LIST': 7, 'POINTS': 8,
+                'TEXT_VIEW_FACING': 9}
 #: ``visualization_msgs/Marker`` action constants.
-MARKER_ACTIONS = {"ADD": 0, "DELETE": 2, "DELETEALL": 3}
+MARKER_ACTIONS = {'ADD': 0, 'DELETE': 2, 'DELETEALL': 3}
 
 BEST_COLOUR = (0.05, 0.95, 0.05, 1.0)
 OTHER_COLOUR = (1.0, 0.85, 0.1, 0.8)
 FRUSTUM_COLOUR = (0.0, 0.9, 0.9, 1.0)
+ROBOT_COLOUR = (0.75, 0.75, 0.8, 0.6)
 AXIS_COLOURS = ((1.0, 0.1, 0.1, 1.0), (0.1, 1.0, 0.1, 1.0), (0.1, 0.3, 1.0, 1.0))
 
 SAMPLE_HEIGHT_M = 0.005
@@ -50,24 +55,29 @@ AXIS_LENGTH_M = 0.08
 LINE_WIDTH_M = 0.004
 
 
+def yaw_quaternion(yaw: float) -> tuple[float, float, float, float]:
+    """Return the quaternion (x, y, z, w) of a rotation by ``yaw`` rad about +z."""
+    return tuple(float(v) for v in matrix_to_quat(rot_z(float(yaw))))
+
+
 def _marker(ns: str, mid: int, kind: str, **kw: Any) -> dict:
-    spec = {"ns": ns, "id": int(mid), "type": MARKER_TYPES[kind], "action": MARKER_ACTIONS["ADD"],
-            "position": (0.0, 0.0, 0.0), "orientation": (0.0, 0.0, 0.0, 1.0),
-            "scale": (1.0, 1.0, 1.0), "color": (1.0, 1.0, 1.0, 1.0), "points": [],
-            "colors": [], "text": ""}
+    spec = {'ns': ns, 'id': int(mid), 'type': MARKER_TYPES[kind], 'action': MARKER_ACTIONS['ADD'],
+            'position': (0.0, 0.0, 0.0), 'orientation': (0.0, 0.0, 0.0, 1.0),
+            'scale': (1.0, 1.0, 1.0), 'color': (1.0, 1.0, 1.0, 1.0), 'points': [],
+            'colors': [], 'text': ''}
     spec.update(kw)
     return spec
 
 
 def delete_all_marker() -> dict:
-    """The DELETEALL marker that starts every array."""
-    spec = _marker("", 0, "ARROW")
-    spec["action"] = MARKER_ACTIONS["DELETEALL"]
+    """Return the DELETEALL marker that starts every array."""
+    spec = _marker('', 0, 'ARROW')
+    spec['action'] = MARKER_ACTIONS['DELETEALL']
     return spec
 
 
 def sample_markers(samples_q: np.ndarray | None, outcomes: Sequence[str] | None) -> list[dict]:
-    """One SPHERE_LIST per outcome with the raw proposals' base positions.
+    """Return one SPHERE_LIST per outcome with the raw proposals' base positions.
 
     Args:
         samples_q: ``(M, nq)`` raw proposals (``ProposalResult.samples_q``).
@@ -88,36 +98,36 @@ def sample_markers(samples_q: np.ndarray | None, outcomes: Sequence[str] | None)
         if rows.shape[0] == 0:
             continue
         d = SAMPLE_DIAMETER_M
-        out.append(_marker(f"samples/{name}", i, "SPHERE_LIST", scale=(d, d, d),
+        out.append(_marker(f'samples/{name}', i, 'SPHERE_LIST', scale=(d, d, d),
                            color=outcome_colour(name),
                            points=[(float(x), float(y), SAMPLE_HEIGHT_M) for x, y in rows[:, :2]]))
     return out
 
 
 def stance_markers(candidates: Sequence[Any]) -> list[dict]:
-    """ARROW per ranked stance (best green, others yellow) and a ``#rank`` TEXT label."""
+    """Return an ARROW per ranked stance (best green, others yellow) and a ``#rank`` label."""
     out = []
     for rank, c in enumerate(candidates, start=1):
         x, y, yaw = (float(v) for v in np.asarray(c.q, dtype=float)[:3])
         colour = BEST_COLOUR if rank == 1 else OTHER_COLOUR
-        out.append(_marker("stances", rank, "ARROW", position=(x, y, 0.01),
-                           orientation=quaternion_from_yaw(yaw), scale=ARROW_SIZE_M,
+        out.append(_marker('stances', rank, 'ARROW', position=(x, y, 0.01),
+                           orientation=yaw_quaternion(yaw), scale=ARROW_SIZE_M,
                            color=colour))
-        out.append(_marker("stance_labels", rank, "TEXT_VIEW_FACING",
+        out.append(_marker('stance_labels', rank, 'TEXT_VIEW_FACING',
                            position=(x, y, LABEL_HEIGHT_M), scale=(0.0, 0.0, LABEL_SIZE_M),
-                           color=(1.0, 1.0, 1.0, 1.0), text=f"#{rank}"))
+                           color=(1.0, 1.0, 1.0, 1.0), text=f'#{rank}'))
     return out
 
 
 def grasp_markers(grasp: Grasp | None) -> list[dict]:
-    """Three ARROWs (x, y, z axes of the grasp) given by start and end points.
+    """Return three ARROWs (x, y, z axes of the grasp) given by start and end points.
 
     Returns an empty list when the grasp is missing or not finite.
     """
     if grasp is None:
         return []
     try:
-        with np.errstate(invalid="ignore", divide="ignore"):
+        with np.errstate(invalid='ignore', divide='ignore'):
             T = grasp.matrix()
     except (TypeError, ValueError):
         return []
@@ -127,7 +137,7 @@ def grasp_markers(grasp: Grasp | None) -> list[dict]:
     out = []
     for axis in range(3):
         tip = origin + AXIS_LENGTH_M * T[:3, axis]
-        out.append(_marker("grasp", axis, "ARROW", scale=(0.008, 0.016, 0.02),
+        out.append(_marker('grasp', axis, 'ARROW', scale=(0.008, 0.016, 0.02),
                            color=AXIS_COLOURS[axis],
                            points=[tuple(float(v) for v in origin),
                                    tuple(float(v) for v in tip)]))
@@ -135,26 +145,77 @@ def grasp_markers(grasp: Grasp | None) -> list[dict]:
 
 
 def frustum_marker(segments: np.ndarray | None) -> list[dict]:
-    """A LINE_LIST with the camera frustum segments ``(K, 2, 3)`` (2K points)."""
+    """Return a LINE_LIST with the camera frustum segments ``(K, 2, 3)`` (2K points)."""
     if segments is None:
         return []
     seg = np.asarray(segments, dtype=float)
     if seg.ndim != 3 or seg.shape[1:] != (2, 3) or not np.all(np.isfinite(seg)):
         return []
     pts = [tuple(float(v) for v in p) for p in seg.reshape(-1, 3)]
-    return [_marker("frustum", 0, "LINE_LIST", scale=(LINE_WIDTH_M, 0.0, 0.0),
+    return [_marker('frustum', 0, 'LINE_LIST', scale=(LINE_WIDTH_M, 0.0, 0.0),
                     color=FRUSTUM_COLOUR, points=pts)]
 
 
+def primitive_poses(robot: Any, q: np.ndarray) -> list[tuple[Any, np.ndarray]]:
+    """Place every collision primitive of the robot in the world at configuration ``q``.
+
+    Uses Pinocchio's forward kinematics on the robot's (reduced) model with its
+    own ``Data``, so it is safe to call while other threads use the robot.
+
+    Args:
+        robot: a ``WholeBodyModel`` (its ``model`` and ``primitives``).
+        q: ``(nq,)`` whole-body configuration ``(base_x, base_y, base_yaw, arm...)``.
+
+    Returns:
+        ``(primitive, T_world_primitive)`` pairs, ``T`` of shape ``(4, 4)``; the
+        primitive's axis (a cylinder's) is the local z of ``T``.
+    """
+    q = np.asarray(q, dtype=float).reshape(-1)
+    data = robot.model.createData()
+    pin.forwardKinematics(robot.model, data, q)
+    return [(p, data.oMi[p.joint].homogeneous @ p.T_joint_prim) for p in robot.primitives]
+
+
+def robot_markers(robot: Any, q: np.ndarray | None) -> list[dict]:
+    """Draw the robot at ``q`` from its primitive collision geometry (namespace ``robot``).
+
+    Args:
+        robot: a ``WholeBodyModel``.
+        q: ``(nq,)`` configuration (the best stance), or None (nothing drawn).
+
+    Returns:
+        One CYLINDER (diameter 2r, height 2 half_length, along its local z) or
+        SPHERE (diameter 2r) per primitive, ids from 0 in ``robot.primitives`` order;
+        empty when ``q`` is None or not finite.
+    """
+    if q is None or robot is None:
+        return []
+    q = np.asarray(q, dtype=float).reshape(-1)
+    if not np.all(np.isfinite(q)):
+        return []
+    out = []
+    for i, (prim, T) in enumerate(primitive_poses(robot, q)):
+        d = 2.0 * float(prim.radius)
+        if prim.kind == 'cylinder':
+            kind, scale = 'CYLINDER', (d, d, 2.0 * float(prim.half_length))
+        else:
+            kind, scale = 'SPHERE', (d, d, d)
+        out.append(_marker('robot', i, kind, position=tuple(float(v) for v in T[:3, 3]),
+                           orientation=tuple(float(v) for v in matrix_to_quat(T[:3, :3])),
+                           scale=scale, color=ROBOT_COLOUR))
+    return out
+
+
 def marker_specs(result: ProposalResult | None, grasp: Grasp | None = None,
-                 frustum: np.ndarray | None = None) -> list[dict]:
-    """All markers of one request, DELETEALL first.
+                 frustum: np.ndarray | None = None, robot: Any = None) -> list[dict]:
+    """Return all markers of one request, DELETEALL first.
 
     Args:
         result: the proposal result, or None when the request never reached the core.
         grasp: the grasp (default ``result.grasp``); drawn when finite.
         frustum: ``(K, 2, 3)`` world segments of the best stance's camera frustum
             (``core.report.frustum_segments``), or None.
+        robot: the ``WholeBodyModel`` to draw at the best stance, or None.
 
     Returns:
         Marker dicts with keys ``ns, id, type, action, position, orientation,
@@ -169,10 +230,5 @@ def marker_specs(result: ProposalResult | None, grasp: Grasp | None = None,
     out += grasp_markers(grasp)
     if result is not None and result.candidates:
         out += frustum_marker(frustum)
+        out += robot_markers(robot, result.candidates[0].q)
     return out
-
-
-def yaw_of_arrow(spec: dict) -> float:
-    """Heading (rad) of an ARROW spec's orientation (for tests and debugging)."""
-    x, y, z, w = spec["orientation"]
-    return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))

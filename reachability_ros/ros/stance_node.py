@@ -13,172 +13,178 @@ Request (``GetPlan``):
 - ``tolerance``: unused (reported back in the JSON report).
 
 TF: the goal (and start) are transformed at their ``header.stamp``, waiting up to
-``tf_timeout_s`` (default 1.0 s). A stamp of zero means "the latest transform".
-When the stamped lookup fails with ``ExtrapolationException`` (typically a goal
-stamped more than ~10 s ago, older than the TF buffer), the transform is retried
-once with the latest transform (stamp zero) and the report's ``notes`` say so
-(``goal_tf_latest`` is then true). Any other failure of the transform, including
-a non-TF exception raised inside tf2, is a bad request: an empty plan, one WARN
-line and the reason in the report.
-
-Shutdown: SIGINT while a request waits for TF ends the process after that wait
-(at most ``tf_timeout_s``, the wait is not interrupted); keep ``tf_timeout_s``
-small (the default 1.0 s) for a prompt shutdown.
+``tf_timeout_s`` (default 1.0 s; the wait ends early on shutdown). A stamp of
+zero means "the latest transform". When the stamped lookup fails with
+``ExtrapolationException`` (typically a goal stamped more than ~10 s ago, older
+than the TF buffer), the transform is retried once with the latest transform
+and the report's ``notes`` say so (``goal_tf_latest`` is then true). Any other
+failure of the transform is a bad request: an empty plan, one WARN line and the
+reason in the report. The TF listener has its own node and thread (:mod:`.tf_listener`).
 
 Response: ``plan.header.frame_id = target_frame``; ``plan.poses`` are the ranked
 ``base_footprint`` poses (z = 0, yaw quaternion), best first, each ready for
-Nav2's ``navigate_to_pose``; empty on failure.
+Nav2's ``navigate_to_pose``; empty on failure. The response goes out as soon as
+the core has ranked the stances.
 
-Latched companion topics (depth 1, transient local, reliable), stamped with the
-response's header: ``/propose_stance/candidates`` (``trajectory_msgs/JointTrajectory``,
-one point per pose, joints ``base_x, base_y, base_yaw`` + arm: the eight names are sent
+Latched companion topics (depth 1, transient local, reliable), published just
+AFTER the response, in request order, with the response's header (same stamp):
+``/propose_stance/candidates`` (``trajectory_msgs/JointTrajectory``, one point
+per pose, joints ``base_x, base_y, base_yaw`` + arm: the eight names are sent
 with every answer, failures included), ``/propose_stance/markers``
-(``visualization_msgs/MarkerArray``) and ``/propose_stance/report`` (``std_msgs/String``, JSON).
+(``visualization_msgs/MarkerArray``, the robot drawn at the best stance in
+namespace ``robot``) and ``/propose_stance/report`` (``std_msgs/String``, JSON
+with ``header`` and ``sequence`` to match it to its response).
 
-Concurrency: requests run on a multi-threaded executor. One lock is held only
-while the proposer computes; another only while one answer's three messages are
-published, so a request's publishing never waits for another's computation.
+Threads: the main thread spins the node (service, parameters) in a single-threaded
+executor; :class:`~.companions.CompanionPublisher` publishes the companions; a third
+thread spins the TF node. SIGINT or SIGTERM: exit within a second, code 0 (:mod:`.lifecycle`).
 
 This module is a thin wrapper: every decision lives in :mod:`.conversions`,
-:mod:`.markers` and the core, which are tested without ROS.
+:mod:`.parameters`, :mod:`.markers`, :mod:`.companions`, :mod:`.lifecycle` and
+the core, which are tested without ROS.
 """
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
+import sys
 import threading
-from typing import Any
+from typing import Any, Iterator
 
-import numpy as np
-import rclpy
-from geometry_msgs.msg import Point, PoseStamped
+from geometry_msgs.msg import PoseStamped
 from nav_msgs.srv import GetPlan
-from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
-                                SetParametersResult)
-from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.duration import Duration
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+import numpy as np
+from rcl_interfaces.msg import SetParametersResult
+import rclpy
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 from rclpy.time import Time
-from std_msgs.msg import ColorRGBA, String
-import tf2_geometry_msgs  # noqa: F401  (registers PoseStamped with Buffer.transform)
-import tf2_ros
-from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
-from visualization_msgs.msg import Marker, MarkerArray
-
-from reachability_ros import config_io
+from reachability_ros.config_io import load_yaml, parameters_section
 from reachability_ros.core.config import StanceConfig
 from reachability_ros.core.errors import ConfigError, ReachabilityError
+from reachability_ros.core.paths import resolve_data_path
 from reachability_ros.core.pipeline import StanceProposer
+from reachability_ros.core.report import frustum_segments
+from std_msgs.msg import Header, String
+import tf2_ros
+from trajectory_msgs.msg import JointTrajectory
+from visualization_msgs.msg import MarkerArray
 
-from .conversions import (NODE_PARAMETERS, ParameterSpec, PoseInput, StanceResponse,
-                          check_raw_goal, check_raw_start, config_from_parameters,
-                          failure_response, json_safe, latest_transform_note,
-                          node_parameter_specs, normalize_frame_id, parameter_specs,
-                          plain_parameter_value, propose_response, resolve_config_paths,
-                          retry_with_latest, transform_failure_reason)
+from . import messages as msgs
+from .companions import CompanionPublisher
+from .conversions import (answer_request, build_report, check_raw_goal, check_raw_start,
+                          failure_answer, latest_transform_note, normalize_frame_id,
+                          plan_poses, pose_request, PoseInput, ReportContext,
+                          retry_with_latest, StanceAnswer, trajectory_layout,
+                          transform_failure_reason)
+from .lifecycle import (exit_now, lingering_threads, run_with_deadline, ShutdownRequest,
+                        SPIN_PERIOD_S)
 from .markers import marker_specs
+from .parameters import (config_from_parameters, node_parameter_specs, NODE_PARAMETERS,
+                         parameter_specs, ParameterSpec, plain_parameter_value,
+                         resolve_config_paths, startup_message, unknown_parameters,
+                         unknown_parameters_message)
+from .tf_listener import TfListener
 
-NODE_NAME = "stance_server"
-SERVICE = "/propose_stance"
-CANDIDATES_TOPIC = "/propose_stance/candidates"
-MARKERS_TOPIC = "/propose_stance/markers"
-REPORT_TOPIC = "/propose_stance/report"
+
+NODE_NAME = 'stance_server'
+SERVICE = '/propose_stance'
+CANDIDATES_TOPIC = '/propose_stance/candidates'
+MARKERS_TOPIC = '/propose_stance/markers'
+REPORT_TOPIC = '/propose_stance/report'
+
+#: Points copied into a marker message between two yields of the companion worker.
+POINT_CHUNK = 64
+#: The interpreter's thread switch interval in the server process (s; Python's default is
+#: 0.005): a request that arrives while the companion worker builds messages waits at most
+#: about this long for the interpreter.
+SWITCH_INTERVAL_S = 0.0002
+#: Deadlines of the clean-up steps after SIGINT or SIGTERM (s).
+EXECUTOR_SHUTDOWN_S = 0.3
+THREAD_STOP_S = 0.2
 
 
 def latched_qos() -> QoSProfile:
-    """Depth 1, transient local, reliable: late subscribers get the last message."""
+    """Return the QoS of the companion topics: depth 1, transient local, reliable."""
     return QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
                       durability=DurabilityPolicy.TRANSIENT_LOCAL,
                       reliability=ReliabilityPolicy.RELIABLE)
 
 
-def descriptor_from_spec(spec: ParameterSpec) -> ParameterDescriptor:
-    """Build the ``ParameterDescriptor`` of a plain :class:`ParameterSpec`."""
-    d = ParameterDescriptor(description=spec.description, type=spec.type_id,
-                            read_only=spec.read_only)
-    if spec.range is not None and spec.type == "double":
-        d.floating_point_range = [FloatingPointRange(
-            from_value=float(spec.range[0]), to_value=float(spec.range[1]), step=0.0)]
-    elif spec.range is not None and spec.type == "integer":
-        d.integer_range = [IntegerRange(
-            from_value=int(spec.range[0]), to_value=int(spec.range[1]), step=0)]
-    if spec.name not in NODE_PARAMETERS:
-        d.additional_constraints = "validated by reachability_ros.core.config.StanceConfig"
-    return d
+@dataclass
+class CompanionJob:
+    """One answer's companions to build: the answer, its header and report fields."""
 
-
-def _pose_input(msg: PoseStamped) -> PoseInput:
-    p, o = msg.pose.position, msg.pose.orientation
-    return PoseInput(msg.header.frame_id, (p.x, p.y, p.z), (o.x, o.y, o.z, o.w))
-
-
-def _startup_message(exc: BaseException) -> str:
-    """One line for a start-up failure, with a hint for the usual cause of a type error."""
-    text = f"{type(exc).__name__}: {exc}"
-    if "of type 'INTEGER', expecting type 'DOUBLE'" in text:
-        text += " (write a double with a decimal point: 70.0, not 70)"
-    return " ".join(text.split())
+    answer: StanceAnswer
+    header: Header
+    context: ReportContext
+    robot: Any
 
 
 class StanceServer(Node):
     """ROS 2 node serving ranked whole-body stances. Call :meth:`start` after construction.
 
     Args:
+        stop: the process's shutdown request (long waits end early when it is set).
         **kwargs: forwarded to ``rclpy.node.Node`` (e.g. ``parameter_overrides``).
     """
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, stop: ShutdownRequest | None = None, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
-        self._lock = threading.Lock()  # guards the proposer, config, frame and timeout fields
+        self._stop = stop if stop is not None else ShutdownRequest(raise_on_signal=False)
+        self._lock = threading.Lock()  # guards the proposer, config, frame, timeout, sequence
         self._compute_lock = threading.Lock()  # held around StanceProposer.propose
-        self._publish_lock = threading.Lock()  # one request's three messages go out together
         self._proposer: StanceProposer | None = None
         self._config: StanceConfig | None = None
         self._specs: list[ParameterSpec] = []
-        self._target_frame = "map"
+        self._target_frame = 'map'
         self._tf_timeout_s = 1.0
-        self._tf_buffer: tf2_ros.Buffer | None = None
-        self._tf_listener: tf2_ros.TransformListener | None = None
+        self._sequence = 0
+        self._tf: TfListener | None = None
+        self._companions: CompanionPublisher | None = None
 
     # ------------------------------------------------------------------ start-up
     def start(self) -> None:
         """Declare parameters, load and check the model, create the service and topics.
 
         Raises:
-            ReachabilityError: bad configuration (ConfigError), a model that does
-                not match the robot (ModelMismatch), a broken description.
+            ReachabilityError: bad configuration (ConfigError, unknown parameters
+                included), a model that does not match the robot (ModelMismatch), a
+                broken description.
             rclpy.exceptions.InvalidParameterTypeException,
             rclpy.exceptions.InvalidParameterValueException: a parameter override
                 of the wrong type or out of range.
         """
         for spec in node_parameter_specs():
-            self.declare_parameter(spec.name, spec.default, descriptor_from_spec(spec))
-        config_file = self.get_parameter("config_file").value
-        self._target_frame = normalize_frame_id(self.get_parameter("target_frame").value)
+            self.declare_parameter(spec.name, spec.default, msgs.descriptor_from_spec(spec))
+        config_file = self.get_parameter('config_file').value
+        self._target_frame = normalize_frame_id(self.get_parameter('target_frame').value)
         if not self._target_frame:
             raise ConfigError("parameter target_frame is empty; set it to e.g. 'map'")
-        self._tf_timeout_s = float(self.get_parameter("tf_timeout_s").value)
+        self._tf_timeout_s = float(self.get_parameter('tf_timeout_s').value)
         base = self._load_config_file(config_file) if config_file else StanceConfig()
         self._specs = parameter_specs(defaults=base.to_flat())
         for spec in self._specs:
             value: Any = spec.default
             if isinstance(value, list) and not value:
                 value = Parameter.Type(spec.type_id)  # an empty list has no inferable type
-            self.declare_parameter(spec.name, value, descriptor_from_spec(spec))
+            self.declare_parameter(spec.name, value, msgs.descriptor_from_spec(spec))
+        self._refuse_unknown_parameters()
         self._proposer = self._build_proposer(config_from_parameters(self._current_values()))
         self._config = self._proposer.config  # model path resolved
 
-        self._tf_buffer = tf2_ros.Buffer()
-        self._tf_listener = tf2_ros.TransformListener(self._tf_buffer, self)
+        self._tf = TfListener(f'{NODE_NAME}_tf', self.get_namespace())
         qos = latched_qos()
         self._pub_candidates = self.create_publisher(JointTrajectory, CANDIDATES_TOPIC, qos)
         self._pub_markers = self.create_publisher(MarkerArray, MARKERS_TOPIC, qos)
         self._pub_report = self.create_publisher(String, REPORT_TOPIC, qos)
-        self._service = self.create_service(GetPlan, SERVICE, self._on_request,
-                                            callback_group=ReentrantCallbackGroup())
+        self._companions = CompanionPublisher(self._companion_steps,
+                                              on_error=self._companion_error)
+        self._service = self.create_service(GetPlan, SERVICE, self._on_request)
         # registered last: rclpy also calls it for every declare_parameter
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
@@ -187,14 +193,37 @@ class StanceServer(Node):
         config = self._config
         self.get_logger().info(
             f"ready: {SERVICE} in frame '{self._target_frame}', sampler "
-            f"{self._proposer.sampler_name}, model {config.proposal.model_path or 'none'}, "
-            f"{config.proposal.n_samples} samples, top {config.proposal.top_k}")
+            f'{self._proposer.sampler_name}, model {config.proposal.model_path or "none"}, '
+            f'{config.proposal.n_samples} samples, top {config.proposal.top_k}')
+
+    def close(self, timeout_s: float = THREAD_STOP_S) -> bool:
+        """Publish the queued companions, stop the TF thread; return True if both stopped."""
+        ok = True
+        if self._companions is not None:
+            ok = self._companions.close(timeout_s) and ok
+        if self._tf is not None:
+            ok = self._tf.close(timeout_s) and ok
+        return ok
+
+    @property
+    def tf_buffer(self) -> tf2_ros.Buffer | None:
+        """Return the TF buffer (None before :meth:`start`)."""
+        return self._tf.buffer if self._tf is not None else None
 
     def _load_config_file(self, path: str) -> StanceConfig:
         """Read the ``config_file`` parameter's YAML (node-level keys are skipped)."""
-        params = config_io.parameters_section(config_io.load_yaml(path), NODE_NAME)
+        params = parameters_section(load_yaml(path), NODE_NAME)
         params = {k: v for k, v in params.items() if k not in NODE_PARAMETERS}
         return StanceConfig.from_dict(params)
+
+    def _refuse_unknown_parameters(self) -> None:
+        """Raise ConfigError for parameters set on the node that it does not declare."""
+        given = list(getattr(self, '_parameter_overrides', None) or {})
+        declared = [s.name for s in self._specs] + list(NODE_PARAMETERS)
+        declared += [n for n in given if self.has_parameter(n)]
+        unknown = unknown_parameters(given, declared)
+        if unknown:
+            raise ConfigError(unknown_parameters_message(NODE_NAME, unknown, declared))
 
     def _current_values(self) -> dict:
         values = {}
@@ -209,9 +238,8 @@ class StanceServer(Node):
 
     @staticmethod
     def _build_proposer(config: StanceConfig) -> StanceProposer:
-        """Resolve the model path against the package share, then load robot and sampler."""
-        config = resolve_config_paths(config, config_io.resolve_data_path)
-        return StanceProposer(config)
+        """Resolve the model path (working directory, then package share), then load."""
+        return StanceProposer(resolve_config_paths(config, resolve_data_path))
 
     # ------------------------------------------------------------------ parameters
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
@@ -221,12 +249,12 @@ class StanceServer(Node):
             config_changed = False
             target_frame, tf_timeout = self._target_frame, self._tf_timeout_s
             for p in params:
-                if p.name == "target_frame":
+                if p.name == 'target_frame':
                     target_frame = normalize_frame_id(str(p.value))
                     if not target_frame:
                         return SetParametersResult(successful=False,
-                                                   reason="target_frame must not be empty")
-                elif p.name == "tf_timeout_s":
+                                                   reason='target_frame must not be empty')
+                elif p.name == 'tf_timeout_s':
                     tf_timeout = float(p.value)
                 elif p.name in values:
                     values[p.name] = plain_parameter_value(p.value)
@@ -239,12 +267,16 @@ class StanceServer(Node):
                 if proposer is not None:
                     self._proposer, self._config = proposer, proposer.config
             if proposer is not None:
-                self.get_logger().info(f"configuration updated; sampler {proposer.sampler_name}")
+                self.get_logger().info(f'configuration updated; sampler {proposer.sampler_name}')
             return SetParametersResult(successful=True)
         except Exception as exc:  # refuse the change, keep serving with the old config
-            return SetParametersResult(successful=False, reason=_startup_message(exc))
+            return SetParametersResult(successful=False, reason=startup_message(exc))
 
     # ------------------------------------------------------------------ service
+    def _lookup(self, stamped: PoseStamped, target: str, timeout_s: float) -> PoseStamped:
+        """Wait (stop-aware) for the transform, then transform; tf2 raises if it is missing."""
+        return self._tf.transform(stamped, target, timeout_s, self._stop.is_set)
+
     def _transform_to_target(self, msg: PoseStamped, target: str, timeout_s: float,
                              what: str, notes: list[str]) -> tuple[PoseInput, bool]:
         """Express a stamped pose in ``target`` (tf2; no lookup when already there).
@@ -259,192 +291,210 @@ class StanceServer(Node):
         """
         frame = normalize_frame_id(msg.header.frame_id)
         if frame == target:
-            pose = _pose_input(msg)
+            pose = msgs.pose_input(msg)
             pose.frame_id = target
             return pose, False
         stamped = PoseStamped()
         stamped.header.stamp = msg.header.stamp
         stamped.header.frame_id = frame
         stamped.pose = msg.pose
-        timeout = Duration(seconds=timeout_s)
         latest = False
         try:
-            out = self._tf_buffer.transform(stamped, target, timeout=timeout)
+            out = self._lookup(stamped, target, timeout_s)
         except tf2_ros.ExtrapolationException as exc:
             sec, nanosec = msg.header.stamp.sec, msg.header.stamp.nanosec
             if not retry_with_latest(True, sec, nanosec):
                 raise
             stamped.header.stamp = Time().to_msg()  # zero: the latest transform
-            out = self._tf_buffer.transform(stamped, target, timeout=timeout)
+            out = self._lookup(stamped, target, timeout_s)
             notes.append(latest_transform_note(what, frame, target, sec, nanosec, exc))
             latest = True
-        pose = _pose_input(out)
+        pose = msgs.pose_input(out)
         pose.frame_id = target
         return pose, latest
 
     def _on_request(self, request: GetPlan.Request, response: GetPlan.Response
                     ) -> GetPlan.Response:
         """Answer one request; no exception ever leaves this callback."""
+        with self._companions.answering():
+            return self._respond(request, response)
+
+    def _respond(self, request: GetPlan.Request, response: GetPlan.Response
+                 ) -> GetPlan.Response:
         with self._lock:  # one consistent snapshot for the whole request
             target, timeout_s = self._target_frame, self._tf_timeout_s
             proposer, config = self._proposer, self._config
+            self._sequence += 1
+            sequence = self._sequence
+        header = msgs.header_msg(target, self.get_clock().now().to_msg())
+        response.plan.header = header
         names = list(proposer.robot.joint_names)
-        stamp = self.get_clock().now().to_msg()
-        response.plan.header.frame_id = target
-        response.plan.header.stamp = stamp
-        notes: list[str] = []
         try:
-            answer = self._answer(request, target, timeout_s, proposer, config, notes)
+            answer = self._answer(request, target, timeout_s, proposer, config)
         except Exception as exc:  # a bug, not a bad request: still answer
-            reason = " ".join(f"internal error: {type(exc).__name__}: {exc}".split())
-            self.get_logger().error(reason)
-            answer = failure_response(reason, names, sampler=proposer.sampler_name)
+            answer = failure_answer(f'internal error: {type(exc).__name__}: {exc}', names,
+                                    sampler=proposer.sampler_name)
         if not answer.joint_names:
             answer.joint_names = names
         try:
-            for pose in answer.poses:
-                ps = PoseStamped()
-                ps.header.frame_id = target
-                ps.header.stamp = stamp
-                ps.pose.position.x, ps.pose.position.y, ps.pose.position.z = pose.position
-                o = ps.pose.orientation
-                o.x, o.y, o.z, o.w = pose.orientation
-                response.plan.poses.append(ps)
-            report = dict(answer.report)
-            report["header"] = {"frame_id": target,
-                                "stamp": {"sec": stamp.sec, "nanosec": stamp.nanosec}}
-            report["target_frame"] = target
-            report["goal_frame"] = request.goal.header.frame_id
-            report["tolerance"] = float(request.tolerance)  # unused (documented)
-            report["notes"] = notes
-            self._publish(answer, report, response.plan.header)
-            if answer.ok:
-                self.get_logger().info(
-                    f"{len(answer.poses)} stances for the grasp in '{target}' "
-                    f"(best score {answer.report['candidates'][0]['score']:.3f})")
-            else:
-                self.get_logger().warning(f"no stance: {answer.reason}")
+            response.plan.poses = [msgs.plan_pose_stamped(p, header)
+                                   for p in plan_poses(answer.result)]
         except Exception as exc:
             response.plan.poses = []
-            self.get_logger().error(f"cannot answer: {type(exc).__name__}: {exc}")
+            answer = failure_answer(f'internal error: {type(exc).__name__}: {exc}', names,
+                                    answer.request, proposer.sampler_name, answer.notes)
+        context = ReportContext(target, msgs.stamp_of(header), request.goal.header.frame_id,
+                                float(request.tolerance), sequence)
+        self._companions.submit(CompanionJob(answer, header, context, proposer.robot))
         return response
 
     def _answer(self, request: GetPlan.Request, target: str, timeout_s: float,
-                proposer: StanceProposer, config: StanceConfig, notes: list[str]
-                ) -> StanceResponse:
+                proposer: StanceProposer, config: StanceConfig) -> StanceAnswer:
         """Check the raw request, transform it into ``target`` and run the core."""
         names = list(proposer.robot.joint_names)
         sampler = proposer.sampler_name
-        raw = _pose_input(request.goal)
-        raw_request = {"frame_id": raw.frame_id, "position": list(raw.position),
-                       "orientation": list(raw.orientation)}
+        raw = msgs.pose_input(request.goal)
+        raw_request = pose_request(raw)
         goal_frame = normalize_frame_id(raw.frame_id)
         if not goal_frame:
-            reason = ("bad request: goal.header.frame_id is empty; set it to the frame of the "
+            reason = ('bad request: goal.header.frame_id is empty; set it to the frame of the '
                       f"grasp pose (e.g. '{target}')")
-            return failure_response(reason, names, raw_request, sampler)
+            return failure_answer(reason, names, raw_request, sampler)
         try:  # before any TF call: tf2 normalizes quaternions and chokes on NaN
             check_raw_goal(raw.position, raw.orientation, config.proposal.quaternion_tolerance)
-            start_raw = _pose_input(request.start)
+            start_raw = msgs.pose_input(request.start)
             check_raw_start(start_raw.frame_id, start_raw.position, start_raw.orientation)
         except ReachabilityError as exc:
-            return failure_response(f"bad request: {exc}", names, raw_request, sampler)
+            return failure_answer(f'bad request: {exc}', names, raw_request, sampler)
+        notes: list[str] = []
         try:
-            goal, latest = self._transform_to_target(request.goal, target, timeout_s, "goal",
+            goal, latest = self._transform_to_target(request.goal, target, timeout_s, 'goal',
                                                      notes)
         except Exception as exc:  # TransformException, or e.g. LinAlgError inside tf2
             reason = transform_failure_reason(goal_frame, target, timeout_s, exc)
-            return failure_response(reason, names, raw_request, sampler)
-        start = None
+            return failure_answer(reason, names, raw_request, sampler, notes)
+        start = start_request = None
         if normalize_frame_id(request.start.header.frame_id):
             try:
-                start, _ = self._transform_to_target(request.start, target, timeout_s, "start",
-                                                     notes)
+                start_pose, _ = self._transform_to_target(request.start, target, timeout_s,
+                                                          'start', notes)
+                start, start_request = msgs.base_pose(start_pose), pose_request(start_pose)
             except Exception as exc:
-                notes.append(f"start pose ignored (no travel term): cannot transform it from "
-                             f"'{request.start.header.frame_id}' to '{target}': "
-                             f"{type(exc).__name__}: {exc}")
+                notes.append(' '.join(
+                    f'start pose ignored (no travel term): cannot transform it from '
+                    f"'{request.start.header.frame_id}' to '{target}': "
+                    f'{type(exc).__name__}: {exc}'.split()))
         rng = np.random.default_rng(config.proposal.seed)
-        answer = propose_response(proposer, goal, start, rng, lock=self._compute_lock)
-        answer.report["goal_tf_latest"] = latest
-        answer.report["start"] = None if start is None else {
-            "position": list(start.position), "orientation": list(start.orientation),
-            "frame_id": start.frame_id}
+        answer = answer_request(proposer, goal, start, rng, lock=self._compute_lock)
+        answer.notes = notes + answer.notes
+        answer.goal_tf_latest = latest
+        answer.start_request = start_request
         return answer
 
-    def _publish(self, answer: StanceResponse, report: dict, header: Any) -> None:
-        """Publish the latched candidates, markers and report of one answer."""
-        traj = JointTrajectory()
-        traj.header = header
-        traj.joint_names = list(answer.joint_names)
-        for q in answer.positions:
-            pt = JointTrajectoryPoint()
-            pt.positions = [float(v) for v in q]
-            traj.points.append(pt)
+    # ------------------------------------------------------------------ companions
+    def _companion_steps(self, job: CompanionJob) -> Iterator[None]:
+        """Build and publish one answer's companions; each ``yield`` lets a request go first."""
+        answer, header = job.answer, job.header
+        names, rows = trajectory_layout(answer)
+        trajectory = msgs.trajectory_msg(names, rows, header)
+        yield
+        frustum, robot = None, None
+        if answer.ok and answer.result is not None:
+            best_q = np.asarray(answer.result.candidates[0].q, dtype=float)
+            with self._compute_lock:  # the robot's FK is shared with the pipeline
+                frustum = frustum_segments(job.robot, best_q)
+            robot = job.robot
+        specs = marker_specs(answer.result, frustum=frustum, robot=robot)
+        yield
         markers = MarkerArray()
-        specs = marker_specs(answer.result, frustum=answer.frustum)
         for spec in specs:
-            markers.markers.append(_marker_msg(spec, header))
-        text = String()
-        text.data = json.dumps(json_safe(report), allow_nan=False)
-        with self._publish_lock:  # one request's three messages go out together
-            self._pub_candidates.publish(traj)
-            self._pub_markers.publish(markers)
-            self._pub_report.publish(text)
+            points = spec['points']
+            marker = msgs.marker_msg(dict(spec, points=[]), header)
+            copied = []
+            for i in range(0, len(points), POINT_CHUNK):
+                copied += msgs.point_msgs(points[i:i + POINT_CHUNK])
+                yield
+            marker.points = copied
+            markers.markers.append(marker)
+        report = msgs.report_msg(build_report(answer, job.context))
+        yield
+        self._pub_candidates.publish(trajectory)
+        self._pub_markers.publish(markers)
+        self._pub_report.publish(report)
+        if answer.ok:
+            best = answer.result.candidates[0]
+            self.get_logger().info(
+                f'{len(answer.result.candidates)} stances for the grasp in '
+                f"'{job.context.target_frame}' (best score {float(best.score):.3f})")
+        elif answer.reason.startswith('internal error'):
+            self.get_logger().error(answer.reason)
+        else:
+            self.get_logger().warning(f'no stance: {answer.reason}')
+
+    def _companion_error(self, exc: BaseException) -> None:
+        self.get_logger().error(
+            ' '.join(f'cannot publish the companion topics: {type(exc).__name__}: {exc}'.split()))
 
 
-def _marker_msg(spec: dict, header: Any) -> Marker:
-    """Copy a plain marker spec (:mod:`.markers`) into a ``visualization_msgs/Marker``."""
-    m = Marker()
-    m.header = header
-    m.ns = spec["ns"]
-    m.id = int(spec["id"])
-    m.type = int(spec["type"])
-    m.action = int(spec["action"])
-    m.pose.position.x, m.pose.position.y, m.pose.position.z = spec["position"]
-    o = m.pose.orientation
-    o.x, o.y, o.z, o.w = spec["orientation"]
-    m.scale.x, m.scale.y, m.scale.z = spec["scale"]
-    m.color = ColorRGBA(r=float(spec["color"][0]), g=float(spec["color"][1]),
-                        b=float(spec["color"][2]), a=float(spec["color"][3]))
-    m.points = [Point(x=float(x), y=float(y), z=float(z)) for x, y, z in spec["points"]]
-    m.colors = [ColorRGBA(r=float(r), g=float(g), b=float(b), a=float(a))
-                for r, g, b, a in spec["colors"]]
-    m.text = spec["text"]
-    return m
+def _shut_down(node: StanceServer | None, executor: SingleThreadedExecutor | None,
+               code: int) -> None:
+    """Stop the executor, the threads and the node, each under a deadline; exit if one hangs."""
+    if executor is not None and not run_with_deadline(
+            lambda: executor.shutdown(timeout_sec=EXECUTOR_SHUTDOWN_S),
+            EXECUTOR_SHUTDOWN_S + 0.1, 'executor_shutdown'):
+        exit_now(code)
+    if node is not None and not node.close(THREAD_STOP_S):
+        exit_now(code)
+    if node is not None and not run_with_deadline(node.destroy_node, THREAD_STOP_S):
+        exit_now(code)
+    if not run_with_deadline(rclpy.try_shutdown, THREAD_STOP_S):
+        exit_now(code)
 
 
 def main(args: list[str] | None = None) -> int:
-    """Run the stance server until SIGINT; return the process exit code.
+    """Run the stance server until SIGINT or SIGTERM; return the process exit code.
 
-    A start-up failure (bad configuration, a model that does not match the robot)
-    is logged as one FATAL line and gives exit code 1, without a traceback.
+    Exit codes: 0 after SIGINT or SIGTERM; 1 when it cannot start (a bad
+    configuration, an unknown parameter, a model that does not match the robot),
+    logged as one FATAL line, without a traceback.
     """
-    rclpy.init(args=args)
-    node = None
-    executor = None
+    stop = ShutdownRequest(raise_on_signal=True)
+    stop.install()
+    node: StanceServer | None = None
+    executor: SingleThreadedExecutor | None = None
+    code = 0
     try:
-        executor = MultiThreadedExecutor(num_threads=4)
-        node = StanceServer()
-        try:
-            node.start()
-        except Exception as exc:
-            node.get_logger().fatal(f"cannot start: {_startup_message(exc)}")
-            return 1
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+        node = StanceServer(stop=stop)
+        node.start()
+        executor = SingleThreadedExecutor()
         executor.add_node(node)
-        node.log_ready()
-        executor.spin()
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
+        stop.set_polling()
+        if not stop.is_set():
+            node.log_ready()
+        while not stop.is_set() and rclpy.ok():
+            try:
+                executor.spin_once(timeout_sec=SPIN_PERIOD_S)
+            except (KeyboardInterrupt, ExternalShutdownException):
+                raise
+            except Exception as exc:  # a callback's bug must not end the server
+                node.get_logger().error(startup_message(exc))
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception as exc:  # start-up: bad arguments, configuration, model
+        code = 1
+        logger = node.get_logger() if node is not None else get_logger(NODE_NAME)
+        logger.fatal(f'cannot start: {startup_message(exc)}')
     finally:
-        if executor is not None:
-            executor.shutdown()
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return 0
+        stop.set_polling()
+        stop.second_exit_code = code
+        stop.request()  # from here on, a second signal exits at once
+        _shut_down(node, executor, code)
+    if lingering_threads():
+        exit_now(code)
+    return code
 
 
-if __name__ == "__main__":
+if __name__ == '__main__':
     raise SystemExit(main())

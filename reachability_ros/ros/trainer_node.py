@@ -1,4 +1,4 @@
-"""The ``trainer`` node: train, evaluate and export a stance sampler, then exit.
+r"""The ``trainer`` node: train, evaluate and export a stance sampler, then exit.
 
 Usage::
 
@@ -6,115 +6,177 @@ Usage::
         -p config:=config/train_tiny.yaml -p output_dir:=runs/tiny \\
         [-p overrides:="['train.max_epochs=2']"]
 
-It calls the same function as the trainer CLI
-(``reachability_ros.training.train.train_from_config``) with a logger that writes
-to the node's logger; the ONNX model lands in ``output_dir/model.onnx``.
-Exit code 0 on success, 1 on a bad configuration (one FATAL line, no traceback).
+Parameters (read-only, visible with ``ros2 param list /trainer`` and answered
+while it trains): ``config`` (training YAML; relative paths resolve against the
+working directory, then the package share), ``output_dir`` (empty:
+``runs/<config name>``) and ``overrides`` (``key=value`` strings).
+
+It checks everything before training (the config file, every override against
+the config's keys and types, that ``output_dir`` can be created), then trains
+on a worker thread with the same function as the trainer CLI
+(``reachability_ros.training.train.train_from_config``) while the main thread
+spins. Each epoch is logged and published on ``~/progress``
+(``std_msgs/String``, JSON ``{epoch, max_epochs, loss, val_nll, elapsed_s}``,
+latched: depth 1, transient local, reliable). The ONNX model lands in
+``output_dir/model.onnx``.
+
+Exit codes: 0 trained and exported; 1 a bad configuration (broken YAML, an
+unknown or malformed override, an unknown parameter, an ``output_dir`` that
+cannot be created, ``train.device=cuda`` without CUDA, no torch) or a failed
+training, one FATAL line and no traceback; 130 after SIGINT and 143 after
+SIGTERM, within a second, the best checkpoint so far kept and the log line
+saying how to export it.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from typing import Any, Mapping
 
-import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException
+import rclpy
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
+from std_msgs.msg import String
 
-from reachability_ros import config_io
-from reachability_ros.core.errors import ConfigError, ReachabilityError
+from .lifecycle import (exit_now, interrupted_exit_code, lingering_threads, run_with_deadline,
+                        ShutdownRequest, SPIN_PERIOD_S)
+from .parameters import plain_parameter_value, unknown_parameters, unknown_parameters_message
+from .trainer_run import (check_trainer_parameters, EXIT_BAD_CONFIG, EXIT_OK,
+                          failure_message, interrupted_message, progress_json, progress_line,
+                          STOP_GRACE_S, TrainerJob, TrainingThread)
 
-from .conversions import plain_parameter_value
+NODE_NAME = 'trainer'
+PROGRESS_TOPIC = '~/progress'
+PARAMETERS = ('config', 'output_dir', 'overrides')
 
-NODE_NAME = "trainer"
+
+def latched_qos() -> QoSProfile:
+    """Return the QoS of ``~/progress``: depth 1, transient local, reliable."""
+    return QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                      reliability=ReliabilityPolicy.RELIABLE)
 
 
 class TrainerNode(Node):
-    """Holds the trainer's parameters and logger; :meth:`run` does the work."""
+    """Holds the trainer's parameters, logger and progress publisher."""
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
-        self.declare_parameter("config", "", ParameterDescriptor(
-            description="training config (config/train_*.yaml); relative paths resolve "
-                        "against the working directory, then the package share directory",
+        self.declare_parameter('config', '', ParameterDescriptor(
+            description='training config (config/train_*.yaml); relative paths resolve '
+                        'against the working directory, then the package share directory',
             read_only=True))
-        self.declare_parameter("output_dir", "", ParameterDescriptor(
-            description="output folder (checkpoint, metrics, plots, model.onnx); empty = "
-                        "runs/<config name>", read_only=True))
-        self.declare_parameter("overrides", Parameter.Type.STRING_ARRAY, ParameterDescriptor(
+        self.declare_parameter('output_dir', '', ParameterDescriptor(
+            description='output folder (checkpoint, metrics, plots, model.onnx); empty = '
+                        'runs/<config name>', read_only=True))
+        self.declare_parameter('overrides', Parameter.Type.STRING_ARRAY, ParameterDescriptor(
             description="config overrides as key=value strings, e.g. ['train.max_epochs=2']",
             read_only=True))
+        self._progress_pub = self.create_publisher(String, PROGRESS_TOPIC, latched_qos())
 
-    def _overrides(self) -> dict:
-        try:
-            items = plain_parameter_value(self.get_parameter("overrides").value) or []
-        except Exception:  # declared by type only and not set
-            items = []
-        return config_io.parse_overrides(items)
-
-    def run(self) -> dict:
-        """Train from the parameters; return the trainer's summary.
+    def check(self) -> TrainerJob:
+        """Refuse unknown parameters and a bad configuration; return the checked job.
 
         Raises:
-            ConfigError: no or a bad config, bad overrides.
-            ImportError: torch is not installed.
+            ConfigError: an unknown parameter, no or a bad config, bad overrides,
+                an output folder that cannot be created.
+            ImportError: the training package cannot be imported (no torch).
         """
-        config = str(self.get_parameter("config").value).strip()
-        if not config:
-            raise ConfigError("set the training config: --ros-args -p config:=config/"
-                              "train_tiny.yaml -p output_dir:=runs/tiny")
-        path = config_io.resolve_data_path(config)
-        if not Path(path).is_file():
-            raise ConfigError(f"training config {config!r} not found (looked at {path})")
-        out = str(self.get_parameter("output_dir").value).strip() or str(
-            Path("runs") / Path(config).stem)
-        overrides = self._overrides()
-        from reachability_ros.training.train import train_from_config
-
-        logger = self.get_logger()
-        logger.info(f"training from {path} into {out}"
-                    + (f" with overrides {overrides}" if overrides else ""))
-        return train_from_config(str(path), out, overrides or None,
-                                 log=lambda msg: logger.info(str(msg)))
-
-
-def main(args: list[str] | None = None) -> int:
-    """Run the trainer once and exit; return the process exit code."""
-    rclpy.init(args=args)
-    node = None
-    try:
+        given = list(getattr(self, '_parameter_overrides', None) or {})
+        declared = list(PARAMETERS) + [n for n in given if self.has_parameter(n)]
+        unknown = unknown_parameters(given, declared)
+        if unknown:
+            from reachability_ros.core.errors import ConfigError
+            raise ConfigError(unknown_parameters_message(NODE_NAME, unknown, declared))
         try:
-            node = TrainerNode()
-        except Exception as exc:  # a parameter of the wrong type, e.g. config:=3
-            _fatal(None, f"{type(exc).__name__}: {exc}")
-            return 1
-        summary = node.run()
-        brief = {k: v for k, v in summary.items() if k != "metrics"}
-        node.get_logger().info("done: " + json.dumps(brief, default=str))
-        return 0
-    except (ReachabilityError, FileNotFoundError) as exc:
-        _fatal(node, f"{type(exc).__name__}: {exc}")
-        return 1
-    except ImportError as exc:
-        _fatal(node, f"the trainer needs torch (pip install torch==2.13.0 onnx tqdm): {exc}")
-        return 1
-    except (KeyboardInterrupt, ExternalShutdownException):
-        _fatal(node, "interrupted")
-        return 130
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+            items = plain_parameter_value(self.get_parameter('overrides').value) or []
+        except Exception:  # declared by type only and not set
+            items = []
+        return check_trainer_parameters(self.get_parameter('config').value,
+                                        self.get_parameter('output_dir').value, items)
+
+    def publish_progress(self, progress: Mapping[str, Any]) -> None:
+        """Log one epoch and publish it on ``~/progress`` (called from the training thread)."""
+        self.get_logger().info(progress_line(progress))
+        self._progress_pub.publish(String(data=progress_json(progress)))
 
 
 def _fatal(node: Node | None, message: str) -> None:
     logger = node.get_logger() if node is not None else get_logger(NODE_NAME)
-    logger.fatal(" ".join(message.split()))
+    logger.fatal(' '.join(str(message).split()))
 
 
-if __name__ == "__main__":
+def _train(node: TrainerNode, run: TrainingThread, job: TrainerJob, stop: ShutdownRequest,
+           executor: SingleThreadedExecutor) -> int:
+    """Train on the worker thread while spinning; return the exit code."""
+    logger = node.get_logger()
+    logger.info(f'training from {job.config_path} into {job.out_dir}'
+                + (f' with overrides {job.overrides}' if job.overrides else ''))
+    run.start()
+    while not run.done and not stop.is_set() and rclpy.ok():
+        executor.spin_once(timeout_sec=SPIN_PERIOD_S)
+    if not run.done:  # interrupted: give the training a moment to write its checkpoint
+        run.wait(STOP_GRACE_S)
+        summary = run.summary if run.done and run.error is None else None
+        logger.warning(interrupted_message(job.out_dir, summary))
+        return interrupted_exit_code(stop.signum)
+    if run.error is not None:
+        _fatal(node, failure_message(run.error))
+        return EXIT_BAD_CONFIG
+    summary = run.summary or {}
+    if summary.get('interrupted'):
+        logger.warning(interrupted_message(job.out_dir, summary))
+        return interrupted_exit_code(stop.signum)
+    brief = {k: v for k, v in summary.items() if k != 'metrics'}
+    logger.info('done: ' + json.dumps(brief, default=str))
+    return EXIT_OK
+
+
+def main(args: list[str] | None = None) -> int:
+    """Check the parameters, train once and exit; return the process exit code."""
+    stop = ShutdownRequest(raise_on_signal=True)
+    stop.install()
+    node: TrainerNode | None = None
+    executor: SingleThreadedExecutor | None = None
+    run: TrainingThread | None = None
+    code = EXIT_OK
+    try:
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+        node = TrainerNode()
+        job = node.check()
+        from reachability_ros.training.train import train_from_config
+        logger = node.get_logger()
+        run = TrainingThread(train_from_config, job, log=lambda msg: logger.info(str(msg)),
+                             progress=node.publish_progress, should_stop=stop.is_set)
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        stop.set_polling()
+        code = _train(node, run, job, stop, executor)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        code = interrupted_exit_code(stop.signum)
+    except Exception as exc:  # parameters of the wrong type, a bad config, no torch
+        code = EXIT_BAD_CONFIG
+        _fatal(node, failure_message(exc, started=False))
+    finally:
+        stop.set_polling()
+        stop.second_exit_code = code
+        stop.request()  # from here on, a second signal exits at once
+        if executor is not None and not run_with_deadline(
+                lambda: executor.shutdown(timeout_sec=0.2), 0.3, 'executor_shutdown'):
+            exit_now(code)
+        if node is not None and not run_with_deadline(node.destroy_node, 0.2):
+            exit_now(code)
+        if not run_with_deadline(rclpy.try_shutdown, 0.2):
+            exit_now(code)
+    if lingering_threads() or (run is not None and run.started and not run.done):
+        exit_now(code)  # never finalize the interpreter under a running torch thread
+    return code
+
+
+if __name__ == '__main__':
     raise SystemExit(main())

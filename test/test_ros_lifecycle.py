@@ -1,0 +1,244 @@
+"""Signals, bounded waits and exit codes of the nodes (plain logic, no ROS).
+
+The subprocess tests run a stand-in for a node's ``main()`` built from the same
+helpers (start-up, a polling spin loop, a thread pool like the executor's, a
+companion worker, bounded clean-up) and interrupt it at different moments: it
+must exit within a second with the expected code and no traceback. The real
+nodes get the same treatment where ROS is installed (``test_ros_shutdown.py``).
+"""
+
+import os
+from pathlib import Path
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from reachability_ros.ros import lifecycle
+
+REPO = Path(__file__).resolve().parents[1]
+
+NODE_STAND_IN = r"""
+import concurrent.futures, sys, time
+from reachability_ros.ros.companions import CompanionPublisher
+from reachability_ros.ros.lifecycle import (
+    exit_now, lingering_threads, run_with_deadline, ShutdownRequest, SPIN_PERIOD_S)
+
+startup_s = float(sys.argv[1])
+stop = ShutdownRequest(raise_on_signal=True)
+stop.install()
+pool = companions = None
+code = 0
+try:
+    print('starting', flush=True)
+    time.sleep(startup_s)                       # loading the model
+    pool = concurrent.futures.ThreadPoolExecutor(2)   # non-daemon workers, as rclpy's
+    companions = CompanionPublisher(lambda job: iter(range(3)), settle_s=0.0)
+    stop.set_polling()
+    print('ready', flush=True)
+    n = 0
+    while not stop.is_set():
+        n += 1
+        with companions.answering():            # a request: work in the pool
+            pool.submit(sum, range(20000)).result()
+            companions.submit(n)
+        stop.wait(SPIN_PERIOD_S / 10)            # stands in for spin_once(timeout)
+        if n == 3:
+            print('working', flush=True)
+except KeyboardInterrupt:
+    pass
+finally:
+    stop.set_polling()
+    stop.second_exit_code = code
+    stop.request()
+    if pool is not None and not run_with_deadline(lambda: pool.shutdown(wait=True), 0.3):
+        exit_now(code)
+    if companions is not None and not companions.close(0.2):
+        exit_now(code)
+print('bye', flush=True)
+if lingering_threads():
+    exit_now(code)
+sys.exit(code)
+"""
+
+
+def start(startup_s=0.0):
+    return subprocess.Popen([sys.executable, '-c', NODE_STAND_IN, str(startup_s)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(REPO)))
+
+
+def read_until(proc, word, timeout_s=10.0):
+    lines = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if word in line:
+            return lines
+    raise AssertionError(f'no {word!r} line: {"".join(lines)}')
+
+
+def interrupt_and_time(proc, signum):
+    t0 = time.monotonic()
+    proc.send_signal(signum)
+    try:
+        rest, _ = proc.communicate(timeout=5.0)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError('did not exit within 5 s')
+    return time.monotonic() - t0, rest
+
+
+# moment, signal: 20 runs in all
+MOMENTS = [('startup', signal.SIGINT), ('startup', signal.SIGTERM),
+           ('ready', signal.SIGINT), ('ready', signal.SIGTERM)] * 3 + \
+          [('working', signal.SIGINT), ('working', signal.SIGTERM)] * 4
+
+
+@pytest.mark.parametrize('moment, signum', MOMENTS)
+def test_the_stand_in_exits_within_a_second_of_a_signal(moment, signum):
+    proc = start(startup_s=5.0 if moment == 'startup' else 0.0)
+    read_until(proc, 'starting' if moment == 'startup' else moment)
+    elapsed, rest = interrupt_and_time(proc, signum)
+    assert elapsed < 1.0, rest
+    assert proc.returncode == 0, rest
+    assert 'Traceback' not in rest and 'bye' in rest
+
+
+def test_a_second_signal_ends_a_stuck_clean_up_at_once():
+    code = (
+        'import sys, time\n'
+        'from reachability_ros.ros.lifecycle import ShutdownRequest\n'
+        'stop = ShutdownRequest(raise_on_signal=False)\n'
+        'stop.install()\n'
+        'stop.second_exit_code = 3\n'
+        "print('ready', flush=True)\n"
+        'while not stop.is_set():\n'
+        '    time.sleep(0.01)\n'
+        "print('cleaning', flush=True)\n"
+        'time.sleep(30)\n')
+    proc = subprocess.Popen([sys.executable, '-c', code], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(REPO)))
+    read_until(proc, 'ready')
+    proc.send_signal(signal.SIGINT)
+    read_until(proc, 'cleaning')
+    proc.send_signal(signal.SIGINT)  # the same Ctrl-C delivered twice: ignored
+    time.sleep(lifecycle.DUPLICATE_WINDOW_S + 0.2)
+    assert proc.poll() is None
+    elapsed, rest = interrupt_and_time(proc, signal.SIGTERM)
+    assert elapsed < 1.0 and proc.returncode == 3 and 'Traceback' not in rest
+
+
+def test_shutdown_request_records_the_first_signal_and_restores_handlers():
+    stop = lifecycle.ShutdownRequest(raise_on_signal=False, on_second_signal=lambda c: None)
+    before = signal.getsignal(signal.SIGTERM)
+    stop.install([signal.SIGTERM])
+    try:
+        assert not stop.is_set()
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.wait(1.0) and stop.signum == signal.SIGTERM
+    finally:
+        stop.restore()
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_in_start_up_mode_a_signal_raises_keyboard_interrupt():
+    stop = lifecycle.ShutdownRequest(raise_on_signal=True)
+    stop.install([signal.SIGUSR1])
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGUSR1)
+            time.sleep(1.0)
+        assert stop.is_set() and stop.signum == signal.SIGUSR1
+    finally:
+        stop.restore()
+
+
+def test_a_second_signal_calls_the_exit_with_the_code():
+    exits = []
+    stop = lifecycle.ShutdownRequest(raise_on_signal=False, on_second_signal=exits.append)
+    stop.second_exit_code = 7
+    stop.install([signal.SIGUSR1])
+    try:
+        os.kill(os.getpid(), signal.SIGUSR1)
+        assert stop.wait(1.0) and exits == []
+        os.kill(os.getpid(), signal.SIGUSR1)  # within the duplicate window: ignored
+        time.sleep(0.05)
+        assert exits == []
+        time.sleep(lifecycle.DUPLICATE_WINDOW_S)
+        os.kill(os.getpid(), signal.SIGUSR1)
+        deadline = time.monotonic() + 1.0
+        while not exits and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert exits == [7]
+    finally:
+        stop.restore()
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, dt):
+        self.now += dt
+
+
+def test_poll_until_returns_when_done():
+    clock, calls = FakeClock(), []
+
+    def done():
+        calls.append(clock.now)
+        return clock.now >= 0.05
+    assert lifecycle.poll_until(done, 1.0, lambda: False, 0.01, clock.sleep, clock)
+    assert calls[-1] == pytest.approx(0.05) and len(calls) == 6
+
+
+def test_poll_until_gives_up_at_the_timeout_and_on_stop():
+    clock = FakeClock()
+    assert not lifecycle.poll_until(lambda: False, 0.1, lambda: False, 0.03, clock.sleep, clock)
+    assert clock.now == pytest.approx(0.1)
+    clock = FakeClock()
+    assert not lifecycle.poll_until(lambda: False, 10.0, lambda: clock.now >= 0.2, 0.01,
+                                    clock.sleep, clock)
+    assert clock.now == pytest.approx(0.2)
+    clock = FakeClock()
+    assert not lifecycle.poll_until(lambda: False, 0.0, lambda: False, 0.01, clock.sleep, clock)
+    assert clock.now == 0.0  # timeout 0: one check, no sleep
+
+
+def test_run_with_deadline():
+    assert lifecycle.run_with_deadline(lambda: None, 1.0)
+    assert lifecycle.run_with_deadline(lambda: 1 / 0, 1.0)  # raising is finishing
+    t0 = time.monotonic()
+    assert not lifecycle.run_with_deadline(lambda: time.sleep(5.0), 0.1)
+    assert time.monotonic() - t0 < 0.5
+
+
+def test_lingering_threads_are_the_live_non_daemon_ones():
+    release = threading.Event()
+    t = threading.Thread(target=release.wait)
+    d = threading.Thread(target=release.wait, daemon=True)
+    t.start()
+    d.start()
+    try:
+        lingering = lifecycle.lingering_threads()
+        assert t in lingering and d not in lingering
+    finally:
+        release.set()
+        t.join()
+    assert t not in lifecycle.lingering_threads()
+
+
+def test_interrupted_exit_codes_are_the_shells():
+    assert lifecycle.interrupted_exit_code(signal.SIGINT) == 130
+    assert lifecycle.interrupted_exit_code(signal.SIGTERM) == 143
+    assert lifecycle.interrupted_exit_code(None) == 130
