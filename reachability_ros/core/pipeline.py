@@ -29,7 +29,7 @@ from .config import ProposalConfig, StanceConfig
 from .errors import ConfigError, DescriptionError, InvalidRequest
 from .outcomes import CODE, LABELS, LABELS_ARRAY, OUTCOMES
 from .paths import resolve_data_path
-from .geometry import grasp_in_base_frames, rotation_angle
+from .geometry import grasp_in_base_frames, quat_to_matrix, rotation_angle, wrap_angle
 from .ranking import (diverse_top_k, linear_robustness, nonlinear_robustness, perturbations,
                       robustness_term, score_terms)
 from .refine import refine
@@ -76,13 +76,11 @@ def validate_grasp(grasp: Grasp, cfg: ProposalConfig) -> np.ndarray:
         raise InvalidRequest(
             f"grasp height z = {p[2]:.4g} m is outside [{cfg.min_height_m}, {cfg.max_height_m}] m "
             "above the floor of the target frame (is the grasp in the right frame?)")
-    # one pose: plain floats (the same formula as geometry.quat_to_matrix)
-    x, y, z, w = (float(v) / norm for v in q)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y), float(p[0])],
-        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x), float(p[1])],
-        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y), float(p[2])],
-        [0.0, 0.0, 0.0, 1.0]])
+    T = np.empty((4, 4))
+    T[:3, :3] = quat_to_matrix(q)
+    T[:3, 3] = p
+    T[3] = (0.0, 0.0, 0.0, 1.0)
+    return T
 
 
 def _failure_reason(funnel: dict, n: int) -> str:
@@ -247,7 +245,7 @@ class StanceProposer:
                                      pc.refine_orientation_tol_deg))
                     qr[todo] = res.q
                 ok = np.all(np.isfinite(qr), axis=1)
-                qr[:, 2] = np.angle(np.exp(1j * qr[:, 2]))  # base yaw back into (-pi, pi]
+                qr[:, 2] = wrap_angle(qr[:, 2])  # base yaw back into [-pi, pi)
                 q[idx] = qr
                 outcome[idx[~ok]] = CODE["refine_failed"]
                 alive[idx[~ok]] = False

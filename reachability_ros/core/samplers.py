@@ -23,6 +23,7 @@ from typing import Protocol
 import numpy as np
 
 from .canonical import StanceCodec, condition_features
+from .geometry import wrap_angle
 from .robot import WholeBodyModel
 
 
@@ -89,7 +90,7 @@ class RejectionSampler:
         q = np.empty((n, self.robot.nq))
         q[:, 0] = g[0] + r * np.cos(phi)
         q[:, 1] = g[1] + r * np.sin(phi)
-        q[:, 2] = np.angle(np.exp(1j * (phi + np.pi + self.heading_sigma * rng.standard_normal(n))))
+        q[:, 2] = wrap_angle(phi + np.pi + self.heading_sigma * rng.standard_normal(n))
         q[:, 3:] = self.arm_seeds[rng.integers(0, len(self.arm_seeds), n)]
         return Proposals(q, np.ones(n, dtype=bool), exact=False)
 
