@@ -38,6 +38,11 @@ form of the nearest exact structure followed by Newton steps on the model's
 own forward kinematics, with pan and lift held fixed, so that the result is
 exact for the model as it is.
 
+Size: the solver is one class of about 550 lines (structure check, roll
+equation, closed form, Newton polish, coordinates, grid) whose steps share
+some twenty constants read from the model; split across modules they would
+have to be passed around or read back from private fields.
+
 Branches (``n_branches = 4``): ``branch = 2 * roll_branch + elbow_branch``.
 
 * ``roll_branch`` 0 / 1: the wrist-roll solution ``gamma + delta`` /
@@ -154,7 +159,7 @@ class StanceManifold:
                 f"tool frame {robot.config.tool_frame!r} must be carried by the wrist-roll "
                 f"joint {names[-1]!r}; it is on joint {m.names[j_tool]!r}")
         oMi = robot.joint_transforms(np.zeros((1, robot.nq)))[0]
-        axes = {j: oMi[j, :3, :3] @ robot._axes[j] for j in range(2, 7)}
+        axes = {j: oMi[j, :3, :3] @ robot.chain.axes[j] for j in range(2, 7)}
         z = np.array([0.0, 0.0, 1.0])
         dev = {
             "pan axis to vertical": _angle_between_lines(axes[2], z),
@@ -195,7 +200,7 @@ class StanceManifold:
         self._sig = np.array([float(np.sign(in_a(axes[j]) @ np.array([0, 1.0, 0])))
                               for j in (3, 4, 5)])
         M6 = R_A0.T @ oMi[6, :3, :3]
-        a6 = _unit(np.asarray(robot._axes[6], dtype=float))
+        a6 = _unit(np.asarray(robot.chain.axes[6], dtype=float))
         self._a6 = a6
         # roll equation: z . R_W R6(-roll) m = 0 with m = M6^T e_y
         mvec = M6.T @ np.array([0.0, 1.0, 0.0])
@@ -458,7 +463,7 @@ class StanceManifold:
             :meth:`solve` at these coordinates returns ``q`` when ``q`` reaches
             the grasp exactly.
         """
-        q = self.robot._check_q(q)
+        q = self.robot.check_q(q)
         M = q.shape[0]
         if T_world_grasp is None:
             T = self.robot.fk(q, [self.robot.config.tool_frame])[self.robot.config.tool_frame]

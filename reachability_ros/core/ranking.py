@@ -150,10 +150,11 @@ def nonlinear_robustness(robot: WholeBodyModel, visibility: Visibility, q: np.nd
     j_t = robot.frame_placement(tool)[0]
     lo, hi = robot.lower[3:, None], robot.upper[3:, None]
     n_arm = robot.nq - 3
+    chain_model = robot.chain
 
     def evaluate(qa, jacobian=True):
         """Chain, tool position, weighted residual and Jacobian at arm joints ``(n_arm, n)``."""
-        X = robot._arm_chain(np.cos(qa), np.sin(qa))  # base frame
+        X = chain_model.poses(np.cos(qa), np.sin(qa))  # base frame
         p, R = robot.frame_in_chain(X, tool)
         e = np.empty((6, qa.shape[1]))
         e[:3] = pg - p
@@ -161,7 +162,7 @@ def nonlinear_robustness(robot: WholeBodyModel, visibility: Visibility, q: np.nd
         if not jacobian:  # after the last step
             return X, p, e * w, J
         Jn = np.zeros((6, n_arm, qa.shape[1]))
-        robot._arm_jacobian_soa(X, p, j_t, Jn)
+        chain_model.jacobian_columns(X, p, j_t, Jn)
         return X, p, e * w, Jn * w[:, :, None]
 
     # start: every base error of a stance shares its arm joints, hence its chain and
@@ -170,7 +171,7 @@ def nonlinear_robustness(robot: WholeBodyModel, visibility: Visibility, q: np.nd
         chain = robot.base_chain(q)
     p0, R0 = robot.frame_in_chain(chain, tool)
     J0 = np.zeros((6, n_arm, M))
-    robot._arm_jacobian_soa(chain, p0, j_t, J0)
+    chain_model.jacobian_columns(chain, p0, j_t, J0)
     J0 *= w[:, :, None]
     X, p = np.repeat(chain, S, axis=-1), np.repeat(p0, S, axis=-1)
     e = np.empty((6, n))
