@@ -12,8 +12,6 @@ from reachability_ros.core.manifold import (
     mode_recall)
 from reachability_ros.core.robot import WholeBodyModel
 
-from conftest import REFERENCE_URDF
-
 TOOL = "gripper_frame_link"
 
 
@@ -180,9 +178,8 @@ def test_invalid_inputs(manifold):
 
 
 # ------------------------------------------------------------ reference URDF
-@pytest.mark.skipif(not REFERENCE_URDF.exists(), reason="../shared reference absent")
-def test_reference_description_is_solved_exactly():
-    ref = WholeBodyModel(RobotConfig(urdf=str(REFERENCE_URDF)))
+def test_reference_description_is_solved_exactly(reference_robot):
+    ref = reference_robot
     sm = StanceManifold(ref)
     assert 1e-7 < sm.structure_deviation_rad < 1e-5 and sm.newton_steps > 0
     rng = np.random.default_rng(5)

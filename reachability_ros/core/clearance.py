@@ -151,10 +151,11 @@ def merge_capsules(prims) -> tuple[list, list, list]:
     """Split primitives into capsules, lone spheres and plain cylinders.
 
     A cylinder and two spheres of the same link and radius whose centres sit at
-    the two ends of the cylinder's axis form one capsule.
+    the two ends of the cylinder's axis form one capsule; primitives that are
+    capsules already (fitted to meshes and boxes) follow them.
 
     Args:
-        prims: sequence of :class:`~reachability_ros.core.robot.Primitive`.
+        prims: sequence of :class:`~reachability_ros.core.collision.Primitive`.
 
     Returns:
         ``(capsules, spheres, cylinders)``: capsules as ``(joint, a, b, radius)``
@@ -184,6 +185,10 @@ def merge_capsules(prims) -> tuple[list, list, list]:
             capsules.append((p.joint, ends[0].copy(), ends[1].copy(), p.radius))
         else:
             cylinders.append(p)
+    for p in prims:
+        if p.kind == "capsule":
+            o, z = p.T_joint_prim[:3, 3], p.T_joint_prim[:3, 2]
+            capsules.append((p.joint, o - p.half_length * z, o + p.half_length * z, p.radius))
     lone = [(p.joint, p.T_joint_prim[:3, 3].copy(), p.radius)
             for p in spheres if id(p) not in used]
     return capsules, lone, cylinders

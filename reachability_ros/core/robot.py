@@ -16,12 +16,14 @@ and is held to Pinocchio within 1e-9 by the tests. Nothing is written on the
 model after construction: one model serves any number of threads (the
 Pinocchio reference calls make their own ``Data`` per call).
 
+The collision shapes become :class:`~reachability_ros.core.collision.Primitive`
+objects (spheres, cylinders, capsules; meshes and boxes as bounding capsules);
+a description whose collision geometry cannot be loaded is refused.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -29,32 +31,9 @@ import numpy as np
 import pinocchio as pin
 
 from .chain import KinematicChain
+from .collision import Primitive, load_collision_model, primitives_from_geometry
 from .config import BASE_JOINTS, RobotConfig
 from .errors import DescriptionError, InvalidRequest, UnknownFrame
-
-
-@dataclass(frozen=True)
-class Primitive:
-    """A collision primitive attached to a joint frame of the reduced model.
-
-    Attributes:
-        name: geometry object name (``<link>_<k>``).
-        link: the URDF link it belongs to.
-        joint: index of the reduced model's joint that carries it.
-        T_joint_prim: ``(4, 4)`` placement in the joint frame; the primitive's
-            axis (cylinder) is its local z.
-        kind: ``"sphere"`` or ``"cylinder"``.
-        radius: radius (m).
-        half_length: half the cylinder length along z (m); 0 for a sphere.
-    """
-
-    name: str
-    link: str
-    joint: int
-    T_joint_prim: np.ndarray
-    kind: str
-    radius: float
-    half_length: float
 
 
 def _planar_root() -> pin.JointModelComposite:
@@ -75,12 +54,14 @@ class WholeBodyModel:
         model: the reduced Pinocchio model (planar root, arm joints).
         geom_model: its collision geometry.
         chain: the immutable :class:`KinematicChain` of ``model``.
-        primitives: the collision spheres and cylinders.
+        primitives: the collision shapes as spheres, cylinders and capsules.
         lower, upper: ``(nq,)`` joint limits (``-inf``/``inf`` for the base).
 
     Raises:
         DescriptionError: the URDF lacks a configured joint or frame, uses a
-            joint type the vectorized path does not handle.
+            joint type the vectorized path does not handle, or has collision
+            geometry that cannot be loaded or used (the file and the reason
+            are named).
 
     Example:
         >>> robot = WholeBodyModel(RobotConfig())
@@ -94,10 +75,7 @@ class WholeBodyModel:
         self.urdf_text = path.read_text()
         self.urdf_sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
         full = pin.buildModelFromUrdf(str(path), _planar_root())
-        try:
-            geom = pin.buildGeomFromUrdf(full, str(path), pin.COLLISION)
-        except Exception:  # meshes that cannot be found: no occluders
-            geom = pin.GeometryModel()
+        geom = load_collision_model(full, path)
         names = list(full.names)
         missing = [j for j in config.arm_joints if j not in names]
         if missing:
@@ -131,7 +109,10 @@ class WholeBodyModel:
         self.chain = KinematicChain.from_model(self.model)
         for f in (config.base_frame, config.tool_frame, config.camera.frame):
             self.frame_id(f)
-        self.primitives: tuple[Primitive, ...] = self._collect_primitives()
+        self.primitives: tuple[Primitive, ...] = primitives_from_geometry(
+            self.geom_model, self.model, path)
+        self.link_names: frozenset[str] = frozenset(
+            f.name for f in self.model.frames if f.type == pin.FrameType.BODY)
 
     # ------------------------------------------------------------------ frames
     def frame_id(self, name: str) -> int:
@@ -367,24 +348,19 @@ class WholeBodyModel:
         return np.sqrt(np.maximum(det, 0.0))
 
     # -------------------------------------------------------------- geometry
-    # -------------------------------------------------------------- geometry
-    def _collect_primitives(self) -> tuple[Primitive, ...]:
-        out = []
-        for obj in self.geom_model.geometryObjects:
-            g = obj.geometry
-            kind = type(g).__name__
-            if kind == "Sphere":
-                kind, half = "sphere", 0.0
-            elif kind == "Cylinder":
-                kind, half = "cylinder", float(g.halfLength)
-            else:  # meshes and boxes are not used as occluders
-                continue
-            link = self.model.frames[obj.parentFrame].name
-            out.append(Primitive(obj.name, link, int(obj.parentJoint),
-                                 obj.placement.homogeneous.copy(), kind, float(g.radius), half))
-        return tuple(out)
-
     def primitives_excluding(self, links: Sequence[str]) -> tuple[Primitive, ...]:
-        """Collision primitives of every link but ``links``."""
+        """Collision primitives of every link but ``links``.
+
+        Raises:
+            DescriptionError: a name in ``links`` is not a link of the description
+                (a misspelt exclusion would silently keep the camera body or the
+                gripper as an occluder).
+        """
         skip = set(links)
+        unknown = sorted(skip - self.link_names)
+        if unknown:
+            raise DescriptionError(
+                f"links {unknown} (robot.occlusion_exclude_links) are not links of "
+                f"{self.urdf_path.name}; its links with collision shapes are "
+                f"{sorted({p.link for p in self.primitives})}")
         return tuple(p for p in self.primitives if p.link not in skip)

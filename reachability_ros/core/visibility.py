@@ -7,9 +7,11 @@ origin) must be
    planes given by the intrinsics, and between the near and far distance
    (measured along the optical axis);
 2. not occluded by the robot: the segment camera -> target must clear every
-   collision primitive of the description (spheres and cylinders; a capsule is
-   a cylinder plus two spheres), except the links listed in
-   ``RobotConfig.occlusion_exclude_links`` (the gripper and the camera body).
+   collision primitive of the description (spheres, cylinders and capsules; a
+   capsule written as a cylinder plus two spheres is merged back into one;
+   meshes and boxes are bounding capsules, see :mod:`.collision`), except the
+   links listed in ``RobotConfig.occlusion_exclude_links`` (the gripper and
+   the camera body; a name that is not a link of the description is an error).
 
 All computations happen in the base frame, so targets 10 km from the world
 origin lose no precision. Margins are positive when satisfied:
@@ -110,6 +112,7 @@ class Visibility:
 
     Raises:
         NotImplementedError: the camera is not fixed to the base.
+        DescriptionError: a link of ``exclude_links`` is not in the description.
 
     Nothing is written on the object after construction: one instance serves
     any number of threads.
