@@ -13,7 +13,8 @@ def test_chain_is_immutable(robot):
     chain = robot.chain
     with pytest.raises(dataclasses.FrozenInstanceError):
         chain.njoints = 3
-    for arrays in (chain.placements, chain.placements_T43, [a for a in chain.axes if a is not None],
+    axes = [a for a in chain.axes if a is not None]
+    for arrays in (chain.placements, chain.placements_T43, axes,
                    [T for _, T in chain.frames.values()], [robot.lower, robot.upper]):
         for a in arrays:
             with pytest.raises(ValueError, match="read-only"):

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from reachability_ros.core.geometry import (
-    compose_planar, grasp_in_base_frames, log_so3, make_transform, matrix_to_quat, planar_transform,
-    points_in_base_frames, pose_error, quat_to_matrix, rotation_angle, rpy_to_matrix, wrap_angle)
+    compose_planar, grasp_in_base_frames, log_so3, make_transform, matrix_to_quat,
+    planar_transform, points_in_base_frames, pose_error, quat_to_matrix, rotation_angle,
+    rpy_to_matrix, wrap_angle)
 
 finite = dict(allow_nan=False, allow_infinity=False)
 unit_quats = st.lists(st.floats(-1.0, 1.0, **finite), min_size=4, max_size=4).filter(

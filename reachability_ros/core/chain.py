@@ -42,7 +42,7 @@ _COORDINATE_AXES = {
 
 
 def axis_rotation(axis: np.ndarray, angle: np.ndarray) -> np.ndarray:
-    """Rodrigues: rotations ``(..., 3, 3)`` about a fixed unit axis ``(3,)`` by angles ``(...)``."""
+    """Rodrigues: rotations ``(..., 3, 3)`` about a unit axis ``(3,)`` by angles ``(...)``."""
     c, s = np.cos(angle), np.sin(angle)
     x, y, z = axis
     C = 1.0 - c

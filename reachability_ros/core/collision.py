@@ -233,14 +233,15 @@ def bounding_capsules(tris: np.ndarray, max_radius_m: float = MAX_CAPSULE_RADIUS
 
     A capsule contains a triangle when it contains its three corners (both are
     convex), so a capsule fitted to the corners bounds the surface. The fit
-    tries the three principal axes of the corners and keeps the smallest
-    volume: for an axis ``u`` through the principal box's centre the radius is
-    the largest distance of a corner from the axis, and the segment is the
-    shortest one that keeps every corner within the radius. A capsule wider
-    than ``max_radius_m`` (a flat or bulky shape) is split in two by a plane
-    across its widest side, the triangles are cut by that plane, and each half
-    is fitted again (at most ``max_depth`` times): a base plate becomes a few
-    strips instead of one ball around it.
+    tries the principal axes of the corners and the axes of their frame and
+    keeps the smallest volume: for an axis ``u`` through the centre of the box
+    the other two axes span, the radius is the largest distance of a corner
+    from the axis, and the segment is the shortest one that keeps every corner
+    within the radius. A capsule wider than ``max_radius_m`` (a flat or bulky
+    shape) is split in two by a plane across its widest side, the triangles
+    are cut by that plane (:func:`_split`: the two halves cover each triangle
+    exactly), and each half is fitted again (at most ``max_depth`` times): a
+    base plate becomes a few strips instead of one ball around it.
 
     Args:
         tris: ``(T, 3, 3)`` triangle corners (m), in the frame of the result.

@@ -265,9 +265,19 @@ class StanceProposer:
         name = s.name + (" (fallback: no model configured)" if fallback else "")
         return s, name
 
-    def _tool_error(self, q: np.ndarray, T: np.ndarray, chain: np.ndarray | None = None):
-        """Position and orientation errors ``(N,)`` of the tool against the grasp, and the
-        tool positions ``(3, N)`` in each base frame (exact far from the world origin)."""
+    def _tool_error(self, q: np.ndarray, T: np.ndarray, chain: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Measure the tool against the grasp in each base frame (exact far from the origin).
+
+        Args:
+            q: ``(N, nq)`` configurations.
+            T: ``(4, 4)`` the grasp.
+            chain: their :meth:`WholeBodyModel.base_chain`, when already computed.
+
+        Returns:
+            Position errors ``(N,)`` (m), orientation errors ``(N,)`` (rad) and the
+            tool positions ``(3, N)`` in the base frames.
+        """
         if chain is None:
             chain = self.robot.base_chain(q)
         p_tool, R_tool = self.robot.frame_in_chain(chain, self.robot.config.tool_frame)
@@ -514,5 +524,5 @@ class StanceProposer:
 def propose(grasp: Grasp, current_base: BasePose | None = None,
             config: StanceConfig | None = None,
             rng: np.random.Generator | None = None) -> ProposalResult:
-    """One-shot convenience: build a :class:`StanceProposer` and propose (slow: builds the model)."""
+    """Build a :class:`StanceProposer` and propose once (slow: builds the model every call)."""
     return StanceProposer(config).propose(grasp, current_base, rng)

@@ -215,7 +215,7 @@ class Visibility:
 
     @staticmethod
     def _chain_of(oMi_base: np.ndarray) -> np.ndarray:
-        """Structure-of-arrays chain ``(njoints, 3, 4, N)`` of joint poses ``(N, njoints, 4, 4)``."""
+        """Structure-of-arrays chain ``(njoints, 3, 4, N)`` of poses ``(N, njoints, 4, 4)``."""
         return np.ascontiguousarray(np.asarray(oMi_base)[:, :, :3, :].transpose(1, 2, 3, 0))
 
     def _tool_base(self, T: np.ndarray, cs: tuple[np.ndarray, np.ndarray] | None
@@ -308,6 +308,9 @@ class Visibility:
             target: ``(3, N)`` target points in the base frame (e.g. the tool origins
                 from :meth:`WholeBodyModel.frame_in_chain`).
             chain: ``(njoints, 3, 4, N)`` from :meth:`WholeBodyModel.base_chain`.
+
+        Returns:
+            A :class:`VisibilityResult` (occlusion evaluated inside the frustum only).
         """
         return self._check_soa(np.asarray(target, dtype=float), chain, False)
 
