@@ -3,7 +3,6 @@ and the reference description (meshes only) gives the occluders our own descript
 
 from pathlib import Path
 
-import coal
 import numpy as np
 import pinocchio as pin
 import pytest
@@ -153,10 +152,14 @@ def test_a_missing_mesh_is_refused_with_the_file(tmp_path):
 
 
 def test_an_unsupported_shape_is_refused(robot):
+    try:
+        import coal as fcl
+    except ImportError:  # Pinocchio built with hpp-fcl (before coal)
+        fcl = pytest.importorskip("hppfcl")
     geom = pin.GeometryModel()
     fid = robot.model.getFrameId("base_link")
     geom.addGeometryObject(pin.GeometryObject("cone_0", 1, fid, pin.SE3.Identity(),
-                                              coal.Cone(0.05, 0.1)))
+                                              fcl.Cone(0.05, 0.1)))
     with pytest.raises(DescriptionError, match="Cone"):
         primitives_from_geometry(geom, robot.model, robot.urdf_path)
 
