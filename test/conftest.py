@@ -48,3 +48,13 @@ def visibility(robot):
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+@pytest.fixture(scope="session")
+def reference_robot():
+    """The reference LeKiwi + SO-101 description (meshes), built once; skipped without it."""
+    if not REFERENCE_URDF.exists():
+        pytest.skip("../shared reference LeKiwi absent")
+    from reachability_ros.core.config import RobotConfig
+    from reachability_ros.core.robot import WholeBodyModel
+    return WholeBodyModel(RobotConfig(urdf=str(REFERENCE_URDF)))

@@ -59,7 +59,8 @@ def test_yaw_continuous_through_vertical_approach():
     for _ in range(50):
         jaw = rng.uniform(-np.pi, np.pi)
         # approach straight down (tool z = -world z), jaw axis (tool x) at angle `jaw`
-        R0 = np.array([[np.cos(jaw), np.sin(jaw), 0], [np.sin(jaw), -np.cos(jaw), 0], [0, 0, -1.0]])
+        R0 = np.array([[np.cos(jaw), np.sin(jaw), 0], [np.sin(jaw), -np.cos(jaw), 0],
+                       [0, 0, -1.0]])
         axis = rng.normal(size=3)
         axis /= np.linalg.norm(axis)
         yaws = []

@@ -12,8 +12,6 @@ from reachability_ros.core.manifold import (
     mode_recall)
 from reachability_ros.core.robot import WholeBodyModel
 
-from conftest import REFERENCE_URDF
-
 TOOL = "gripper_frame_link"
 
 
@@ -37,7 +35,7 @@ def _vertical_configurations(robot, manifold, n, rng):
     # roll axis in the arm-plane frame at pitch phi: Ry(phi) w; vertical when its x = 0
     q0 = np.zeros((1, 8))
     oMi = robot.joint_transforms(q0)[0]
-    roll_axis = oMi[6, :3, :3] @ robot._axes[6]
+    roll_axis = oMi[6, :3, :3] @ robot.chain.axes[6]
     R_A0 = np.array([[np.cos(manifold._alpha0), -np.sin(manifold._alpha0), 0],
                      [np.sin(manifold._alpha0), np.cos(manifold._alpha0), 0], [0, 0, 1]])
     w = R_A0.T @ roll_axis
@@ -54,12 +52,11 @@ def _vertical_configurations(robot, manifold, n, rng):
 
 # ----------------------------------------------------------------- structure
 def test_constants_come_from_the_model(robot, manifold):
-    assert manifold.n_branches == 4
     assert manifold.structure_deviation_rad < 1e-12
     assert manifold.newton_steps == 0
     assert manifold.lateral_offset_m == pytest.approx(0.0181, abs=2e-4)
     j, T_tool = robot.frame_placement(TOOL)
-    a6 = robot._axes[j]
+    a6 = robot.chain.axes[j]
     off = T_tool[:3, 3] - (T_tool[:3, 3] @ a6) * a6
     assert np.linalg.norm(off) == pytest.approx(0.0079, abs=2e-4)
     # the roll axis is the tool's -z
@@ -181,9 +178,8 @@ def test_invalid_inputs(manifold):
 
 
 # ------------------------------------------------------------ reference URDF
-@pytest.mark.skipif(not REFERENCE_URDF.exists(), reason="../shared reference absent")
-def test_reference_description_is_solved_exactly():
-    ref = WholeBodyModel(RobotConfig(urdf=str(REFERENCE_URDF)))
+def test_reference_description_is_solved_exactly(reference_robot):
+    ref = reference_robot
     sm = StanceManifold(ref)
     assert 1e-7 < sm.structure_deviation_rad < 1e-5 and sm.newton_steps > 0
     rng = np.random.default_rng(5)

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from reachability_ros.core.config import ProposalConfig
-from reachability_ros.core.ranking import nonlinear_robustness, perturb_base, perturbations
+from reachability_ros.core.geometry import compose_planar
+from reachability_ros.core.ranking import nonlinear_robustness, perturbations
 from reachability_ros.core.refine import refine
 
 
@@ -21,7 +22,7 @@ def stances(robot, visibility):
 def reference_robustness(robot, visibility, q, T, delta, cfg):
     """Per base error: Levenberg-Marquardt on the arm (30 iterations, same least-squares
     metric: the tolerance box as a ball), Pinocchio FK, visibility."""
-    qp = perturb_base(q[None], delta)[0]
+    qp = compose_planar(q[None], delta)[0]
     res = refine(robot, qp, T, iterations=30, columns=np.arange(3, robot.nq),
                  position_tol_m=1e-7, orientation_tol_rad=1e-7,
                  orientation_weight=cfg.grasp_tolerance_m / np.radians(cfg.grasp_tolerance_deg))

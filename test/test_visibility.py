@@ -7,7 +7,8 @@ import pytest
 
 from reachability_ros.core.errors import InvalidRequest
 from reachability_ros.core.geometry import planar_transform
-from reachability_ros.core.visibility import Visibility, segment_segment_distance
+from reachability_ros.core.clearance import segment_segment_distance
+from reachability_ros.core.visibility import Visibility
 
 
 def camera_point(vis, p_cam):

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .geometry import planar_transform, wrap_angle
+from .geometry import wrap_angle
 
 FEATURIZATION_VERSION = "lekiwi-canon-v1"
 LAMBDA = 0.25
@@ -69,12 +69,6 @@ def canonical_frame(T_world_grasp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     h = a[..., :2] + LAMBDA * b[..., :2]
     yaw = np.arctan2(h[..., 1], h[..., 0])
     return T[..., :2, 3].copy(), yaw
-
-
-def canonical_transform(T_world_grasp: np.ndarray) -> np.ndarray:
-    """``T_world_C`` for grasps: ``(N, 4, 4)``."""
-    origin, yaw = canonical_frame(T_world_grasp)
-    return planar_transform(origin[..., 0], origin[..., 1], yaw)
 
 
 def condition_features(T_world_grasp: np.ndarray, reach_m: float) -> np.ndarray:

@@ -38,6 +38,11 @@ form of the nearest exact structure followed by Newton steps on the model's
 own forward kinematics, with pan and lift held fixed, so that the result is
 exact for the model as it is.
 
+Size: the solver is one class of about 550 lines (structure check, roll
+equation, closed form, Newton polish, coordinates, grid) whose steps share
+some twenty constants read from the model; split across modules they would
+have to be passed around or read back from private fields.
+
 Branches (``n_branches = 4``): ``branch = 2 * roll_branch + elbow_branch``.
 
 * ``roll_branch`` 0 / 1: the wrist-roll solution ``gamma + delta`` /
@@ -65,10 +70,9 @@ from typing import Any
 import numpy as np
 
 from .errors import DescriptionError, InvalidRequest
-from .geometry import clamp
+from .geometry import TWO_PI, clamp, log_so3, wrap_angle
 from .robot import WholeBodyModel
 
-TWO_PI = 2.0 * np.pi
 N_ARM = 5
 
 
@@ -87,27 +91,10 @@ def _perp_error(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.arcsin(min(1.0, abs(float(np.dot(_unit(a), _unit(b)))))))
 
 
-def _wrap_pi(a: np.ndarray) -> np.ndarray:
-    """Wrap angles into ``[-pi, pi)``."""
-    a = np.asarray(a)
-    return a - TWO_PI * np.floor((a + np.pi) / TWO_PI)
-
-
 def _pitched(d: np.ndarray, angle: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Arm-plane (x, z) of a link vector ``d`` (x, _, z) pitched by ``angle`` about y."""
     c, s = np.cos(angle), np.sin(angle)
     return d[0] * c + d[2] * s, -d[0] * s + d[2] * c
-
-
-def _log_so3(R: np.ndarray) -> np.ndarray:
-    """Rotation vectors ``(N, 3)`` of rotations ``(N, 3, 3)`` (angles < pi)."""
-    w = 0.5 * np.stack([R[:, 2, 1] - R[:, 1, 2], R[:, 0, 2] - R[:, 2, 0],
-                        R[:, 1, 0] - R[:, 0, 1]], axis=1)
-    s = np.linalg.norm(w, axis=1)
-    c = 0.5 * (R[:, 0, 0] + R[:, 1, 1] + R[:, 2, 2] - 1.0)
-    th = np.arctan2(s, c)
-    f = np.where(s > 1e-12, th / np.where(s > 1e-12, s, 1.0), 1.0)
-    return w * f[:, None]
 
 
 class StanceManifold:
@@ -172,7 +159,7 @@ class StanceManifold:
                 f"tool frame {robot.config.tool_frame!r} must be carried by the wrist-roll "
                 f"joint {names[-1]!r}; it is on joint {m.names[j_tool]!r}")
         oMi = robot.joint_transforms(np.zeros((1, robot.nq)))[0]
-        axes = {j: oMi[j, :3, :3] @ robot._axes[j] for j in range(2, 7)}
+        axes = {j: oMi[j, :3, :3] @ robot.chain.axes[j] for j in range(2, 7)}
         z = np.array([0.0, 0.0, 1.0])
         dev = {
             "pan axis to vertical": _angle_between_lines(axes[2], z),
@@ -213,7 +200,7 @@ class StanceManifold:
         self._sig = np.array([float(np.sign(in_a(axes[j]) @ np.array([0, 1.0, 0])))
                               for j in (3, 4, 5)])
         M6 = R_A0.T @ oMi[6, :3, :3]
-        a6 = _unit(np.asarray(robot._axes[6], dtype=float))
+        a6 = _unit(np.asarray(robot.chain.axes[6], dtype=float))
         self._a6 = a6
         # roll equation: z . R_W R6(-roll) m = 0 with m = M6^T e_y
         mvec = M6.T @ np.array([0.0, 1.0, 0.0])
@@ -282,7 +269,7 @@ class StanceManifold:
         """Represent angles of arm joint ``k`` (0 = pan) inside its limits where possible."""
         lo, hi = self._lo[k], self._hi[k]
         if not (np.isfinite(lo) and np.isfinite(hi)):
-            return _wrap_pi(theta)
+            return wrap_angle(theta)
         tol = self.limit_tol
         return theta - TWO_PI * np.floor((theta - lo + tol) / TWO_PI)
 
@@ -402,7 +389,7 @@ class StanceManifold:
         p2 = self._p2
         x = ox - (cy * p2[0] - sy * p2[1]) - (ch * X - sh * Y)
         y = oy - (sy * p2[0] + cy * p2[1]) - (sh * X + ch * Y)
-        psi = _wrap_pi(ha - s * pan)
+        psi = wrap_angle(ha - s * pan)
         arm = [pan, lift, self._wrap_into(s4 * (beta - phi3), 2),
                self._wrap_into(s5 * (phi - beta), 3), self._wrap_into(th6, 4)]
         # limits on the (small) broadcast factors, before the grid is expanded
@@ -439,20 +426,20 @@ class StanceManifold:
             oMi = robot.joint_transforms(qq)
             Tc = oMi[:, 6] @ self._T_tool
             e = np.concatenate([TT[:, :3, 3] - Tc[:, :3, 3],
-                                _log_so3(TT[:, :3, :3] @ np.swapaxes(Tc[:, :3, :3], 1, 2))],
+                                log_so3(TT[:, :3, :3] @ np.swapaxes(Tc[:, :3, :3], 1, 2))],
                                axis=1)
             J = robot.jacobian(qq, oMi=oMi)[:, :, cols]
             JJt = J @ np.swapaxes(J, 1, 2) + 1e-14 * np.eye(6)
             dq = np.einsum("nji,nj->ni", J, np.linalg.solve(JJt, e[..., None])[..., 0])
             qq[:, cols] += dq
-        qq[:, 2] = _wrap_pi(qq[:, 2])
+        qq[:, 2] = wrap_angle(qq[:, 2])
         for k in (2, 3, 4):
             qq[:, 3 + k] = self._wrap_into(qq[:, 3 + k], k)
         # rows where Newton has not converged (next to the elbow fold or a vertical
         # approach the 6x6 block is nearly singular) are dropped: valid means exact
         Tc = robot.joint_transforms(qq)[:, 6] @ self._T_tool
         dp = np.linalg.norm(TT[:, :3, 3] - Tc[:, :3, 3], axis=1)
-        dr = np.linalg.norm(_log_so3(TT[:, :3, :3] @ np.swapaxes(Tc[:, :3, :3], 1, 2)), axis=1)
+        dr = np.linalg.norm(log_so3(TT[:, :3, :3] @ np.swapaxes(Tc[:, :3, :3], 1, 2)), axis=1)
         qq[~((dp <= self.polish_tol) & (dr <= self.polish_tol))] = np.nan
         out = q.copy()
         out[ok] = qq
@@ -476,7 +463,7 @@ class StanceManifold:
             :meth:`solve` at these coordinates returns ``q`` when ``q`` reaches
             the grasp exactly.
         """
-        q = self.robot._check_q(q)
+        q = self.robot.check_q(q)
         M = q.shape[0]
         if T_world_grasp is None:
             T = self.robot.fk(q, [self.robot.config.tool_frame])[self.robot.config.tool_frame]
@@ -486,8 +473,8 @@ class StanceManifold:
         rt = self._roll_terms(T)
         th6 = q[:, 7]
         gamma, delta = rt["gamma"][gi], rt["delta"][gi]
-        d_plus = np.abs(_wrap_pi(th6 - gamma - delta))
-        d_minus = np.abs(_wrap_pi(th6 - gamma + delta))
+        d_plus = np.abs(wrap_angle(th6 - gamma - delta))
+        d_minus = np.abs(wrap_angle(th6 - gamma + delta))
         rb_gen = (d_minus < d_plus).astype(int)
         rb_vert = (np.mod(th6 - self.roll_zero, TWO_PI) >= np.pi).astype(int)
         rb = np.where(rt["vertical"][gi], rb_vert, rb_gen)

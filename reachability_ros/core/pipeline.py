@@ -1,20 +1,32 @@
 """The stance proposal pipeline: grasp in, ranked verified whole-body stances out.
 
-``StanceProposer(config).propose(grasp, current_base, rng)``:
+``StanceProposer(config).propose(grasp, current_base, rng)`` runs named stages,
+each a method that takes and returns small typed records:
 
-1. validate the request (finite numbers, unit quaternion, sane height) -> InvalidRequest;
-2. sample proposals (ONNX model, exact grid or rejection baseline);
-3. drop proposals the sampler marks infeasible, and (approximate samplers)
-   those too far from the grasp to refine;
-4. refine approximate proposals (closed-form projection or Levenberg-Marquardt);
-5. verify: joint limits, FK recomputed against the grasp, visibility
-   (frustum, self-occlusion, margin);
-6. score (visibility, manipulability, limit margin, pose error, travel/turn),
-   linearized robustness for the best, diverse top-k, then the nonlinear
-   robustness re-solve for the returned stances.
+1. :meth:`~StanceProposer.validate` the request (finite numbers, unit
+   quaternion, sane height, ``top_k``) -> ``T_world_grasp`` or InvalidRequest;
+2. :meth:`~StanceProposer.sample` proposals (ONNX model, exact grid or the
+   rejection baseline) -> :class:`Sampled`, the rows the sampler marks
+   infeasible already labelled;
+3. :meth:`~StanceProposer.coarse_filter` (approximate samplers only) drops
+   proposals too far from the grasp to refine, unless the sampler's proposals
+   are seeds meant to be refined from afar (``Proposals.refine_from_afar``);
+4. :meth:`~StanceProposer.refine` approximate proposals (closed-form
+   projection or Levenberg-Marquardt);
+5. :meth:`~StanceProposer.verify`: joint limits, FK recomputed against the
+   grasp, visibility (frustum, self-occlusion, margin) -> :class:`Verified`;
+6. :meth:`~StanceProposer.rank`: score terms (visibility, manipulability,
+   limit margin, pose error, travel/turn), linearized robustness for the best,
+   diverse top-k -> :class:`Ranked`;
+7. :meth:`~StanceProposer.robustness`: the nonlinear robustness re-solve for
+   the returned stances, and their final order.
 
 Every returned stance was re-verified by FK after refinement. When nothing
-survives, ``result.reason`` says why, with the funnel counts.
+survives, ``result.reason`` says why, with the funnel counts. Each stage's
+wall time is in ``result.timing_ms`` (keys ``sample``, ``coarse_filter`` and
+``refine`` for approximate samplers, ``verify``, ``rank``, ``robustness``,
+``total``). The stages and their typed records are kept in this one module
+(about 500 lines) so that a request reads top to bottom.
 """
 
 from __future__ import annotations
@@ -22,21 +34,22 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 
 import numpy as np
 
 from .config import ProposalConfig, StanceConfig
 from .errors import ConfigError, DescriptionError, InvalidRequest
+from .geometry import grasp_in_base_frames, quat_to_matrix, rotation_angle, wrap_angle
 from .outcomes import CODE, LABELS, LABELS_ARRAY, OUTCOMES
 from .paths import resolve_data_path
-from .geometry import grasp_in_base_frames, rotation_angle
 from .ranking import (diverse_top_k, linear_robustness, nonlinear_robustness, perturbations,
                       robustness_term, score_terms)
-from .refine import refine
+from .refine import refine as refine_lm
 from .robot import WholeBodyModel
 from .samplers import GridSampler, ModelSampler, Proposals, RejectionSampler
 from .types import BasePose, Candidate, Grasp, ProposalResult
-from .visibility import Visibility
+from .visibility import Visibility, VisibilityResult
 
 MAX_ABS_COORDINATE_M = 1.0e6
 
@@ -76,13 +89,11 @@ def validate_grasp(grasp: Grasp, cfg: ProposalConfig) -> np.ndarray:
         raise InvalidRequest(
             f"grasp height z = {p[2]:.4g} m is outside [{cfg.min_height_m}, {cfg.max_height_m}] m "
             "above the floor of the target frame (is the grasp in the right frame?)")
-    # one pose: plain floats (the same formula as geometry.quat_to_matrix)
-    x, y, z, w = (float(v) / norm for v in q)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y), float(p[0])],
-        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x), float(p[1])],
-        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y), float(p[2])],
-        [0.0, 0.0, 0.0, 1.0]])
+    T = np.empty((4, 4))
+    T[:3, :3] = quat_to_matrix(q)
+    T[:3, 3] = p
+    T[3] = (0.0, 0.0, 0.0, 1.0)
+    return T
 
 
 def _failure_reason(funnel: dict, n: int) -> str:
@@ -98,6 +109,101 @@ def _failure_reason(funnel: dict, n: int) -> str:
     else:
         head = "no feasible stance"
     return f"{head}: of {n} proposals " + ", ".join(parts)
+
+
+@dataclass
+class Sampled:
+    """The proposals of one request and what has happened to each so far.
+
+    Attributes:
+        proposals: what the sampler returned (``q`` untouched).
+        q: ``(n, nq)`` working copy; refinement writes into it.
+        outcome: ``(n,)`` int8 code of each row's label (``outcomes.CODE``;
+            0 = ``kept`` so far).
+        alive: ``(n,)`` rows still in the running.
+    """
+
+    proposals: Proposals
+    q: np.ndarray
+    outcome: np.ndarray
+    alive: np.ndarray
+
+    @property
+    def n(self) -> int:
+        """Number of proposals."""
+        return self.q.shape[0]
+
+    def remove(self, rows: np.ndarray, label: str) -> None:
+        """Label rows (indices) as removed by a stage."""
+        self.outcome[rows] = CODE[label]
+        self.alive[rows] = False
+
+
+@dataclass
+class Verified:
+    """The proposals that passed limits and the FK check, with what ranking reuses.
+
+    Attributes:
+        idx: ``(m,)`` their rows among the proposals.
+        q: ``(m, nq)`` their (refined) configurations.
+        chain: ``(njoints, 3, 4, m)`` joint poses in each base frame.
+        position_error_m: ``(m,)`` tool position error against the grasp.
+        orientation_error_rad: ``(m,)`` tool orientation error.
+        visibility: the visibility of the tool from the front camera.
+        good: ``(m,)`` also visible with the required margin: feasible.
+    """
+
+    idx: np.ndarray
+    q: np.ndarray
+    chain: np.ndarray
+    position_error_m: np.ndarray
+    orientation_error_rad: np.ndarray
+    visibility: VisibilityResult
+    good: np.ndarray
+
+
+@dataclass
+class Ranked:
+    """The feasible stances, scored, and the diverse top-k chosen among them.
+
+    Attributes:
+        idx: ``(f,)`` rows of the feasible stances among the proposals.
+        q: ``(f, nq)`` the feasible stances.
+        chain: ``(njoints, 3, 4, f)`` their joint poses in the base frames.
+        metrics: raw per-stance figures ``(f,)`` (and ``q``).
+        terms: weighted score terms ``(f,)``.
+        base_score: ``(f,)`` the score without the robustness term.
+        score: ``(f,)`` the score.
+        chosen: indices into the feasible stances, best first.
+        perturbations: ``(S, 3)`` base errors of the robustness estimates.
+    """
+
+    idx: np.ndarray
+    q: np.ndarray
+    chain: np.ndarray
+    metrics: dict
+    terms: dict
+    base_score: np.ndarray
+    score: np.ndarray
+    chosen: np.ndarray
+    perturbations: np.ndarray
+
+
+class _Stopwatch:
+    """Wall time per stage (ms), in the order the stages ran."""
+
+    def __init__(self) -> None:
+        self.start = self.last = time.perf_counter()
+        self.ms: OrderedDict[str, float] = OrderedDict()
+
+    def tick(self, name: str) -> None:
+        now = time.perf_counter()
+        self.ms[name] = (now - self.last) * 1e3
+        self.last = now
+
+    def total(self) -> dict[str, float]:
+        self.ms["total"] = (time.perf_counter() - self.start) * 1e3
+        return dict(self.ms)
 
 
 class StanceProposer:
@@ -134,7 +240,7 @@ class StanceProposer:
             raise ConfigError("proposal.refinement 'exact' needs the closed-form manifold, "
                               "which this description does not have; use 'numerical'")
 
-    def _make_sampler(self, pc: ProposalConfig):
+    def _make_sampler(self, pc: ProposalConfig) -> tuple:
         kind = pc.sampler
         if kind not in ("auto", "model", "grid", "rejection"):
             raise ConfigError(f"proposal.sampler {kind!r}: use auto, model, grid or rejection")
@@ -159,9 +265,19 @@ class StanceProposer:
         name = s.name + (" (fallback: no model configured)" if fallback else "")
         return s, name
 
-    def _tool_error(self, q: np.ndarray, T: np.ndarray, chain: np.ndarray | None = None):
-        """Position and orientation errors ``(N,)`` of the tool against the grasp, and the
-        tool positions ``(3, N)`` in each base frame (exact far from the world origin)."""
+    def _tool_error(self, q: np.ndarray, T: np.ndarray, chain: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Measure the tool against the grasp in each base frame (exact far from the origin).
+
+        Args:
+            q: ``(N, nq)`` configurations.
+            T: ``(4, 4)`` the grasp.
+            chain: their :meth:`WholeBodyModel.base_chain`, when already computed.
+
+        Returns:
+            Position errors ``(N,)`` (m), orientation errors ``(N,)`` (rad) and the
+            tool positions ``(3, N)`` in the base frames.
+        """
         if chain is None:
             chain = self.robot.base_chain(q)
         p_tool, R_tool = self.robot.frame_in_chain(chain, self.robot.config.tool_frame)
@@ -169,6 +285,166 @@ class StanceProposer:
         dp = np.sqrt(((pg - p_tool) ** 2).sum(0))
         dr = rotation_angle(np.einsum("ikn,jkn->nij", Rg, R_tool))
         return dp, dr, p_tool
+
+    # ---------------------------------------------------------------- stages
+    def validate(self, grasp: Grasp, current_base: BasePose | None,
+                 top_k: int | None) -> tuple[np.ndarray, int]:
+        """Check the request; return ``T_world_grasp`` ``(4, 4)`` and the number of stances.
+
+        Raises:
+            InvalidRequest: a malformed grasp or base pose, or ``top_k`` not an
+                integer in [1, 1000].
+        """
+        pc = self.config.proposal
+        T = validate_grasp(grasp, pc)
+        if current_base is not None and not all(
+                math.isfinite(v) for v in (current_base.x, current_base.y, current_base.yaw)):
+            raise InvalidRequest(f"current base pose has non-finite values: {current_base}")
+        k = pc.top_k if top_k is None else top_k
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= 1000:
+            raise InvalidRequest(f"top_k must be an integer in [1, 1000], got {top_k!r}")
+        return T, k
+
+    def sample(self, T: np.ndarray, rng: np.random.Generator) -> Sampled:
+        """Draw the proposals; label the rows the sampler marks infeasible.
+
+        Rows that are not finite or that the sampler marks invalid are
+        ``unreachable``, except finite rows outside the joint limits (exact
+        samplers mark those invalid): ``joint_limits``.
+        """
+        props: Proposals = self.sampler.sample(T, self.config.proposal.n_samples, rng)
+        n = props.q.shape[0]
+        q = props.q.copy()
+        finite = np.all(np.isfinite(q), axis=1)
+        s = Sampled(props, q, np.zeros(n, dtype=np.int8), props.valid & finite)
+        s.outcome[~s.alive] = CODE["unreachable"]
+        lim_bad = ~s.alive & finite
+        if lim_bad.any():
+            s.outcome[np.flatnonzero(lim_bad)[~self.robot.within_limits(q[lim_bad])]] = CODE[
+                "joint_limits"]
+        return s
+
+    def coarse_filter(self, T: np.ndarray, s: Sampled) -> None:
+        """Drop approximate proposals whose tool is too far from the grasp to refine.
+
+        Skipped for proposals meant to be refined from afar (the rejection baseline).
+        """
+        if s.proposals.refine_from_afar:
+            return
+        pc = self.config.proposal
+        idx = np.flatnonzero(s.alive)
+        dp, dr, _ = self._tool_error(s.q[idx], T)
+        far = (dp > pc.coarse_position_tol_m) | (dr > np.radians(pc.coarse_orientation_tol_deg))
+        s.remove(idx[far], "far_from_grasp")
+
+    def refine(self, T: np.ndarray, s: Sampled) -> None:
+        """Move the approximate proposals onto the grasp (in place); label the failures.
+
+        ``exact`` refinement projects with the closed form (rows it cannot
+        project, a lift without an elbow solution, become NaN: with N
+        proposals a few are cheap to lose); ``numerical`` runs
+        Levenberg-Marquardt. The base yaw is wrapped to [-pi, pi).
+        """
+        idx = np.flatnonzero(s.alive)
+        if not idx.size:
+            return
+        pc = self.config.proposal
+        if self.refinement == "exact":
+            qr, _ = self.manifold.project(s.q[idx], T)
+        else:
+            qr = refine_lm(self.robot, s.q[idx], T, iterations=pc.refine_iterations,
+                           position_tol_m=0.5 * pc.refine_position_tol_m,
+                           orientation_tol_rad=0.5 * np.radians(pc.refine_orientation_tol_deg)).q
+        ok = np.all(np.isfinite(qr), axis=1)
+        qr[:, 2] = wrap_angle(qr[:, 2])
+        s.q[idx] = qr
+        s.remove(idx[~ok], "refine_failed")
+
+    def verify(self, T: np.ndarray, s: Sampled) -> Verified:
+        """Joint limits, the tool pose recomputed by FK, and visibility, for the live rows.
+
+        One structure-of-arrays FK pass in the base frame serves the check,
+        visibility and ranking; the grasp is brought into each base frame
+        (exact at any distance from the world origin).
+        """
+        pc = self.config.proposal
+        robot = self.robot
+        idx = np.flatnonzero(s.alive)
+        lim = robot.within_limits(s.q[idx])
+        s.remove(idx[~lim], "joint_limits")
+        idx = idx[lim]
+        X = robot.base_chain(s.q[idx])
+        dp, dr, p_tool = self._tool_error(s.q[idx], T, X)
+        bad = (dp > pc.refine_position_tol_m) | (dr > np.radians(pc.refine_orientation_tol_deg))
+        s.remove(idx[bad], "fk_mismatch" if s.proposals.exact else "refine_failed")
+        if bad.any():
+            keep = ~bad
+            idx, dp, dr, X, p_tool = idx[keep], dp[keep], dr[keep], X[..., keep], p_tool[:, keep]
+        vis = self.visibility.check_chain(p_tool, X)
+        labels = np.where(~vis.in_frustum, CODE["not_visible"],
+                          np.where(vis.occluded, CODE["occluded"],
+                                   np.where(vis.margin < pc.min_visibility_margin_m,
+                                            CODE["low_visibility_margin"], 0)))
+        s.outcome[idx] = labels
+        s.alive[idx] = labels == 0
+        return Verified(idx, s.q[idx], X, dp, dr, vis, labels == 0)
+
+    def rank(self, v: Verified, k: int, rng: np.random.Generator,
+             current_base: BasePose | None) -> Ranked:
+        """Score the feasible stances, estimate the robustness of the best, pick a diverse top-k.
+
+        The linearized robustness (in the base frame, where the perturbations
+        are expressed) is measured for the ``robustness_candidates`` best
+        stances by the other terms; NaN elsewhere (not measured).
+        """
+        pc = self.config.proposal
+        robot = self.robot
+        idx, qf, dp, dr, X, vis = (v.idx, v.q, v.position_error_m, v.orientation_error_rad,
+                                   v.chain, v.visibility)
+        if not v.good.all():
+            g = v.good
+            idx, qf, dp, dr, X, vis = idx[g], qf[g], dp[g], dr[g], X[..., g], vis.subset(g)
+        q_base0 = qf.copy()
+        q_base0[:, :3] = 0.0
+        J = robot.jacobian(q_base0, chain=X)  # base frame, for manipulability and robustness
+        metrics = {
+            "q": qf,
+            "position_error_m": dp,
+            "orientation_error_rad": dr,
+            "visibility_margin_m": vis.margin,
+            "angle_margin_rad": vis.angle_margin_rad,
+            "occlusion_margin_m": vis.occlusion_margin_m,
+            "manipulability": robot.manipulability(q_base0, jacobian=J),
+            "limit_margin": robot.limit_margin(qf),
+        }
+        delta = perturbations(rng, pc.robustness_samples, pc)
+        rob = np.full(idx.size, np.nan)  # NaN = not measured (reported as null)
+        terms = score_terms(metrics, pc, current_base)  # robustness not yet measured: 0
+        pre = sum(terms.values())
+        if pc.robustness_samples > 0 and pc.robustness_candidates > 0:
+            top = np.argsort(-pre)[:pc.robustness_candidates]
+            rob[top] = linear_robustness(robot, q_base0[top], delta, pc, jacobian=J[top])
+        metrics["robustness_linear"] = rob
+        metrics["robustness"] = rob
+        terms["robustness"] = robustness_term(rob, pc)
+        score = pre + terms["robustness"]
+        chosen = diverse_top_k(qf, score, k, pc.nms_min_distance_m,
+                               np.radians(pc.nms_min_yaw_deg))
+        return Ranked(idx, qf, X, metrics, terms, pre, score, chosen, delta)
+
+    def robustness(self, T: np.ndarray, r: Ranked) -> None:
+        """Re-solve the chosen stances' robustness nonlinearly; re-score and re-order them."""
+        pc = self.config.proposal
+        if not (pc.robustness_samples > 0 and r.chosen.size):
+            return
+        rob = r.metrics["robustness"].copy()
+        rob[r.chosen] = nonlinear_robustness(
+            self.robot, self.visibility, r.q[r.chosen], T, r.perturbations, pc,
+            iterations=pc.robustness_iterations, chain=r.chain[..., r.chosen])
+        r.metrics["robustness"] = rob
+        r.terms["robustness"] = robustness_term(rob, pc)
+        r.score = r.base_score + r.terms["robustness"]
+        r.chosen = r.chosen[np.argsort(-r.score[r.chosen], kind="stable")]
 
     # ------------------------------------------------------------------ main
     def propose(self, grasp: Grasp, current_base: BasePose | None = None,
@@ -189,167 +465,64 @@ class StanceProposer:
         Raises:
             InvalidRequest: the grasp is malformed.
         """
-        pc = self.config.proposal
-        t0 = time.perf_counter()
-        timing = OrderedDict()
-        T = validate_grasp(grasp, pc)
-        if current_base is not None and not all(
-                math.isfinite(v) for v in (current_base.x, current_base.y, current_base.yaw)):
-            raise InvalidRequest(f"current base pose has non-finite values: {current_base}")
-        rng = rng if rng is not None else np.random.default_rng(pc.seed)
-        k = pc.top_k if top_k is None else top_k
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= 1000:
-            raise InvalidRequest(f"top_k must be an integer in [1, 1000], got {top_k!r}")
-        robot = self.robot
+        clock = _Stopwatch()
+        T, k = self.validate(grasp, current_base, top_k)
+        rng = rng if rng is not None else np.random.default_rng(self.config.proposal.seed)
+        s = self.sample(T, rng)
+        clock.tick("sample")
+        if not s.proposals.exact and s.alive.any():
+            self.coarse_filter(T, s)
+            clock.tick("coarse_filter")
+            self.refine(T, s)
+            clock.tick("refine")
+        v = self.verify(T, s)
+        clock.tick("verify")
+        funnel = self._funnel(s)
+        if not v.good.any():
+            funnel["returned"] = 0
+            return ProposalResult(False, _failure_reason(funnel, s.n), [], self.robot.joint_names,
+                                  dict(funnel), clock.total(), self.sampler_name,
+                                  s.proposals.q, LABELS_ARRAY[s.outcome], grasp)
+        r = self.rank(v, k, rng, current_base)
+        clock.tick("rank")
+        self.robustness(T, r)
+        clock.tick("robustness")
+        funnel["not_in_top_k"] = int(r.idx.size - r.chosen.size)
+        funnel["returned"] = int(r.chosen.size)
+        return ProposalResult(True, "", self._candidates(r), self.robot.joint_names,
+                              dict(funnel), clock.total(), self.sampler_name, s.proposals.q,
+                              LABELS_ARRAY[s.outcome], grasp, feasible_q=r.q)
 
-        def tick(name: str, since: float) -> float:
-            now = time.perf_counter()
-            timing[name] = (now - since) * 1e3
-            return now
-
-        # 2. sample
-        props: Proposals = self.sampler.sample(T, pc.n_samples, rng)
-        t = tick("sample", t0)
-        n = props.q.shape[0]
-        outcome = np.zeros(n, dtype=np.int8)  # index into LABELS; 0 = kept
-        q = props.q.copy()
-        finite = np.all(np.isfinite(q), axis=1)
-        alive = props.valid & finite
-        outcome[~alive] = CODE["unreachable"]
-        # exact samplers mark out-of-limit solutions invalid: tell them apart
-        lim_bad = ~alive & finite
-        if lim_bad.any():
-            outcome[np.flatnonzero(lim_bad)[~robot.within_limits(q[lim_bad])]] = CODE[
-                "joint_limits"]
-        # 3-4. coarse filter and refinement of approximate proposals
-        if not props.exact and alive.any():
-            idx = np.flatnonzero(alive)
-            dp, dr, _ = self._tool_error(q[idx], T)
-            far = (dp > pc.coarse_position_tol_m) | (dr > np.radians(pc.coarse_orientation_tol_deg))
-            if isinstance(self.sampler, RejectionSampler):
-                far[:] = False  # the baseline relies on refinement from afar
-            outcome[idx[far]] = CODE["far_from_grasp"]
-            alive[idx[far]] = False
-            idx = np.flatnonzero(alive)
-            t = tick("coarse_filter", t)
-            if idx.size:
-                qr = q[idx].copy()
-                todo = np.ones(idx.size, dtype=bool)
-                if self.refinement == "exact":
-                    # rows the closed form cannot project (a lift without an elbow
-                    # solution) are dropped: with N proposals, a few are cheap to lose
-                    qr, _ = self.manifold.project(q[idx], T)
-                    todo[:] = False
-                if todo.any():
-                    res = refine(robot, q[idx[todo]], T, iterations=pc.refine_iterations,
-                                 position_tol_m=0.5 * pc.refine_position_tol_m,
-                                 orientation_tol_rad=0.5 * np.radians(
-                                     pc.refine_orientation_tol_deg))
-                    qr[todo] = res.q
-                ok = np.all(np.isfinite(qr), axis=1)
-                qr[:, 2] = np.angle(np.exp(1j * qr[:, 2]))  # base yaw back into (-pi, pi]
-                q[idx] = qr
-                outcome[idx[~ok]] = CODE["refine_failed"]
-                alive[idx[~ok]] = False
-            t = tick("refine", t)
-        # 5. verify: limits, FK, visibility
-        idx = np.flatnonzero(alive)
-        lim = robot.within_limits(q[idx])
-        outcome[idx[~lim]] = CODE["joint_limits"]
-        idx = idx[lim]
-        # one structure-of-arrays FK pass in the base frame serves the check, visibility
-        # and ranking; the grasp is brought into each base frame (exact at any distance
-        # from the world origin)
-        X = robot.base_chain(q[idx])
-        dp, dr, p_tool = self._tool_error(q[idx], T, X)
-        bad = (dp > pc.refine_position_tol_m) | (dr > np.radians(pc.refine_orientation_tol_deg))
-        outcome[idx[bad]] = CODE["fk_mismatch" if props.exact else "refine_failed"]
-        if bad.any():
-            keep = ~bad
-            idx, dp, dr, X, p_tool = idx[keep], dp[keep], dr[keep], X[..., keep], p_tool[:, keep]
-        vis = self.visibility.check_chain(p_tool, X)
-        labels = np.where(~vis.in_frustum, CODE["not_visible"],
-                          np.where(vis.occluded, CODE["occluded"],
-                                   np.where(vis.margin < pc.min_visibility_margin_m,
-                                            CODE["low_visibility_margin"], 0)))
-        outcome[idx] = labels
-        good = labels == 0
-        t = tick("verify", t)
-        counts = np.bincount(outcome, minlength=len(LABELS))
-        funnel = OrderedDict(proposed=int(n))
+    @staticmethod
+    def _funnel(s: Sampled) -> OrderedDict:
+        """How many proposals each stage removed, and how many are feasible."""
+        counts = np.bincount(s.outcome, minlength=len(LABELS))
+        funnel = OrderedDict(proposed=int(s.n))
         for key in OUTCOMES:
             funnel[key] = int(counts[CODE[key]])
         funnel["feasible"] = int(counts[0])
-        if not good.any():
-            funnel["returned"] = 0
-            timing["total"] = (time.perf_counter() - t0) * 1e3
-            return ProposalResult(False, _failure_reason(funnel, n), [], robot.joint_names,
-                                  dict(funnel), dict(timing), self.sampler_name, props.q,
-                                  LABELS_ARRAY[outcome], grasp)
-        # 6. score, robustness, diverse top-k
-        if not good.all():
-            idx, dp, dr, X = idx[good], dp[good], dr[good], X[..., good]
-            vis = vis.subset(good)
-        qf = q[idx]
-        q_base0 = qf.copy()
-        q_base0[:, :3] = 0.0
-        J = robot.jacobian(q_base0, chain=X)  # base frame, for manipulability and robustness
-        metrics = {
-            "q": qf,
-            "position_error_m": dp,
-            "orientation_error_rad": dr,
-            "visibility_margin_m": vis.margin,
-            "angle_margin_rad": vis.angle_margin_rad,
-            "occlusion_margin_m": vis.occlusion_margin_m,
-            "manipulability": robot.manipulability(q_base0, jacobian=J),
-            "limit_margin": robot.limit_margin(qf),
-        }
-        delta = perturbations(rng, pc.robustness_samples, pc)
-        rob = np.full(idx.size, np.nan)  # NaN = not measured (reported as null)
-        terms = score_terms(metrics, pc, current_base)  # robustness not yet measured: 0
-        pre = sum(terms.values())
-        if pc.robustness_samples > 0 and pc.robustness_candidates > 0:
-            top = np.argsort(-pre)[:pc.robustness_candidates]
-            # base frame: the perturbations are already expressed in it
-            rob[top] = linear_robustness(robot, q_base0[top], delta, pc, jacobian=J[top])
-        metrics["robustness_linear"] = rob
-        metrics["robustness"] = rob
-        terms["robustness"] = robustness_term(rob, pc)
-        score = pre + terms["robustness"]
-        chosen = diverse_top_k(qf, score, k, pc.nms_min_distance_m,
-                               np.radians(pc.nms_min_yaw_deg))
-        t = tick("rank", t)
-        if pc.robustness_samples > 0 and chosen.size:
-            rob = rob.copy()
-            rob[chosen] = nonlinear_robustness(robot, self.visibility, qf[chosen], T, delta, pc,
-                                               iterations=pc.robustness_iterations,
-                                               chain=X[..., chosen])
-            metrics["robustness"] = rob
-            terms["robustness"] = robustness_term(rob, pc)
-            score = pre + terms["robustness"]
-            chosen = chosen[np.argsort(-score[chosen], kind="stable")]
-        t = tick("robustness", t)
-        funnel["not_in_top_k"] = int(idx.size - chosen.size)
-        funnel["returned"] = int(chosen.size)
-        # Python floats for the chosen stances, one conversion per metric and term
-        mcols = {key: v[chosen].tolist() for key, v in metrics.items() if key != "q"}
-        tcols = {name: v[chosen].tolist() for name, v in terms.items()}
-        scores, sample_index = score[chosen].tolist(), idx[chosen].tolist()
+        return funnel
+
+    @staticmethod
+    def _candidates(r: Ranked) -> list[Candidate]:
+        """The chosen stances as :class:`Candidate` objects (Python floats), best first."""
+        chosen = r.chosen
+        # one conversion per metric and term
+        mcols = {key: v[chosen].tolist() for key, v in r.metrics.items() if key != "q"}
+        tcols = {name: v[chosen].tolist() for name, v in r.terms.items()}
+        scores, sample_index = r.score[chosen].tolist(), r.idx[chosen].tolist()
         cands = []
-        for r, i in enumerate(chosen):
-            m = {key: col[r] for key, col in mcols.items()}
+        for i, row in enumerate(chosen):
+            m = {key: col[i] for key, col in mcols.items()}
             m["visible"] = True
-            m["sample_index"] = sample_index[r]
-            cands.append(Candidate(qf[i].copy(), scores[r],
-                                   {name: col[r] for name, col in tcols.items()}, m))
-        timing["total"] = (time.perf_counter() - t0) * 1e3
-        return ProposalResult(True, "", cands, robot.joint_names, dict(funnel), dict(timing),
-                              self.sampler_name, props.q, LABELS_ARRAY[outcome], grasp,
-                              feasible_q=qf)
+            m["sample_index"] = sample_index[i]
+            cands.append(Candidate(r.q[row].copy(), scores[i],
+                                   {name: col[i] for name, col in tcols.items()}, m))
+        return cands
 
 
 def propose(grasp: Grasp, current_base: BasePose | None = None,
             config: StanceConfig | None = None,
             rng: np.random.Generator | None = None) -> ProposalResult:
-    """One-shot convenience: build a :class:`StanceProposer` and propose (slow: builds the model)."""
+    """Build a :class:`StanceProposer` and propose once (slow: builds the model every call)."""
     return StanceProposer(config).propose(grasp, current_base, rng)

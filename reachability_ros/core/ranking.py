@@ -29,7 +29,7 @@ import math
 import numpy as np
 
 from .config import ProposalConfig
-from .geometry import clamp, grasp_in_base_frames
+from .geometry import clamp, compose_planar, grasp_in_base_frames, log_so3, wrap_angle
 from .robot import WholeBodyModel
 from .visibility import Visibility
 
@@ -46,32 +46,9 @@ def perturbations(rng: np.random.Generator, n: int, cfg: ProposalConfig) -> np.n
     return d
 
 
-def perturb_base(q: np.ndarray, delta: np.ndarray) -> np.ndarray:
-    """Apply base errors ``(S, 3)`` (in each base frame) to stances ``(M, nq)``: ``(M, S, nq)``."""
-    S = delta.shape[0]
-    out = np.repeat(q[:, None, :], S, axis=1)
-    c, s = np.cos(q[:, 2])[:, None], np.sin(q[:, 2])[:, None]
-    out[:, :, 0] += c * delta[None, :, 0] - s * delta[None, :, 1]
-    out[:, :, 1] += s * delta[None, :, 0] + c * delta[None, :, 1]
-    out[:, :, 2] += delta[None, :, 2]
-    return out
-
-
 def _rotation_error(Ra: np.ndarray, Rb: np.ndarray) -> np.ndarray:
-    """Rotation vectors ``(3, N)`` of ``Ra Rb^T`` for rotations ``(3, 3, N)`` each.
-
-    The angle is exact (``atan2`` of the skew part and the trace); the axis
-    comes from the skew part, which is exact below pi (the robustness solve
-    only meets small errors; its decision uses the angle).
-    """
-    E = np.einsum("ikn,jkn->ijn", Ra, Rb)
-    v = 0.5 * np.stack([E[2, 1] - E[1, 2], E[0, 2] - E[2, 0], E[1, 0] - E[0, 1]])
-    s = np.sqrt((v ** 2).sum(0))
-    theta = np.arctan2(s, 0.5 * (E[0, 0] + E[1, 1] + E[2, 2] - 1.0))
-    out = v * np.where(s > 1e-12, theta / np.maximum(s, 1e-300), 1.0)
-    flat = (s <= 1e-12) & (theta > 1.0)  # a half turn: no axis in the skew part
-    out[0, flat] = theta[flat]  # the angle is what the tolerance test reads
-    return out
+    """Rotation vectors ``(3, N)`` of ``Ra Rb^T`` for rotations ``(3, 3, N)`` each."""
+    return log_so3(np.einsum("ikn,jkn->nij", Ra, Rb)).T
 
 
 def linear_robustness(robot: WholeBodyModel, q: np.ndarray, delta: np.ndarray,
@@ -164,7 +141,7 @@ def nonlinear_robustness(robot: WholeBodyModel, visibility: Visibility, q: np.nd
     M, S = q.shape[0], delta.shape[0]
     if M == 0 or S == 0:
         return np.zeros(M)
-    qp = perturb_base(q, delta).reshape(M * S, -1)
+    qp = compose_planar(q, delta).reshape(M * S, -1)
     n = qp.shape[0]
     pg, RgB = grasp_in_base_frames(T_goal, qp)  # the grasp seen from each landed base
     tol_p, tol_o = cfg.grasp_tolerance_m, np.radians(cfg.grasp_tolerance_deg)
@@ -173,10 +150,11 @@ def nonlinear_robustness(robot: WholeBodyModel, visibility: Visibility, q: np.nd
     j_t = robot.frame_placement(tool)[0]
     lo, hi = robot.lower[3:, None], robot.upper[3:, None]
     n_arm = robot.nq - 3
+    chain_model = robot.chain
 
     def evaluate(qa, jacobian=True):
         """Chain, tool position, weighted residual and Jacobian at arm joints ``(n_arm, n)``."""
-        X = robot._arm_chain(np.cos(qa), np.sin(qa))  # base frame
+        X = chain_model.poses(np.cos(qa), np.sin(qa))  # base frame
         p, R = robot.frame_in_chain(X, tool)
         e = np.empty((6, qa.shape[1]))
         e[:3] = pg - p
@@ -184,7 +162,7 @@ def nonlinear_robustness(robot: WholeBodyModel, visibility: Visibility, q: np.nd
         if not jacobian:  # after the last step
             return X, p, e * w, J
         Jn = np.zeros((6, n_arm, qa.shape[1]))
-        robot._arm_jacobian_soa(X, p, j_t, Jn)
+        chain_model.jacobian_columns(X, p, j_t, Jn)
         return X, p, e * w, Jn * w[:, :, None]
 
     # start: every base error of a stance shares its arm joints, hence its chain and
@@ -193,7 +171,7 @@ def nonlinear_robustness(robot: WholeBodyModel, visibility: Visibility, q: np.nd
         chain = robot.base_chain(q)
     p0, R0 = robot.frame_in_chain(chain, tool)
     J0 = np.zeros((6, n_arm, M))
-    robot._arm_jacobian_soa(chain, p0, j_t, J0)
+    chain_model.jacobian_columns(chain, p0, j_t, J0)
     J0 *= w[:, :, None]
     X, p = np.repeat(chain, S, axis=-1), np.repeat(p0, S, axis=-1)
     e = np.empty((6, n))
@@ -238,7 +216,6 @@ def robustness_term(robustness: np.ndarray, cfg: ProposalConfig) -> np.ndarray:
     return cfg.w_robustness * np.where(np.isnan(robustness), 0.0, robustness)
 
 
-
 def score_terms(metrics: dict, cfg: ProposalConfig, current_base=None) -> dict:
     """Weighted score terms per stance (arrays ``(M,)``) from the raw metrics."""
     terms = {
@@ -259,7 +236,7 @@ def score_terms(metrics: dict, cfg: ProposalConfig, current_base=None) -> dict:
         q = metrics["q"]
         terms["travel"] = -cfg.w_travel * np.hypot(q[:, 0] - current_base.x,
                                                    q[:, 1] - current_base.y)
-        terms["turn"] = -cfg.w_turn * np.abs(np.angle(np.exp(1j * (q[:, 2] - current_base.yaw))))
+        terms["turn"] = -cfg.w_turn * np.abs(wrap_angle(q[:, 2] - current_base.yaw))
     return terms
 
 

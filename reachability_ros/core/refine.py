@@ -14,37 +14,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .geometry import log_so3
 from .robot import WholeBodyModel
 
 
-def rotation_vector(R: np.ndarray) -> np.ndarray:
-    """Rotation vectors (axis * angle) of rotation matrices ``(N, 3, 3)`` -> ``(N, 3)``."""
-    skew = np.stack([R[:, 2, 1] - R[:, 1, 2], R[:, 0, 2] - R[:, 2, 0], R[:, 1, 0] - R[:, 0, 1]],
-                    axis=1)
-    s = 0.5 * np.linalg.norm(skew, axis=1)
-    c = 0.5 * (np.trace(R, axis1=1, axis2=2) - 1.0)
-    theta = np.arctan2(s, c)
-    out = np.empty((R.shape[0], 3))
-    small = s > 1e-9
-    factor = np.where(small, theta / np.maximum(2.0 * s, 1e-300), 0.5)
-    out[:] = factor[:, None] * skew
-    near_pi = (c < -0.999) & (theta > 2.5)
-    if near_pi.any():  # axis from the symmetric part
-        B = 0.5 * (R[near_pi] + np.eye(3))
-        k = np.argmax(np.diagonal(B, axis1=1, axis2=2), axis=1)
-        axis = B[np.arange(len(k)), :, k]
-        axis /= np.linalg.norm(axis, axis=1, keepdims=True)
-        sign = np.sign(np.einsum("ni,ni->n", axis, skew[near_pi]))
-        sign[sign == 0] = 1.0
-        out[near_pi] = axis * (sign * theta[near_pi])[:, None]
-    return out
-
-
 def pose_residual(T_goal: np.ndarray, T: np.ndarray) -> np.ndarray:
-    """6-D residual ``(N, 6)``: goal position minus position, then rotation vector of R_goal R^T."""
+    """6-D residual ``(N, 6)``: goal position minus position, then the log of ``R_goal R^T``.
+
+    Args:
+        T_goal: ``(4, 4)`` or ``(N, 4, 4)`` goal poses.
+        T: ``(N, 4, 4)`` current poses.
+    """
     e = np.empty((T.shape[0], 6))
     e[:, :3] = T_goal[..., :3, 3] - T[:, :3, 3]
-    e[:, 3:] = rotation_vector(T_goal[..., :3, :3] @ np.swapaxes(T[:, :3, :3], 1, 2))
+    e[:, 3:] = log_so3(T_goal[..., :3, :3] @ np.swapaxes(T[:, :3, :3], 1, 2))
     return e
 
 

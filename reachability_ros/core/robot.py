@@ -8,57 +8,32 @@ configuration vector *is* ``q`` and its Jacobian columns are d/dx, d/dy,
 d/dyaw. Every joint that is not an arm joint (wheels, gripper) is locked at
 zero with ``buildReducedModel``.
 
-A vectorized numpy path (:meth:`WholeBodyModel.fk`, :meth:`WholeBodyModel.jacobian`)
-replays Pinocchio's own joint placements for N configurations at once; tests
-hold it to Pinocchio within 1e-9.
+The constants of the chain live in an immutable
+:class:`~reachability_ros.core.chain.KinematicChain` (``robot.chain``); the
+vectorized numpy path (:meth:`WholeBodyModel.fk`, :meth:`WholeBodyModel.jacobian`,
+:meth:`WholeBodyModel.base_chain`) evaluates it for N configurations at once
+and is held to Pinocchio within 1e-9 by the tests. Nothing is written on the
+model after construction: one model serves any number of threads (the
+Pinocchio reference calls make their own ``Data`` per call).
 
-Speed notes (the vectorized path is the hot loop of the proposal service):
-the chain is evaluated in a structure-of-arrays layout, one ``(3, 4, N)`` array
-``[R | p]`` per joint with the configurations on the last (contiguous) axis.
-The constant joint placement is applied with one small matrix product per
-joint, ``matmul((4, 3), (3, 3, N))``, and the joint's own rotation is a mix
-of two columns only (a revolute joint about z, x or y changes a 2 x 2 block).
-The root pose (planar base motion) starts the chain; with the base at zero
-the same chain gives poses in the base frame (what the visibility check uses).
+The collision shapes become :class:`~reachability_ros.core.collision.Primitive`
+objects (spheres, cylinders, capsules; meshes and boxes as bounding capsules);
+a description whose collision geometry cannot be loaded is refused.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 import pinocchio as pin
 
+from .chain import KinematicChain
+from .collision import Primitive, load_collision_model, primitives_from_geometry
 from .config import BASE_JOINTS, RobotConfig
 from .errors import DescriptionError, InvalidRequest, UnknownFrame
-from .geometry import make_transform
-
-
-@dataclass(frozen=True)
-class Primitive:
-    """A collision primitive attached to a joint frame of the reduced model.
-
-    Attributes:
-        name: geometry object name (``<link>_<k>``).
-        link: the URDF link it belongs to.
-        joint: index of the reduced model's joint that carries it.
-        T_joint_prim: ``(4, 4)`` placement in the joint frame; the primitive's
-            axis (cylinder) is its local z.
-        kind: ``"sphere"`` or ``"cylinder"``.
-        radius: radius (m).
-        half_length: half the cylinder length along z (m); 0 for a sphere.
-    """
-
-    name: str
-    link: str
-    joint: int
-    T_joint_prim: np.ndarray
-    kind: str
-    radius: float
-    half_length: float
 
 
 def _planar_root() -> pin.JointModelComposite:
@@ -69,33 +44,24 @@ def _planar_root() -> pin.JointModelComposite:
     return root
 
 
-def _axis_rotation(axis: np.ndarray, angle: np.ndarray) -> np.ndarray:
-    """Rodrigues: rotations ``(N, 3, 3)`` about a fixed unit axis by angles ``(N,)``."""
-    c, s = np.cos(angle), np.sin(angle)
-    x, y, z = axis
-    C = 1.0 - c
-    R = np.empty(angle.shape + (3, 3))
-    R[..., 0, 0] = c + x * x * C
-    R[..., 0, 1] = x * y * C - z * s
-    R[..., 0, 2] = x * z * C + y * s
-    R[..., 1, 0] = y * x * C + z * s
-    R[..., 1, 1] = c + y * y * C
-    R[..., 1, 2] = y * z * C - x * s
-    R[..., 2, 0] = z * x * C - y * s
-    R[..., 2, 1] = z * y * C + x * s
-    R[..., 2, 2] = c + z * z * C
-    return R
-
-
 class WholeBodyModel:
     """A mobile manipulator as an (3 + n)-DoF whole-body Pinocchio model.
 
     Args:
         config: robot configuration (URDF, frame and joint names).
 
+    Attributes:
+        model: the reduced Pinocchio model (planar root, arm joints).
+        geom_model: its collision geometry.
+        chain: the immutable :class:`KinematicChain` of ``model``.
+        primitives: the collision shapes as spheres, cylinders and capsules.
+        lower, upper: ``(nq,)`` joint limits (``-inf``/``inf`` for the base).
+
     Raises:
-        DescriptionError: the URDF lacks a configured joint or frame, or uses a
-            joint type the vectorized path does not handle.
+        DescriptionError: the URDF lacks a configured joint or frame, uses a
+            joint type the vectorized path does not handle, or has collision
+            geometry that cannot be loaded or used (the file and the reason
+            are named).
 
     Example:
         >>> robot = WholeBodyModel(RobotConfig())
@@ -109,10 +75,7 @@ class WholeBodyModel:
         self.urdf_text = path.read_text()
         self.urdf_sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
         full = pin.buildModelFromUrdf(str(path), _planar_root())
-        try:
-            geom = pin.buildGeomFromUrdf(full, str(path), pin.COLLISION)
-        except Exception:  # meshes that cannot be found: no occluders
-            geom = pin.GeometryModel()
+        geom = load_collision_model(full, path)
         names = list(full.names)
         missing = [j for j in config.arm_joints if j not in names]
         if missing:
@@ -124,7 +87,6 @@ class WholeBodyModel:
                 full, geom, lock, pin.neutral(full))
         else:
             self.model, self.geom_model = full, geom
-        self.data = self.model.createData()
         order = [self.model.names[j] for j in range(2, self.model.njoints)]
         if tuple(order) != tuple(config.arm_joints):
             raise DescriptionError(
@@ -140,13 +102,17 @@ class WholeBodyModel:
         hi = np.array(self.model.upperPositionLimit, dtype=float)
         lo[:3], hi[:3] = -np.inf, np.inf
         lo[lo < -1e300], hi[hi > 1e300] = -np.inf, np.inf
+        lo.setflags(write=False)
+        hi.setflags(write=False)
         self.lower, self.upper = lo, hi
         self._bounded = np.flatnonzero(np.isfinite(lo) & np.isfinite(hi))
-        self._frame_cache: dict[str, tuple[int, np.ndarray]] = {}
+        self.chain = KinematicChain.from_model(self.model)
         for f in (config.base_frame, config.tool_frame, config.camera.frame):
             self.frame_id(f)
-        self._build_chain()
-        self.primitives: tuple[Primitive, ...] = self._collect_primitives()
+        self.primitives: tuple[Primitive, ...] = primitives_from_geometry(
+            self.geom_model, self.model, path)
+        self.link_names: frozenset[str] = frozenset(
+            f.name for f in self.model.frames if f.type == pin.FrameType.BODY)
 
     # ------------------------------------------------------------------ frames
     def frame_id(self, name: str) -> int:
@@ -161,117 +127,23 @@ class WholeBodyModel:
         return self.model.getFrameId(name)
 
     def frame_placement(self, name: str) -> tuple[int, np.ndarray]:
-        """Return (parent joint index, ``T_joint_frame`` (4, 4)) of a frame (a copy)."""
-        cached = self._frame_cache.get(name)
-        if cached is None:
-            fr = self.model.frames[self.frame_id(name)]
-            cached = self._frame_cache[name] = (fr.parentJoint, fr.placement.homogeneous.copy())
-        return cached[0], cached[1].copy()
+        """Return (parent joint index, ``T_joint_frame`` (4, 4)) of a frame (a copy).
+
+        Raises:
+            UnknownFrame: no frame of that name in the description.
+        """
+        placed = self.chain.frames.get(name)
+        if placed is None:
+            self.frame_id(name)  # raises with the known frames
+        return placed[0], placed[1].copy()
 
     # -------------------------------------------------------------- the chain
-    def _build_chain(self) -> None:
-        m = self.model
-        self._parents = [m.parents[j] for j in range(m.njoints)]
-        self._placements = [m.jointPlacements[j].homogeneous.copy() for j in range(m.njoints)]
-        self._axes: list[np.ndarray | None] = [None, None]
-        # per arm joint: the pair of columns its rotation mixes, or None (generic axis)
-        self._mix: list[tuple[int, int] | None] = [None, None]
-        for j in range(2, m.njoints):
-            short = m.joints[j].shortname()
-            if short == "JointModelRZ":
-                axis, mix = np.array([0.0, 0.0, 1.0]), (0, 1)
-            elif short == "JointModelRX":
-                axis, mix = np.array([1.0, 0.0, 0.0]), (1, 2)
-            elif short == "JointModelRY":
-                axis, mix = np.array([0.0, 1.0, 0.0]), (2, 0)
-            elif short == "JointModelRevoluteUnaligned":
-                axis, mix = np.array(m.joints[j].extract().axis, dtype=float), None
-            else:
-                raise DescriptionError(
-                    f"joint {m.names[j]!r} is {short}; the vectorized FK handles revolute "
-                    "arm joints only")
-            self._axes.append(axis)
-            self._mix.append(mix)
-        self._qidx = [m.idx_qs[j] for j in range(m.njoints)]
-        self._jacobian_paths: dict[int, tuple] = {}
-        # (4, 3) transposed [R | p] of each joint placement, for matmul((4, 3), (3, 3, N))
-        self._placement_T43 = [np.ascontiguousarray(P[:3, :].T) for P in self._placements]
+    def check_q(self, q: np.ndarray) -> np.ndarray:
+        """Return ``q`` as a float ``(N, nq)`` array (a single ``(nq,)`` becomes ``(1, nq)``).
 
-    def _arm_chain(self, c: np.ndarray, s: np.ndarray, upto: int | None = None,
-                   q: np.ndarray | None = None) -> np.ndarray:
-        """Poses of the joint frames, structure-of-arrays.
-
-        Args:
-            c: ``(n_arm, N)`` cosines of the arm joint angles, in configuration order.
-            s: ``(n_arm, N)`` sines of the same.
-            upto: last joint index to evaluate (default: all).
-            q: ``(N, nq)`` configurations whose base part places the root
-                (world poses); None: the base at zero (poses in the base frame).
-
-        Returns:
-            ``(njoints, 3, 4, N)`` ``[R | p]`` per joint (``oMi`` without the last
-            row); entry 0 (the universe) is zeros, entries after ``upto`` are unset.
+        Raises:
+            InvalidRequest: any other shape.
         """
-        n = c.shape[1]
-        nj = self.model.njoints
-        upto = nj - 1 if upto is None else upto
-        T = np.empty((nj, 3, 4, n))
-        T[0] = 0.0
-        P1 = self._placements[1][:3, :, None]
-        if q is None:
-            T[1] = P1
-        else:  # oMi[1] = placement @ planar(x, y, yaw): a mix of the first two columns
-            cy, sy = np.cos(q[:, 2]), np.sin(q[:, 2])
-            T[1, :, 0] = P1[:, 0] * cy + P1[:, 1] * sy
-            T[1, :, 1] = P1[:, 1] * cy - P1[:, 0] * sy
-            T[1, :, 2] = P1[:, 2]
-            T[1, :, 3] = P1[:, 0] * q[:, 0] + P1[:, 1] * q[:, 1] + P1[:, 3]
-        tmp = np.empty((3, n))
-        for j in range(2, upto + 1):
-            par = T[self._parents[j]]
-            out = T[j]
-            # out = T_par @ placement (rotation part and offset of the translation)
-            np.matmul(self._placement_T43[j], par[:, :3, :], out=out)
-            out[:, 3] += par[:, 3]
-            row = self._qidx[j] - 3  # this joint's entry among the arm joints
-            cj, sj = c[row], s[row]
-            mix = self._mix[j]
-            if mix is not None:
-                a, b = mix  # column a' = c a + s b, column b' = c b - s a
-                np.multiply(out[:, a], sj, out=tmp)
-                out[:, a] *= cj
-                out[:, a] += out[:, b] * sj
-                out[:, b] *= cj
-                out[:, b] -= tmp
-            else:
-                A = out[:, :3].copy()
-                ang = np.arctan2(sj, cj)
-                R = np.moveaxis(_axis_rotation(self._axes[j], ang), 0, -1)  # (3, 3, N)
-                for k in range(3):
-                    out[:, k] = A[:, 0] * R[0, k] + A[:, 1] * R[1, k] + A[:, 2] * R[2, k]
-        return T
-
-    def _jacobian_path(self, j_f: int):
-        """Joints from ``j_f`` down to the root as index arrays for a vectorized Jacobian:
-        ``(joints, axis column of each, configuration column of each)``, or
-        ``(None, None, None)`` when an axis is not a coordinate axis of its joint."""
-        js = []
-        j = j_f
-        while j > 1:
-            if self._mix[j] is None:
-                return None, None, None
-            js.append(j)
-            j = self._parents[j]
-        axis_col = np.array([3 - self._mix[j][0] - self._mix[j][1] for j in js], dtype=int)
-        return (np.array(js, dtype=int), axis_col,
-                np.array([self._qidx[j] for j in js], dtype=int))
-
-    def _arm_sincos(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Cosines and sines ``(n_arm, N)`` of the arm joint angles of ``q`` ``(N, nq)``."""
-        qa = np.ascontiguousarray(q[:, 3:].T)
-        return np.cos(qa), np.sin(qa)
-
-    def _check_q(self, q: np.ndarray) -> np.ndarray:
         q = np.asarray(q, dtype=float)
         if q.ndim == 1:
             q = q[None]
@@ -288,9 +160,10 @@ class WholeBodyModel:
         Returns:
             ``(N, njoints, 4, 4)``; index 0 is the world (identity).
         """
-        q = self._check_q(q)
+        q = self.check_q(q)
         n = q.shape[0]
-        T = self._arm_chain(*self._arm_sincos(q), q=q)[1:]
+        chain = self.chain
+        T = chain.poses(*chain.sincos(q), q=q)[1:]
         out = np.empty((n, self.model.njoints, 4, 4))
         out[:, 1:, :3, :] = T.transpose(3, 0, 1, 2)
         out[:, 1:, 3, :] = (0.0, 0.0, 0.0, 1.0)
@@ -309,7 +182,7 @@ class WholeBodyModel:
             for batch work (no ``(N, njoints, 4, 4)`` layout), and exact at any
             distance of the base from the world origin.
         """
-        return self._arm_chain(*self._arm_sincos(self._check_q(q)))
+        return self.chain.poses(*self.chain.sincos(self.check_q(q)))
 
     def frame_in_chain(self, chain: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
         """Pose of a named frame from a structure-of-arrays chain.
@@ -345,10 +218,10 @@ class WholeBodyModel:
         """
         frames = tuple(frames) if frames is not None else (
             self.config.tool_frame, self.config.camera.frame)
-        q = self._check_q(q)
+        q = self.check_q(q)
         placed = [self.frame_placement(name) for name in frames]
         upto = max([j for j, _ in placed], default=1)
-        chain = self._arm_chain(*self._arm_sincos(q), upto=upto, q=q)
+        chain = self.chain.poses(*self.chain.sincos(q), upto=upto, q=q)
         F = np.empty((len(frames), 3, 4, q.shape[0]))
         for k, (j, T_jf) in enumerate(placed):
             if j == 0:  # a frame on the universe: constant
@@ -366,12 +239,13 @@ class WholeBodyModel:
 
     def fk_pinocchio(self, q: np.ndarray, frame: str) -> np.ndarray:
         """Reference FK with Pinocchio, one configuration at a time: ``(N, 4, 4)``."""
-        q = self._check_q(q)
+        q = self.check_q(q)
         fid = self.frame_id(frame)
+        data = self.model.createData()  # scratch per call: thread-safe
         out = np.empty((q.shape[0], 4, 4))
         for i, qi in enumerate(q):
-            pin.framesForwardKinematics(self.model, self.data, qi)
-            out[i] = self.data.oMf[fid].homogeneous
+            pin.framesForwardKinematics(self.model, data, qi)
+            out[i] = data.oMf[fid].homogeneous
         return out
 
     def jacobian(self, q: np.ndarray, frame: str | None = None,
@@ -390,13 +264,13 @@ class WholeBodyModel:
             ``(N, 6, nq)``: rows (vx, vy, vz, wx, wy, wz), columns d/dq (same
             convention as Pinocchio's ``LOCAL_WORLD_ALIGNED``).
         """
-        q = self._check_q(q)
+        q = self.check_q(q)
         frame = frame or self.config.tool_frame
         j_f, T = self.frame_placement(frame)
         if chain is not None:
             X = chain
         elif oMi is None:  # structure-of-arrays chain, no (N, njoints, 4, 4) detour
-            X = self._arm_chain(*self._arm_sincos(q), upto=max(j_f, 1), q=q)
+            X = self.chain.poses(*self.chain.sincos(q), upto=max(j_f, 1), q=q)
         else:
             X = np.asarray(oMi)[:, :, :3, :].transpose(1, 2, 3, 0)  # view (nj, 3, 4, N)
         t = T[:3, 3]
@@ -410,64 +284,24 @@ class WholeBodyModel:
         J[0, 2] = q[:, 1] - p[1]
         J[1, 2] = p[0] - q[:, 0]
         J[5, 2] = 1.0
-        self._arm_jacobian_soa(X, p, j_f, J, offset=0)
+        self.chain.jacobian_columns(X, p, j_f, J, offset=0)
         return np.ascontiguousarray(J.transpose(2, 0, 1))
-
-    def _arm_jacobian_soa(self, X: np.ndarray, p: np.ndarray, j_f: int, J: np.ndarray,
-                          offset: int = 3) -> None:
-        """Fill the arm columns of a structure-of-arrays Jacobian.
-
-        Args:
-            X: joint poses ``(njoints, 3, 4, N)`` (world or base frame, like ``p``).
-            p: ``(3, N)`` origin of the frame whose Jacobian is wanted.
-            j_f: index of the joint that carries the frame.
-            J: ``(6, ncols, N)`` output; the arm joint at configuration index ``i``
-                goes to column ``i - offset``.
-            offset: 0 for a whole-body Jacobian, 3 for arm-only columns.
-        """
-        path = self._jacobian_paths.get(j_f)
-        if path is None:
-            path = self._jacobian_paths[j_f] = self._jacobian_path(j_f)
-        if path[0] is not None:  # every axis on the path is a column of its joint's rotation
-            js, axis_col, cols = path
-            Z = X[js, :, axis_col].transpose(1, 0, 2)  # (3, n_path, N)
-            V = p[:, None] - X[js, :, 3].transpose(1, 0, 2)
-            c = cols - offset
-            J[0, c] = Z[1] * V[2] - Z[2] * V[1]
-            J[1, c] = Z[2] * V[0] - Z[0] * V[2]
-            J[2, c] = Z[0] * V[1] - Z[1] * V[0]
-            J[3:, c] = Z
-            return
-        j = j_f
-        while j > 1:
-            col = self._qidx[j] - offset
-            mix = self._mix[j]
-            if mix is not None:  # the axis is a column of the joint's rotation
-                z = X[j, :, 3 - mix[0] - mix[1]]
-            else:
-                a = self._axes[j]
-                z = X[j, :, 0] * a[0] + X[j, :, 1] * a[1] + X[j, :, 2] * a[2]
-            v = p - X[j, :, 3]
-            J[0, col] = z[1] * v[2] - z[2] * v[1]
-            J[1, col] = z[2] * v[0] - z[0] * v[2]
-            J[2, col] = z[0] * v[1] - z[1] * v[0]
-            J[3:, col] = z
-            j = self._parents[j]
 
     def jacobian_pinocchio(self, q: np.ndarray, frame: str | None = None) -> np.ndarray:
         """Reference Jacobian with Pinocchio (LOCAL_WORLD_ALIGNED), ``(N, 6, nq)``."""
-        q = self._check_q(q)
+        q = self.check_q(q)
         fid = self.frame_id(frame or self.config.tool_frame)
+        data = self.model.createData()  # scratch per call: thread-safe
         out = np.empty((q.shape[0], 6, self.nq))
         for i, qi in enumerate(q):
-            out[i] = pin.computeFrameJacobian(self.model, self.data, qi, fid,
+            out[i] = pin.computeFrameJacobian(self.model, data, qi, fid,
                                               pin.LOCAL_WORLD_ALIGNED)
         return out
 
     # ---------------------------------------------------------------- limits
     def within_limits(self, q: np.ndarray, tol: float = 1e-9) -> np.ndarray:
         """Return ``(N,)`` booleans: every joint within its limits (+ ``tol``)."""
-        q = self._check_q(q)
+        q = self.check_q(q)
         return ((q >= self.lower - tol) & (q <= self.upper + tol)).all(axis=1)
 
     def limit_margin(self, q: np.ndarray) -> np.ndarray:
@@ -475,17 +309,13 @@ class WholeBodyModel:
 
         0 at a limit, 0.5 with every bounded joint at mid-range, negative outside.
         """
-        q = self._check_q(q)
+        q = self.check_q(q)
         b = self._bounded
         if not b.size:
             return np.full(len(q), 0.5)
         lo, hi = self.lower[b], self.upper[b]
         x = (q[:, b] - lo) / (hi - lo)
         return np.minimum(x, 1.0 - x).min(axis=1)
-
-    def clip_to_limits(self, q: np.ndarray) -> np.ndarray:
-        """Clip configurations into the joint limits."""
-        return np.clip(self._check_q(q), self.lower, self.upper)
 
     def random_configurations(self, n: int, rng: np.random.Generator,
                               base_extent_m: float = 1.0) -> np.ndarray:
@@ -518,36 +348,19 @@ class WholeBodyModel:
         return np.sqrt(np.maximum(det, 0.0))
 
     # -------------------------------------------------------------- geometry
-    def _collect_primitives(self) -> tuple[Primitive, ...]:
-        out = []
-        for obj in self.geom_model.geometryObjects:
-            g = obj.geometry
-            kind = type(g).__name__
-            if kind == "Sphere":
-                kind, half = "sphere", 0.0
-            elif kind == "Cylinder":
-                kind, half = "cylinder", float(g.halfLength)
-            else:  # meshes and boxes are not used as occluders
-                continue
-            link = self.model.frames[obj.parentFrame].name
-            out.append(Primitive(obj.name, link, int(obj.parentJoint),
-                                 obj.placement.homogeneous.copy(), kind, float(g.radius), half))
-        return tuple(out)
-
     def primitives_excluding(self, links: Sequence[str]) -> tuple[Primitive, ...]:
-        """Collision primitives of every link but ``links``."""
+        """Collision primitives of every link but ``links``.
+
+        Raises:
+            DescriptionError: a name in ``links`` is not a link of the description
+                (a misspelt exclusion would silently keep the camera body or the
+                gripper as an occluder).
+        """
         skip = set(links)
+        unknown = sorted(skip - self.link_names)
+        if unknown:
+            raise DescriptionError(
+                f"links {unknown} (robot.occlusion_exclude_links) are not links of "
+                f"{self.urdf_path.name}; its links with collision shapes are "
+                f"{sorted({p.link for p in self.primitives})}")
         return tuple(p for p in self.primitives if p.link not in skip)
-
-    def frame_pose_in_joint(self, name: str) -> np.ndarray:
-        """``T_joint_frame`` of a frame relative to its parent joint (alias for clarity)."""
-        return self.frame_placement(name)[1]
-
-
-def base_pose_matrix(q: np.ndarray) -> np.ndarray:
-    """World poses ``(N, 4, 4)`` of the base frame for configurations ``(N, >=3)``."""
-    q = np.atleast_2d(q)
-    c, s = np.cos(q[:, 2]), np.sin(q[:, 2])
-    R = np.zeros((len(q), 3, 3))
-    R[:, 0, 0], R[:, 0, 1], R[:, 1, 0], R[:, 1, 1], R[:, 2, 2] = c, -s, s, c, 1.0
-    return make_transform(R, np.stack([q[:, 0], q[:, 1], np.zeros(len(q))], axis=1))

@@ -23,6 +23,7 @@ from typing import Protocol
 import numpy as np
 
 from .canonical import StanceCodec, condition_features
+from .geometry import wrap_angle
 from .robot import WholeBodyModel
 
 
@@ -35,11 +36,15 @@ class Proposals:
         valid: ``(n,)`` False where the sampler itself knows the row is infeasible
             (an imaginary branch of the closed form, ...).
         exact: the valid rows already put the tool on the grasp.
+        refine_from_afar: approximate rows are seeds for the refinement however
+            far their tool is from the grasp (the rejection baseline): the
+            pipeline's coarse distance filter does not apply to them.
     """
 
     q: np.ndarray
     valid: np.ndarray
     exact: bool
+    refine_from_afar: bool = False
 
 
 class Sampler(Protocol):
@@ -89,9 +94,9 @@ class RejectionSampler:
         q = np.empty((n, self.robot.nq))
         q[:, 0] = g[0] + r * np.cos(phi)
         q[:, 1] = g[1] + r * np.sin(phi)
-        q[:, 2] = np.angle(np.exp(1j * (phi + np.pi + self.heading_sigma * rng.standard_normal(n))))
+        q[:, 2] = wrap_angle(phi + np.pi + self.heading_sigma * rng.standard_normal(n))
         q[:, 3:] = self.arm_seeds[rng.integers(0, len(self.arm_seeds), n)]
-        return Proposals(q, np.ones(n, dtype=bool), exact=False)
+        return Proposals(q, np.ones(n, dtype=bool), exact=False, refine_from_afar=True)
 
 
 class GridSampler:

@@ -7,9 +7,11 @@ origin) must be
    planes given by the intrinsics, and between the near and far distance
    (measured along the optical axis);
 2. not occluded by the robot: the segment camera -> target must clear every
-   collision primitive of the description (spheres and cylinders; a capsule is
-   a cylinder plus two spheres), except the links listed in
-   ``RobotConfig.occlusion_exclude_links`` (the gripper and the camera body).
+   collision primitive of the description (spheres, cylinders and capsules; a
+   capsule written as a cylinder plus two spheres is merged back into one;
+   meshes and boxes are bounding capsules, see :mod:`.collision`), except the
+   links listed in ``RobotConfig.occlusion_exclude_links`` (the gripper and
+   the camera body; a name that is not a link of the description is an error).
 
 All computations happen in the base frame, so targets 10 km from the world
 origin lose no precision. Margins are positive when satisfied:
@@ -28,7 +30,7 @@ origin lose no precision. Margins are positive when satisfied:
   are exact too. For the remaining cylinders (the base's) the clearance is
   exact along the part of the segment inside the cylinder's slab (between its
   cap planes) and a lower bound along the parts above or below it (see
-  ``_cylinder_margin_soa``; conservative by millimetres near a rim); a
+  :func:`.clearance.cylinder_clearance`; conservative by millimetres near a rim); a
   segment that heads away from a base cylinder from the start gets the exact
   camera-to-cylinder distance. The sign, hence ``occluded``, is exact.
 
@@ -49,13 +51,16 @@ occlusion margin never exceeds 0.020 m: the deck bounds it from the start of
 the segment.
 
 Speed: the arm chain is evaluated once in a structure-of-arrays layout (see
-:mod:`reachability_ros.core.robot`); the primitives fixed to the base are
+:mod:`reachability_ros.core.chain`); the primitives fixed to the base are
 constant in the base frame and never transformed per configuration; a base
 cylinder is skipped where the segment leaves the camera heading away from it
 (the clearance is then the camera's own); an arm capsule is skipped where its
 bounding sphere clears the segment by more than the clearance found so far;
 with a given ``target_world`` the frustum is tested before any kinematics and
 the arm chain is evaluated only where the target is in view.
+
+Thread safety: the checker holds constants only (every call allocates its own
+scratch), so one instance serves any number of threads.
 """
 
 from __future__ import annotations
@@ -64,12 +69,12 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from .clearance import (cylinder_clearance, merge_capsules, point_cylinder_distance,
+                        segment_segment_distance)
 from .config import CameraConfig
 from .errors import InvalidRequest
-from .geometry import clamp
+from .geometry import clamp, points_in_base_frames
 from .robot import WholeBodyModel
-
-_CAPSULE_TOL_M = 1e-6  # sphere centres must sit this close to the cylinder's axis ends
 
 
 @dataclass(frozen=True)
@@ -97,169 +102,6 @@ class VisibilityResult:
         return VisibilityResult(*(getattr(self, f.name)[rows] for f in fields(self)))
 
 
-def segment_segment_distance(p0: np.ndarray, d1: np.ndarray, a: np.ndarray, d2: np.ndarray,
-                             e: np.ndarray | None = None) -> np.ndarray:
-    """Exact distance between segments ``p0 + s d1`` and ``a + t d2``, s, t in [0, 1].
-
-    Closest points of two segments after Ericson, *Real-Time Collision
-    Detection* (2005), section 5.1.9, with the branches turned into ``where``.
-    Components come first so that every operation runs on contiguous arrays.
-
-    Args:
-        p0: ``(3, ...)`` start of the first segments.
-        d1: ``(3, ...)`` direction (end - start) of the first segments.
-        a: ``(3, ...)`` start of the second segments.
-        d2: ``(3, ...)`` direction of the second segments (may be zero: a point).
-        e: optional precomputed ``|d2|^2`` (broadcastable).
-
-    Returns:
-        Distances, the broadcast shape of the inputs without the leading 3.
-    """
-    rx, ry, rz = p0[0] - a[0], p0[1] - a[1], p0[2] - a[2]
-    aa = np.maximum(d1[0] * d1[0] + d1[1] * d1[1] + d1[2] * d1[2], 1e-300)
-    if e is None:
-        e = d2[0] * d2[0] + d2[1] * d2[1] + d2[2] * d2[2]
-    b = d1[0] * d2[0] + d1[1] * d2[1] + d1[2] * d2[2]
-    c = d1[0] * rx + d1[1] * ry + d1[2] * rz
-    f = d2[0] * rx + d2[1] * ry + d2[2] * rz
-    ninv_a = -1.0 / aa
-    denom = aa * e - b * b
-    s_par = clamp(c * ninv_a, 0.0, 1.0)  # s for t = 0; also right for a point (e = 0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        s = clamp((b * f - c * e) / denom, 0.0, 1.0)
-    s = np.where(denom > 1e-12 * aa * e, s, s_par)
-    tn = b * s + f  # t * e
-    s = np.where(tn < 0.0, s_par, s)
-    s = np.where(tn > e, clamp((c - b) * ninv_a, 0.0, 1.0), s)
-    t = clamp(tn, 0.0, e) / np.maximum(e, 1e-300)
-    dx = rx + s * d1[0] - t * d2[0]
-    dy = ry + s * d1[1] - t * d2[1]
-    dz = rz + s * d1[2] - t * d2[2]
-    return np.sqrt(dx * dx + dy * dy + dz * dz)
-
-
-def _cylinder_margin_soa(p0, d, r, h):
-    """Clearance of segments to cylinders, in the cylinders' frames (axis z, |z| <= h).
-
-    The segment is cut into the part inside the slab ``|z| <= h`` and the parts
-    below and above it. Inside the slab the clearance is the exact radial gap
-    (negative: the segment enters the cylinder). On a part outside the slab
-    every point is at least ``hypot(max(rho_min - r, 0), zgap_min)`` from the
-    cylinder, with ``rho_min`` the part's smallest distance to the axis and
-    ``zgap_min`` its smallest distance to the cap plane, evaluated separately
-    on the stretch over a cap face (``rho <= r``, where it is exact) and the
-    stretches beside it: a lower bound, exact unless the closest point is on a
-    rim, where it is conservative by millimetres. Never negative off the slab,
-    so the sign is exact.
-
-    Args:
-        p0: ``(3, ...)`` segment starts in the cylinder frames.
-        d: ``(3, ...)`` segment directions in the cylinder frames.
-        r: radii, broadcastable to the batch shape.
-        h: half lengths, broadcastable to the batch shape.
-
-    Returns:
-        Clearances (m), the batch shape.
-    """
-    x0, y0, z0 = p0[0], p0[1], p0[2]
-    dxx, dyy, dz = d[0], d[1], d[2]
-    z0, dz = np.broadcast_arrays(z0, dz)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ta = (-h - z0) / dz
-        tb = (h - z0) / dz
-    flat = np.abs(dz) < 1e-15
-    t_lo = np.where(flat, 0.0, np.minimum(ta, tb))
-    t_hi = np.where(flat, 1.0, np.maximum(ta, tb))
-    t_lo = np.where(flat & (np.abs(z0) > h), 2.0, t_lo)  # flat and outside the slab
-    t_lo, t_hi = clamp(t_lo, 0.0, 1.0), clamp(t_hi, 0.0, 1.0)
-    inside_slab = t_hi > t_lo
-    # radial distance rho(t) = |xy(t)| is convex: its minimum over [u0, u1] is at
-    # the free minimizer clipped into the interval
-    a = dxx * dxx + dyy * dyy
-    b = x0 * dxx + y0 * dyy
-    t_free = np.where(a > 1e-300, -b / np.maximum(a, 1e-300), 0.0)
-
-    def rho_min(u0, u1):
-        t = clamp(t_free, u0, u1)
-        x, y = x0 + t * dxx, y0 + t * dyy
-        return np.sqrt(x * x + y * y)
-
-    radial = np.where(inside_slab, rho_min(t_lo, t_hi) - r, np.inf)
-    # where the segment is over a cap face (rho <= r): the roots of rho(t)^2 = r^2
-    c0 = x0 * x0 + y0 * y0 - r * r
-    disc = b * b - a * c0
-    pos = a > 1e-300
-    sq = np.sqrt(np.maximum(disc, 0.0))
-    inv = 1.0 / np.maximum(a, 1e-300)
-    v0 = np.where(pos, (-b - sq) * inv, -np.inf)
-    v1 = np.where(pos, (-b + sq) * inv, np.inf)
-    has_disc = np.where(pos, disc > 0.0, c0 <= 0.0)
-
-    def zgap_min(u0, u1):  # |z| is linear on a part off the slab: minimum at an end
-        return np.maximum(np.minimum(np.abs(z0 + u0 * dz), np.abs(z0 + u1 * dz)) - h, 0.0)
-
-    def bound(u0, u1):
-        rad = np.maximum(rho_min(u0, u1) - r, 0.0)
-        gap = zgap_min(u0, u1)
-        return np.sqrt(rad * rad + gap * gap)
-
-    def off_slab(u0, u1):
-        """Clearance (lower bound) of the part [u0, u1] of the segment off the slab."""
-        w0, w1 = clamp(v0, u0, u1), clamp(v1, u0, u1)
-        over = has_disc & (w1 > w0)
-        cap = np.where(over, zgap_min(w0, w1), np.inf)  # exact over the cap face
-        side = np.minimum(bound(u0, np.where(over, w0, u1)),
-                          bound(np.where(over, w1, u1), u1))
-        return np.minimum(cap, side)
-
-    # the parts off the slab: [0, a1] and [b0, 1] (a whole segment off the slab: [0, 1])
-    a1 = np.where(inside_slab, t_lo, 1.0)
-    b0 = np.where(inside_slab, t_hi, 1.0)
-    return np.minimum(radial, np.minimum(off_slab(0.0, a1), off_slab(b0, 1.0)))
-
-
-def merge_capsules(prims) -> tuple[list, list, list]:
-    """Split primitives into capsules, lone spheres and plain cylinders.
-
-    A cylinder and two spheres of the same link and radius whose centres sit at
-    the two ends of the cylinder's axis form one capsule.
-
-    Args:
-        prims: sequence of :class:`~reachability_ros.core.robot.Primitive`.
-
-    Returns:
-        ``(capsules, spheres, cylinders)``: capsules as ``(joint, a, b, radius)``
-        with the axis end points ``a, b`` ``(3,)`` in the joint frame; lone
-        spheres as ``(joint, centre, radius)``; the other cylinders as the
-        original primitives.
-    """
-    spheres = [p for p in prims if p.kind == "sphere"]
-    used: set[int] = set()
-    capsules, cylinders = [], []
-    for p in prims:
-        if p.kind != "cylinder":
-            continue
-        o, z = p.T_joint_prim[:3, 3], p.T_joint_prim[:3, 2]
-        ends = (o - p.half_length * z, o + p.half_length * z)
-        match = []
-        for end in ends:
-            for k, sp in enumerate(spheres):
-                if (id(sp) not in used and sp.link == p.link and sp.joint == p.joint
-                        and abs(sp.radius - p.radius) < 1e-9
-                        and np.linalg.norm(sp.T_joint_prim[:3, 3] - end) < _CAPSULE_TOL_M
-                        and k not in [m for m, _ in match]):
-                    match.append((k, sp))
-                    break
-        if len(match) == 2:
-            used.update(id(sp) for _, sp in match)
-            capsules.append((p.joint, ends[0].copy(), ends[1].copy(), p.radius))
-        else:
-            cylinders.append(p)
-    lone = [(p.joint, p.T_joint_prim[:3, 3].copy(), p.radius)
-            for p in spheres if id(p) not in used]
-    return capsules, lone, cylinders
-
-
 class Visibility:
     """Batched visibility of a target from the robot's front camera.
 
@@ -270,6 +112,10 @@ class Visibility:
 
     Raises:
         NotImplementedError: the camera is not fixed to the base.
+        DescriptionError: a link of ``exclude_links`` is not in the description.
+
+    Nothing is written on the object after construction: one instance serves
+    any number of threads.
     """
 
     def __init__(self, robot: WholeBodyModel, camera: CameraConfig | None = None,
@@ -281,7 +127,7 @@ class Visibility:
             raise NotImplementedError("the visibility camera must be fixed to the base")
         # joint 1's placement is identity at the world root; with base q = 0 the
         # root joint frame is the base frame.
-        P1 = robot._placements[1]
+        P1 = robot.chain.placements[1]
         self.T_base_cam = P1 @ T_joint_cam
         self.p_base_cam = self.T_base_cam[:3, 3].copy()
         self.R_cam_base = self.T_base_cam[:3, :3].T.copy()
@@ -340,7 +186,11 @@ class Visibility:
             self._cylf_o = T[:, :3, 3]
             self._cylf_r = np.array([p.radius for p in self._cyl_fixed])[:, None]
             self._cylf_h = np.array([p.half_length for p in self._cyl_fixed])[:, None]
-            self._cylf_d0, self._cylf_n = self._camera_clearance(T)
+            clear = [point_cylinder_distance(self.p_base_cam, Tk, p.radius, p.half_length)
+                     for Tk, p in zip(T, self._cyl_fixed)]
+            # segments heading away from a cylinder keep the camera's own clearance
+            self._cylf_d0 = np.array([d for d, _ in clear])
+            self._cylf_n = np.array([n for _, n in clear]).reshape(-1, 3)
             self._cylf_w = self._cylf_o - self.p_base_cam  # (C, 3) centre - camera
             self._cylf_ww = (self._cylf_w ** 2).sum(axis=1)
             self._cylf_bound = np.hypot(self._cylf_r[:, 0], self._cylf_h[:, 0])
@@ -350,88 +200,72 @@ class Visibility:
         self._cylm_r = np.array([p.radius for p in self._cyl_moving])[:, None]
         self._cylm_h = np.array([p.half_length for p in self._cyl_moving])[:, None]
         joints = set(self._mov_joints) | set(self._cylm_joint.tolist())
-        robot_parent_of_tool = self.robot._parents[self._tool_joint] if self._tool_joint > 1 else 1
+        parents = self.robot.chain.parents
+        robot_parent_of_tool = parents[self._tool_joint] if self._tool_joint > 1 else 1
         self._need_joints = sorted(joints)
         self._upto = max(joints | {robot_parent_of_tool, 1})
 
-    def _camera_clearance(self, T: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Distance from the camera to each base-fixed cylinder, and the escape direction.
+    # ------------------------------------------------------------ kinematics
+    def _chain_base(self, q: np.ndarray, upto: int
+                    ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+        """Joint poses in the base frame ``(njoints, 3, 4, N)`` and the ``(c, s)`` they used."""
+        chain = self.robot.chain
+        cs = chain.sincos(q)
+        return chain.poses(*cs, upto=upto), cs
 
-        The clearance of a segment starting at the camera ``c`` is a convex
-        function of the position along the segment. When the segment direction
-        ``d`` satisfies ``d . n >= 0``, with ``n`` the unit vector from the
-        cylinder's closest point to ``c``, it is nondecreasing, so the
-        segment's clearance is exactly ``dist(c, cylinder)``: no per-segment
-        work is needed. A camera inside a cylinder gets ``n = 0`` and is always
-        evaluated in full.
+    @staticmethod
+    def _chain_of(oMi_base: np.ndarray) -> np.ndarray:
+        """Structure-of-arrays chain ``(njoints, 3, 4, N)`` of poses ``(N, njoints, 4, 4)``."""
+        return np.ascontiguousarray(np.asarray(oMi_base)[:, :, :3, :].transpose(1, 2, 3, 0))
+
+    def _tool_base(self, T: np.ndarray, cs: tuple[np.ndarray, np.ndarray] | None
+                   ) -> np.ndarray:
+        """Tool frame origins ``(3, N)`` in the base frame from a base-frame chain.
 
         Args:
-            T: ``(C, 4, 4)`` cylinder poses in the base frame.
-
-        Returns:
-            ``(C,)`` distances and ``(C, 3)`` unit directions (base frame).
+            T: the chain; evaluated up to the tool's joint, or only up to its
+                parent when ``cs`` is given.
+            cs: the cosines and sines the chain used; then the tool point is
+                carried through its own joint here (the chain stopped before it).
         """
-        d0 = np.zeros(len(T))
-        n = np.zeros((len(T), 3))
-        for k, (Tk, p) in enumerate(zip(T, self._cyl_fixed)):
-            c = Tk[:3, :3].T @ (self.p_base_cam - Tk[:3, 3])
-            rho, r, h = float(np.hypot(c[0], c[1])), p.radius, p.half_length
-            dz = abs(c[2]) - h
-            if rho <= r and dz <= 0.0:
-                d0[k] = -np.inf  # inside: never short-cut
-                continue
-            near = c.copy()
-            if rho > r:
-                near[:2] *= r / rho
-            near[2] = np.clip(c[2], -h, h)
-            gap = c - near
-            d0[k] = float(np.linalg.norm(gap))
-            n[k] = Tk[:3, :3] @ gap / d0[k]
-        return d0, n
-
-    # ------------------------------------------------------------ kinematics
-    def _chain_base(self, q: np.ndarray, oMi_base: np.ndarray | None, upto: int) -> np.ndarray:
-        """Joint poses in the base frame, structure-of-arrays ``(njoints, 3, 4, N)``."""
-        if oMi_base is not None:
-            return np.ascontiguousarray(np.asarray(oMi_base)[:, :, :3, :].transpose(1, 2, 3, 0))
-        c, s = self.robot._arm_sincos(q)
-        T = self.robot._arm_chain(c, s, upto=upto)
-        self._last_cs = (c, s)
-        return T
-
-    def _tool_base(self, q: np.ndarray, T: np.ndarray, full: bool) -> np.ndarray:
-        """Tool frame origins ``(3, N)`` in the base frame from a base-frame chain."""
-        robot, j, p_loc = self.robot, self._tool_joint, self._T_joint_tool[:3, 3]
-        if full or j <= 1:
+        j, p_loc = self._tool_joint, self._T_joint_tool[:3, 3]
+        if cs is None or j <= 1:
             return np.matmul(T[j, :, :3, :].transpose(2, 0, 1), p_loc).T + T[j, :, 3]
-        # only the tool point through the last joint: w = placement @ Rot(q_j) p_loc
-        c, s = self._last_cs
-        cj, sj = c[robot._qidx[j] - 3], s[robot._qidx[j] - 3]
-        v = np.empty((3, len(cj)))
-        mix = robot._mix[j]
-        if mix is None:
-            from .robot import _axis_rotation
-            R = _axis_rotation(robot._axes[j], np.arctan2(sj, cj))
-            v[:] = (R @ p_loc).T
-        else:
-            a, b = mix
-            k = 3 - a - b
-            v[a] = cj * p_loc[a] - sj * p_loc[b]
-            v[b] = sj * p_loc[a] + cj * p_loc[b]
-            v[k] = p_loc[k]
-        P = robot._placements[j]
-        w = P[:3, :3] @ v + P[:3, 3, None]
-        par = T[robot._parents[j]]
-        return (par[:, 0] * w[0] + par[:, 1] * w[1] + par[:, 2] * w[2]) + par[:, 3]
+        return self.robot.chain.point_on_joint(T, j, p_loc, *cs)
 
     def tool_in_base(self, q: np.ndarray, oMi_base: np.ndarray | None = None) -> np.ndarray:
-        """Tool positions in the base frame ``(N, 3)``."""
-        q0 = np.array(q, dtype=float, ndmin=2)
+        """Tool positions in the base frame ``(N, 3)``.
+
+        Args:
+            q: ``(N, nq)`` configurations (their base part is ignored).
+            oMi_base: optional :meth:`WholeBodyModel.joint_transforms` of ``q``
+                with the base at zero.
+        """
         if oMi_base is not None:
-            T = self._chain_base(q0, oMi_base, self.robot.model.njoints - 1)
-            return self._tool_base(q0, T, full=True).T.copy()
-        T = self._chain_base(q0, None, self._upto)
-        return self._tool_base(q0, T, full=self._upto >= self._tool_joint).T.copy()
+            return self._tool_base(self._chain_of(oMi_base), None).T.copy()
+        q0 = np.array(q, dtype=float, ndmin=2)
+        T, cs = self._chain_base(q0, self._upto)
+        return self._tool_base(T, None if self._upto >= self._tool_joint else cs).T.copy()
+
+    def frustum_margins(self, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Angle and range margins of base-frame targets (positive: inside the frustum).
+
+        Args:
+            target: ``(3, N)`` points in the base frame.
+
+        Returns:
+            ``(angle_margin_rad, range_margin_m)``, ``(N,)`` each (see the module
+            docstring); the target is in the frustum where both are >= 0.
+        """
+        p_cam = self.R_cam_base @ (target - self.p_base_cam[:, None])
+        x, y, z = p_cam[0], p_cam[1], p_cam[2]
+        ah = np.arctan2(x, z)
+        av = np.arctan2(y, z)
+        left, right, up, down = self.half_angles
+        angle_margin = np.minimum(np.minimum(ah + left, right - ah),
+                                  np.minimum(av + up, down - av))
+        range_margin = np.minimum(z - self.camera.near_m, self.camera.far_m - z)
+        return angle_margin, range_margin
 
     # --------------------------------------------------------------- checks
     def check(self, q: np.ndarray, target_world: np.ndarray | None = None,
@@ -452,23 +286,19 @@ class Visibility:
             A :class:`VisibilityResult`.
         """
         q = np.array(q, dtype=float, ndmin=2)
-        n = q.shape[0]
         if q.ndim != 2 or q.shape[1] != self.robot.nq:
             raise InvalidRequest(
                 f"configurations must have shape (N, {self.robot.nq}), got {q.shape}")
-        if target_world is None or oMi_base is not None:
-            upto = self.robot.model.njoints - 1 if oMi_base is not None else self._upto
-            T = self._chain_base(q, oMi_base, upto)
-        else:
-            T = None  # the chain is evaluated later, where the target is in the frustum
+        T = None  # without a target the tool needs the chain; else it waits for the frustum
+        if oMi_base is not None:
+            T = self._chain_of(oMi_base)
+        elif target_world is None:
+            T, cs = self._chain_base(q, self._upto)
         if target_world is None:
-            target = self._tool_base(q, T, full=oMi_base is not None
-                                     or self._upto >= self._tool_joint)
+            full = oMi_base is not None or self._upto >= self._tool_joint
+            target = self._tool_base(T, None if full else cs)
         else:
-            tw = np.broadcast_to(np.asarray(target_world, dtype=float), (n, 3))
-            c, s = np.cos(q[:, 2]), np.sin(q[:, 2])
-            dx, dy = tw[:, 0] - q[:, 0], tw[:, 1] - q[:, 1]
-            target = np.stack([c * dx + s * dy, -s * dx + c * dy, tw[:, 2]])
+            target = points_in_base_frames(target_world, q)
         return self._check_soa(target, T, occlusion_outside_frustum, q)
 
     def check_chain(self, target: np.ndarray, chain: np.ndarray) -> VisibilityResult:
@@ -478,6 +308,9 @@ class Visibility:
             target: ``(3, N)`` target points in the base frame (e.g. the tool origins
                 from :meth:`WholeBodyModel.frame_in_chain`).
             chain: ``(njoints, 3, 4, N)`` from :meth:`WholeBodyModel.base_chain`.
+
+        Returns:
+            A :class:`VisibilityResult` (occlusion evaluated inside the frustum only).
         """
         return self._check_soa(np.asarray(target, dtype=float), chain, False)
 
@@ -491,20 +324,13 @@ class Visibility:
                 from ``q`` ``(N, nq)`` only where needed.
             everywhere: evaluate the occlusion outside the frustum too.
         """
-        p_cam = self.R_cam_base @ (target - self.p_base_cam[:, None])
-        x, y, z = p_cam[0], p_cam[1], p_cam[2]
-        ah = np.arctan2(x, z)
-        av = np.arctan2(y, z)
-        left, right, up, down = self.half_angles
-        angle_margin = np.minimum(np.minimum(ah + left, right - ah),
-                                  np.minimum(av + up, down - av))
-        range_margin = np.minimum(z - self.camera.near_m, self.camera.far_m - z)
+        angle_margin, range_margin = self.frustum_margins(target)
         in_frustum = (angle_margin >= 0.0) & (range_margin >= 0.0)
         idx = np.arange(target.shape[1]) if everywhere else np.flatnonzero(in_frustum)
         if len(idx) == target.shape[1] or (T is not None and len(idx) >= 0.75 * len(in_frustum)):
             # (nearly) all in the frustum: evaluating every row is cheaper than gathering
             if T is None:
-                T = self._chain_base(q, None, self._upto)
+                T, _ = self._chain_base(q, self._upto)
             occ = self._occlusion_soa(target, T)
             if len(idx) < target.shape[1]:
                 occ[~in_frustum] = np.inf
@@ -512,7 +338,7 @@ class Visibility:
             occ = np.full(target.shape[1], np.inf)
             if len(idx):
                 if T is None:
-                    T = self._chain_base(q[idx], None, self._upto)
+                    T, _ = self._chain_base(q[idx], self._upto)
                 else:  # gather only the joints that carry occluders
                     sub = np.zeros(T.shape[:3] + (len(idx),))
                     need = self._need_joints
@@ -533,7 +359,7 @@ class Visibility:
         Returns:
             ``(N,)`` clearances; ``+inf`` when there is no occluder.
         """
-        T = self._chain_base(None, oMi_base, self.robot.model.njoints - 1)
+        T = self._chain_of(oMi_base)
         return self._occlusion_soa(np.ascontiguousarray(np.asarray(target, dtype=float).T), T)
 
     def _occlusion_soa(self, target: np.ndarray, T: np.ndarray) -> np.ndarray:
@@ -561,7 +387,7 @@ class Visibility:
             p1w = target[None] - o
             p0 = np.einsum("kjim,kjm->ikm", R, p0w)
             d = np.einsum("kjim,kjm->ikm", R, p1w) - p0
-            marg = _cylinder_margin_soa(p0, d, self._cylm_r, self._cylm_h)
+            marg = cylinder_clearance(p0, d, self._cylm_r, self._cylm_h)
             best = np.minimum(best, marg.min(axis=0))
         if self._mov_joints:  # the clearance found so far prunes most capsules
             best = self._moving_capsules(d1[:, 0, :], T, best)
@@ -597,7 +423,7 @@ class Visibility:
             return best
         d_loc = np.einsum("lij,jl->il", self._cylf_RT[kk], d)
         marg = np.full(need.shape, np.inf)
-        marg[kk, mm] = _cylinder_margin_soa(
+        marg[kk, mm] = cylinder_clearance(
             self._cylf_p0[:, kk, 0], d_loc, self._cylf_r[kk, 0], self._cylf_h[kk, 0])
         return np.minimum(best, marg.min(axis=0))
 

@@ -374,8 +374,9 @@ def _rodrigues(axis: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
 class TorchFK(nn.Module):
     """Differentiable FK of one frame of a :class:`WholeBodyModel` (planar base + revolute arm).
 
-    Built from the model's own joint placements and axes (``robot._placements``,
-    ``robot._axes``, ``robot.frame_placement``), so it matches the numpy FK.
+    Built from the model's public kinematic chain (``robot.chain``: joint
+    placements, axes, configuration columns) and ``robot.frame_placement``, so
+    it matches the numpy FK.
 
     Args:
         robot: the whole-body model.
@@ -386,18 +387,14 @@ class TorchFK(nn.Module):
         super().__init__()
         frame = frame or robot.config.tool_frame
         jf, T_jf = robot.frame_placement(frame)
-        chain = []
-        j = jf
-        while j > 1:
-            chain.append(j)
-            j = robot._parents[j]
-        self.chain = chain[::-1]
-        self.qidx = [int(robot._qidx[j]) for j in self.chain]
-        self.register_buffer("root", torch.tensor(robot._placements[1], dtype=torch.float32))
+        kc = robot.chain
+        self.chain = list(kc.path_to_root(jf))
+        self.qidx = [3 + kc.arm_rows[j] for j in self.chain]
+        self.register_buffer("root", torch.tensor(kc.placements[1], dtype=torch.float32))
         self.register_buffer("placements", torch.tensor(
-            np.stack([robot._placements[j] for j in self.chain]), dtype=torch.float32))
+            np.stack([kc.placements[j] for j in self.chain]), dtype=torch.float32))
         self.register_buffer("axes", torch.tensor(
-            np.stack([robot._axes[j] for j in self.chain]), dtype=torch.float32))
+            np.stack([kc.axes[j] for j in self.chain]), dtype=torch.float32))
         self.register_buffer("T_frame", torch.tensor(T_jf, dtype=torch.float32))
 
     def forward(self, q: torch.Tensor) -> torch.Tensor:
