@@ -30,7 +30,10 @@ MODULE_KEYS = {
     'visualization_msgs': 'visualization_msgs', 'rcl_interfaces': 'rcl_interfaces',
     'tf2_ros': 'tf2_ros_py',  # the Python module of ROS 2's tf2_ros_py package
     'tf2_geometry_msgs': 'tf2_geometry_msgs', 'tf_transformations': 'tf_transformations',
-    'pinocchio': 'pinocchio', 'numpy': 'python3-numpy', 'yaml': 'python3-yaml',
+    'pinocchio': 'pinocchio',
+    # Pinocchio's collision library (coal; hpp-fcl before it) comes with the pinocchio key
+    'coal': 'pinocchio', 'hppfcl': 'pinocchio',
+    'numpy': 'python3-numpy', 'yaml': 'python3-yaml',
     'matplotlib': 'python3-matplotlib', 'tqdm': 'python3-tqdm',
     'onnxruntime': 'python3-onnxruntime-pip',  # rosdistro rosdep/python.yaml: a pip key
     'pytest': 'python3-pytest', 'hypothesis': 'python3-hypothesis',
