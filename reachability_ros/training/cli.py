@@ -7,7 +7,7 @@ Commands (``<command> --help`` for every option):
 * ``evaluate MODEL.onnx --data DIR/manifest.json``: LeKiwi metrics on held-out grasps.
 * ``export CHECKPOINT --out MODEL.onnx``: a checkpoint (also of a stopped run) to ONNX.
 * ``parity CHECKPOINT MODEL.onnx``: torch against onnxruntime on random inputs.
-* ``toy-table --out DIR``: seed 000's table on the toy robot (about 30 min).
+* ``toy-table --out DIR``: seed 000's table on the toy robot (about an hour).
 
 Exit codes: 0 done, 1 a parity check failed, 2 a user error (one line on stderr, no
 traceback), 130 interrupted. ``train``, ``export``, ``parity`` and ``toy-table`` need
@@ -170,6 +170,12 @@ def cmd_toy_table(args) -> int:
     return 0
 
 
+def _out_and_set(parser: argparse.ArgumentParser, out_help: str, example: str) -> None:
+    parser.add_argument("--out", required=True, metavar="DIR", help=out_help)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"override a config key, e.g. --set {example} (repeatable)")
+
+
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     """The argument parser of the training commands."""
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
@@ -180,20 +186,15 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                        "grasps and export it to ONNX. Ctrl-C stops after the current step "
                        "and keeps the best checkpoint.")
     t.add_argument("config", help="training config, e.g. config/train_tiny.yaml")
-    t.add_argument("--out", required=True, metavar="DIR",
-                   help="output folder (created): checkpoint.pt, metrics.csv, plots, "
-                   "model.onnx, result.json, data/")
-    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. --set train.max_epochs=2 (repeatable)")
+    _out_and_set(t, "output folder (created): checkpoint.pt, metrics.csv, plots, model.onnx, "
+                 "result.json, data/", "train.max_epochs=2")
     t.set_defaults(func=cmd_train)
     d = sub.add_parser("dataset", help="generate or resume a training dataset",
                        description="Generate (or resume) a sharded dataset of (grasp, "
                        "stance) pairs and print its statistics.")
     d.add_argument("--config", default="config/data_lekiwi.yaml",
                    help="dataset config (default: %(default)s)")
-    d.add_argument("--out", required=True, metavar="DIR", help="dataset folder (created)")
-    d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. --set train_pairs=10000 (repeatable)")
+    _out_and_set(d, "dataset folder (created)", "train_pairs=10000")
     d.set_defaults(func=cmd_dataset)
     e = sub.add_parser("evaluate", help="evaluate an ONNX model on held-out grasps",
                        description="LeKiwi metrics of an exported model on the held-out "
@@ -224,10 +225,10 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     q.add_argument("--n", type=int, default=1000, help="random inputs (%(default)s)")
     q.add_argument("--tol", type=float, default=1e-4, help="tolerance (%(default)s)")
     q.set_defaults(func=cmd_parity)
-    y = sub.add_parser("toy-table", help="seed 000's table on toy v2.1 (about 30 min)",
+    y = sub.add_parser("toy-table", help="seed 000's table on toy v2.1 (about an hour)",
                        description="Train a cVAE and a flow on the two-link toy and print "
-                       "seed 000's table with the nearest-neighbour baseline. About 30 min "
-                       "on two CPU cores.")
+                       "seed 000's table with the nearest-neighbour baseline: two "
+                       "30,000-step trainings, about an hour on two CPU cores.")
     y.add_argument("--config", default="config/train_toy_v2.yaml",
                    help="toy training config (%(default)s)")
     y.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")

@@ -310,8 +310,8 @@ def load_dataset(path: str | Path, split: str = "train", verify: bool = False) -
         p = man_path.parent / entry["file"]
         if not p.is_file():
             raise ConfigError(f"shard {p} of the dataset is missing; rerun python -m "
-                              f"reachability_ros dataset --out {man_path.parent} with the "
-                              "same options to regenerate it")
+                              f"reachability_ros.training.cli dataset --out {man_path.parent} "
+                              "with the same options to regenerate it")
         if verify and _sha256(p) != entry["sha256"]:
             raise ConfigError(f"shard {p} does not match its SHA-256 in the manifest; "
                               "delete it and rerun the dataset command to regenerate it")
@@ -337,7 +337,7 @@ def load_manifest(path: str | Path) -> dict:
     man_path = _manifest_path(path)
     if not man_path.is_file():
         raise ConfigError(f"no dataset manifest at {str(man_path)!r}; make a dataset with "
-                          "python -m reachability_ros dataset --out DIR (or train, which "
+                          "python -m reachability_ros.training.cli dataset --out DIR (train "
                           "makes one in <out>/data)")
     try:
         manifest = json.loads(man_path.read_text())
