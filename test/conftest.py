@@ -17,6 +17,7 @@ REFERENCE_URDF = SHARED / "robots" / "lekiwi" / "lekiwi_so101.urdf"
 OPTIONAL = {
     "test_export.py": ("torch", "onnx"),
     "test_training.py": ("torch", "onnx"),
+    "test_training_cli.py": ("torch", "onnx"),
     "test_onnx_sampler.py": ("onnx",),
     "test_ros_node.py": ("rclpy", "tf2_ros", "nav_msgs"),
     "test_launch_stance_server.py": ("launch_testing", "rclpy"),
