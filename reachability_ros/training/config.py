@@ -309,12 +309,18 @@ class TrainingConfig(ConfigSection):
 
 
 # ---------------------------------------------------------------- loading
+def _subsection(f: dataclasses.Field) -> type | None:
+    """The ConfigSection class of a field that holds a section, else None."""
+    sub = f.default_factory if isinstance(f.default_factory, type) else None
+    return sub if sub is not None and issubclass(sub, ConfigSection) else None
+
+
 def _section_paths(cls: type, prefix: str = "") -> dict[str, str]:
     """Class name -> dotted path of each section below ``cls`` (for error messages)."""
     out = {cls.__name__: prefix}
     for f in dataclasses.fields(cls):
-        sub = f.default_factory if isinstance(f.default_factory, type) else None
-        if sub is not None and issubclass(sub, ConfigSection):
+        sub = _subsection(f)
+        if sub is not None:
             out.update({k: v for k, v in _section_paths(sub, f"{prefix}{f.name}.").items()
                         if k not in out})
     return out
@@ -329,8 +335,8 @@ def _check_keys(cls: type, data: Mapping[str, Any], prefix: str, where: str) -> 
             of = f" of {prefix[:-1]}" if prefix else ""
             raise ConfigError(f"unknown key '{prefix}{key}'{where}; known keys{of}: "
                               f"{sorted(fields)}")
-        sub = f.default_factory if isinstance(f.default_factory, type) else None
-        if sub is not None and issubclass(sub, ConfigSection):
+        sub = _subsection(f)
+        if sub is not None:
             if not isinstance(value, Mapping):
                 raise ConfigError(f"{prefix}{key} must be a mapping of its keys{where}, got "
                                   f"{value!r}")
@@ -348,8 +354,8 @@ def _merge_override(cls: type, data: dict, key: str, value: Any) -> None:
             owner = ".".join(parts[:i]) or "the top level"
             raise ConfigError(f"unknown override key {key!r}: {owner} has the keys "
                               f"{sorted(fields)}")
-        sub = f.default_factory if isinstance(f.default_factory, type) else None
-        is_section = sub is not None and issubclass(sub, ConfigSection)
+        sub = _subsection(f)
+        is_section = sub is not None
         if i == len(parts) - 1:
             if is_section:
                 if not isinstance(value, Mapping):
