@@ -180,6 +180,10 @@ def test_missing_or_broken_dataset(tmp_path):
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(ConfigError, match="not a dataset manifest"):
         load_manifest(tmp_path)
+    # a folder whose manifest.json is not ours is left alone
+    with pytest.raises(ConfigError, match="not a dataset manifest"):
+        generate_dataset(SMALL, tmp_path, seed=7, log=lambda s: None, progress=False)
+    assert (tmp_path / "manifest.json").read_text() == "{not json"
 
 
 def test_output_dir_that_cannot_be_created(tmp_path):

@@ -189,17 +189,13 @@ def generate_dataset(config: DataConfig | Mapping[str, Any] | None, out_dir: str
     fp = _fingerprint(cfg, robot, manifold)
     man_path = out / "manifest.json"
     manifest = None
-    if man_path.exists():
-        try:
-            old = json.loads(man_path.read_text())
-        except json.JSONDecodeError:
-            old = None
-        if old is not None:
-            if {k: old.get(k) for k in fp} != json.loads(json.dumps(fp)):
-                diff = [k for k in fp if json.loads(json.dumps(fp[k])) != old.get(k)]
-                raise ConfigError(f"{out} holds a dataset made with other {diff}; use a "
-                                  "fresh output directory or delete it")
-            manifest = old
+    if man_path.exists():  # resume, or refuse to touch what is not this dataset
+        old = load_manifest(man_path)
+        if {k: old.get(k) for k in fp} != json.loads(json.dumps(fp)):
+            diff = [k for k in fp if json.loads(json.dumps(fp[k])) != old.get(k)]
+            raise ConfigError(f"{out} holds a dataset made with other {diff}; use a "
+                              "fresh output directory or delete it")
+        manifest = old
     t_start = time.perf_counter()
     if manifest is None:
         rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, _PILOT_STREAM]))
