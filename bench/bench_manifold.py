@@ -51,16 +51,6 @@ def _timed(fn, repeats: int) -> tuple[float, float]:
     return med, _BEST.pop(id(fn))
 
 
-def reachable_grasps(robot, visibility, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Grasps ``(n, 4, 4)`` reached by random arm poses that the front camera sees."""
-    q = robot.random_configurations(50 * n, rng, base_extent_m=0.0)
-    q[:, 2] = 0.0
-    ok = visibility.check(q).visible
-    q = q[ok][:n]
-    tool = robot.config.tool_frame
-    return robot.fk(q, [tool])[tool]
-
-
 def main(args=None) -> int:
     """Print the timings; returns 0."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -76,11 +66,14 @@ def main(args=None) -> int:
     from reachability_ros.core.manifold import StanceManifold
     from reachability_ros.core.robot import WholeBodyModel
     from reachability_ros.core.visibility import Visibility
+    from reachability_ros.evaluation.ground_truth import ground_truth
+    from reachability_ros.evaluation.grasps import reachable_grasps
 
     robot = WholeBodyModel()
     vis = Visibility(robot)
     sm = StanceManifold(robot)
-    grasps = reachable_grasps(robot, vis, a.grasps, np.random.default_rng(a.seed))
+    grasps = reachable_grasps(robot, a.grasps, np.random.default_rng(a.seed), visibility=vis,
+                              base_frame=True).T_world_grasp
     n_pts = sm.n_branches * a.side * a.side
     rows = {"solve": [], "solve+visibility": [], "visibility only": [],
             "joint_transforms only": [], "ground_truth": []}
@@ -101,7 +94,7 @@ def main(args=None) -> int:
         rows["joint_transforms only"].append(
             _timed(lambda: robot.joint_transforms(qv), a.repeats))
         rows["ground_truth"].append(_timed(
-            lambda: sm.ground_truth(T, vis, a.side, a.side), a.repeats))
+            lambda: ground_truth(sm, T, vis, a.side, a.side), a.repeats))
     print(f"grid: {a.side} pan x {a.side} lift x {sm.n_branches} branches = {n_pts} points; "
           f"{len(grasps)} reachable visible grasps, {a.repeats} repeats, 1 thread")
     print(f"within limits: {100 * np.mean(frac_valid):.1f} % of the grid; visible: "

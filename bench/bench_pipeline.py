@@ -6,9 +6,10 @@ Usage:
     python bench/bench_pipeline.py --no-rejection --models   # the default config and the grid
                                                              # only: closest to the service
 
-Held-out grasps are generated from the robot model (random in-limit configurations
-whose tool the front camera sees; seed 2026, never used for training data), plus
-unreachable grasps (above the arm's reach). For each sampler: success@1 (the top
+Held-out grasps come from ``reachability_ros.evaluation.grasps`` (random in-limit
+configurations whose tool the front camera sees; seed 2026, never used for training
+data), plus unreachable grasps (half beyond the arm's reach, half within it but above
+anything the front camera sees). For each sampler: success@1 (the top
 stance re-verified with Pinocchio FK from the URDF: within limits, visible,
 <= 1 mm and <= 0.5 deg), false successes on unreachable grasps, robustness of the
 top stance, latency p50/p95/p99 (ms, end to end in ``propose``) and the mean
@@ -33,40 +34,15 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from reachability_ros.core.config import ProposalConfig, StanceConfig  # noqa: E402
-from reachability_ros.core.geometry import matrix_to_quat, pose_error  # noqa: E402
+from reachability_ros.core.geometry import pose_error  # noqa: E402
 from reachability_ros.core.pipeline import StanceProposer  # noqa: E402
 from reachability_ros.core.robot import WholeBodyModel  # noqa: E402
-from reachability_ros.core.types import Grasp  # noqa: E402
 from reachability_ros.core.visibility import Visibility  # noqa: E402
+from reachability_ros.evaluation.coverage import evaluate_samples  # noqa: E402
+from reachability_ros.evaluation.ground_truth import ground_truth  # noqa: E402
+from reachability_ros.evaluation.grasps import reachable_grasps, unreachable_grasps  # noqa: E402
 
 BENCH_SEED = 2026
-
-
-def held_out_grasps(robot, n, seed=BENCH_SEED):
-    """Reachable, visible grasps: FK of random in-limit configurations the camera sees."""
-    vis = Visibility(robot)
-    rng = np.random.default_rng(seed)
-    out = []
-    while len(out) < n:
-        q = robot.random_configurations(4096, rng, base_extent_m=5.0)
-        q = q[vis.check(q).visible]
-        out.extend(robot.fk(q, [robot.config.tool_frame])[robot.config.tool_frame])
-    return [Grasp(tuple(T[:3, 3]), tuple(matrix_to_quat(T[:3, :3])), "map") for T in out[:n]]
-
-
-def unreachable_grasps(n, seed=BENCH_SEED + 1):
-    """Negatives: half 0.7-1.0 m up (beyond the arm: its tool never rises above 0.62 m),
-    half 0.40-0.60 m up (within the arm's reach, above anything the front camera can watch
-    the tool at: 0.33 m is the highest visible tool position over 10^6 configurations)."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for i in range(n):
-        q = rng.normal(size=4)
-        q /= np.linalg.norm(q)
-        z = rng.uniform(0.7, 1.0) if i % 2 == 0 else rng.uniform(0.40, 0.60)
-        p = (rng.uniform(-3, 3), rng.uniform(-3, 3), z)
-        out.append(Grasp(p, tuple(q), "map"))
-    return out
 
 
 def verify_top(robot, vis, result, grasp, pos_tol=1e-3, ori_tol_deg=0.5):
@@ -111,7 +87,6 @@ class SamplerStats:
         if r.ok:
             self.rob.append(r.candidates[0].metrics["robustness"])
         if truth is not None and truth["q"].shape[0]:
-            from reachability_ros.core.manifold import evaluate_samples
             fq = r.feasible_q if r.feasible_q is not None else np.zeros((0, self.robot.nq))
             self.cov.append(evaluate_samples(self.proposer.manifold, truth, fq))
         for k, v in r.funnel.items():
@@ -183,11 +158,12 @@ def main(argv=None):
     args = ap.parse_args(argv)
     robot = WholeBodyModel()
     vis = Visibility(robot)
-    reach = held_out_grasps(robot, args.grasps)
-    unreach = unreachable_grasps(args.unreachable)
+    reach = reachable_grasps(robot, args.grasps, np.random.default_rng(BENCH_SEED),
+                             visibility=vis).grasps()
+    unreach = unreachable_grasps(args.unreachable, np.random.default_rng(BENCH_SEED + 1)).grasps()
     from reachability_ros.core.manifold import StanceManifold
     manifold = StanceManifold(robot)
-    truths = [manifold.ground_truth(g.matrix(), vis, n_pan=48, n_lift=48)
+    truths = [ground_truth(manifold, g.matrix(), vis, n_pan=48, n_lift=48)
               for g in reach[:args.coverage_grasps]]
     base = StanceConfig(proposal=ProposalConfig(n_samples=args.samples, top_k=args.top_k))
     models = args.models

@@ -37,12 +37,12 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_pipeline import held_out_grasps, unreachable_grasps  # noqa: E402
 from reachability_ros.config_io import load_stance_config, resolve_data_path  # noqa: E402
 from reachability_ros.core.pipeline import StanceProposer  # noqa: E402
 from reachability_ros.core.report import result_to_dict  # noqa: E402
 from reachability_ros.core.robot import WholeBodyModel  # noqa: E402
 from reachability_ros.core.types import BasePose  # noqa: E402
+from reachability_ros.evaluation.grasps import reachable_grasps, unreachable_grasps  # noqa: E402
 
 SEED = 777
 
@@ -69,7 +69,8 @@ def setups(robot):
 def answers():
     """Yield one record per (sampler, request)."""
     robot = WholeBodyModel()
-    grasps = held_out_grasps(robot, 30, seed=SEED) + unreachable_grasps(6, seed=SEED + 1)
+    grasps = (reachable_grasps(robot, 30, np.random.default_rng(SEED))
+              + unreachable_grasps(6, np.random.default_rng(SEED + 1))).grasps()
     rng = np.random.default_rng(SEED)
     starts = [BasePose(*rng.uniform(-2, 2, 2), rng.uniform(-math.pi, math.pi))
               if i % 2 else None for i in range(len(grasps))]

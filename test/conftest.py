@@ -19,6 +19,7 @@ REFERENCE_URDF = SHARED / "robots" / "lekiwi" / "lekiwi_so101.urdf"
 OPTIONAL = {
     "test_export.py": ("torch", "onnx"),
     "test_training.py": ("torch", "onnx"),
+    "test_training_cli.py": ("torch", "onnx"),
     "test_onnx_sampler.py": ("onnx",),
 }
 

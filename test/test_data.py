@@ -7,9 +7,10 @@ import pytest
 
 from reachability_ros.core.canonical import StanceCodec, condition_features
 from reachability_ros.core.errors import ConfigError
-from reachability_ros.training.data import (data_config, generate_dataset, grasp_descriptors,
-                                            load_dataset, load_manifest, sample_task_grasps,
-                                            sample_unreachable_grasps, strata_index, water_fill)
+from reachability_ros.evaluation.grasps import grasp_descriptors, strata_index, water_fill
+from reachability_ros.training.config import DataConfig, load_data_config
+from reachability_ros.training.dataset import (data_config, generate_dataset, load_dataset,
+                                               load_manifest)
 
 SMALL = {"train_pairs": 4000, "heldout_pairs": 1000, "shard_size": 2000, "batch_size": 5000,
          "workers": 1, "pilot_candidates": 20000, "manifold": "off"}
@@ -23,21 +24,29 @@ def small(tmp_path_factory):
 
 
 def test_config_validation():
-    assert data_config({"data": {"seed": 3}})["seed"] == 3
-    with pytest.raises(ConfigError, match="trian_pairs"):
+    assert data_config({"data": {"seed": 3}}).seed == 3
+    with pytest.raises(ConfigError, match="unknown key 'trian_pairs'"):
         data_config({"trian_pairs": 5})
-    with pytest.raises(ConfigError, match="rule"):
+    with pytest.raises(ConfigError, match="unknown key 'quality.rulez'"):
+        data_config({"quality": {"rulez": "soft"}})
+    with pytest.raises(ConfigError, match=r"^quality\.rule = 'sometimes' is not one of"):
         data_config({"quality": {"rule": "sometimes"}})
-    with pytest.raises(ConfigError, match="height_edges_m"):
+    with pytest.raises(ConfigError, match=r"^strata\.height_edges_m must be increasing"):
         data_config({"strata": {"height_edges_m": [0.3, 0.1]}})
-    with pytest.raises(ConfigError, match="shard_size"):
+    with pytest.raises(ConfigError, match=r"^shard_size = 0 is outside"):
         data_config({"shard_size": 0})
+    with pytest.raises(ConfigError, match=r"^workers must be an integer, got 2\.5"):
+        data_config({"workers": 2.5})
+    with pytest.raises(ConfigError, match="robot.urdf"):
+        data_config({"robot": {"urdf": "/nonexistent.urdf"}}).robot.urdf_path()
 
 
 def test_config_file_documents_the_defaults():
-    from reachability_ros.config_io import load_yaml
-    from reachability_ros.training.data import DEFAULT_CONFIG
-    assert data_config(load_yaml("config/data_lekiwi.yaml")) == DEFAULT_CONFIG
+    assert load_data_config("config/data_lekiwi.yaml") == DataConfig()
+    cfg = load_data_config("config/data_lekiwi.yaml", {"workers": 1, "quality.rule": "hard"})
+    assert cfg.workers == 1 and cfg.quality.rule == "hard"
+    with pytest.raises(ConfigError, match="unknown override key 'quality.rul'"):
+        load_data_config("config/data_lekiwi.yaml", {"quality.rul": "hard"})
 
 
 def test_pairs_are_exact_visible_and_within_limits(small, robot, visibility):
@@ -79,7 +88,9 @@ def test_strata_are_balanced(small):
     assert len(full) >= 25
     d = load_dataset(small)
     h, e = grasp_descriptors(d["T_grasp"])
-    np.testing.assert_array_equal(strata_index(h, e, man["config"]["strata"]), d["bin"])
+    strata = man["config"]["strata"]
+    np.testing.assert_array_equal(
+        strata_index(h, e, strata["height_edges_m"], strata["elevation_edges_deg"]), d["bin"])
     # floor pick-ups (top-down) and side grasps are there
     assert np.sum((h < 0.05) & (e > 60)) > 100 and np.sum((np.abs(e) < 15)) > 200
 
@@ -155,34 +166,6 @@ def test_water_fill():
     assert len(water_fill(bins, 5000, 5, rng)) == len(bins)
 
 
-def test_task_and_unreachable_grasps(robot):
-    rng = np.random.default_rng(2)
-    T = sample_task_grasps(300, rng, robot)
-    assert T.shape == (300, 4, 4)
-    np.testing.assert_allclose(T[:, :3, :3] @ np.swapaxes(T[:, :3, :3], 1, 2),
-                               np.broadcast_to(np.eye(3), (300, 3, 3)), atol=1e-9)
-    h, e = grasp_descriptors(T)
-    assert h.min() > -0.06 and h.max() < 0.36
-    assert np.sum(e > 75) > 20 and np.sum(np.abs(e) < 15) > 20 and np.sum(h < 0.05) > 20
-    U = sample_unreachable_grasps(200, rng)
-    # above anything the arm reaches at any configuration (within limits)
-    q = robot.random_configurations(100000, np.random.default_rng(0))
-    top = robot.fk(q, [robot.config.tool_frame])[robot.config.tool_frame][:, 2, 3].max()
-    assert U[:, 2, 3].min() >= 0.7 > top + 0.05
-    np.testing.assert_allclose(np.linalg.det(U[:, :3, :3]), 1.0, atol=1e-9)
-    B = sample_unreachable_grasps(200, rng, kind="from_below")
-    np.testing.assert_allclose(B[:, :3, :3] @ np.swapaxes(B[:, :3, :3], 1, 2),
-                               np.broadcast_to(np.eye(3), (200, 3, 3)), atol=1e-9)
-    np.testing.assert_allclose(np.linalg.det(B[:, :3, :3]), 1.0, atol=1e-9)
-    hb, eb = grasp_descriptors(B)
-    # well below the lowest elevation any visible stance reaches (-29 deg over 10^6)
-    assert eb.max() <= -55.0 + 1e-9 and e.min() > -35.0 and hb.min() >= 0.0
-    M = sample_unreachable_grasps(100, rng, kind="mixed")
-    assert M.shape == (100, 4, 4) and np.sum(M[:, 2, 3] >= 0.7) == 50
-    with pytest.raises(ConfigError, match="kind"):
-        sample_unreachable_grasps(3, rng, kind="far")
-
-
 def _ks(a, b):
     """Two-sample Kolmogorov-Smirnov statistic."""
     a, b = np.sort(a), np.sort(b)
@@ -191,18 +174,42 @@ def _ks(a, b):
                          - np.searchsorted(b, grid, "right") / len(b)))
 
 
-def test_missing_dataset(tmp_path):
+def test_missing_or_broken_dataset(tmp_path):
     with pytest.raises(ConfigError, match="no dataset manifest"):
         load_dataset(tmp_path)
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="not a dataset manifest"):
+        load_manifest(tmp_path)
+    # a folder whose manifest.json is not ours is left alone
+    with pytest.raises(ConfigError, match="not a dataset manifest"):
+        generate_dataset(SMALL, tmp_path, seed=7, log=lambda s: None, progress=False)
+    assert (tmp_path / "manifest.json").read_text() == "{not json"
+
+
+def test_output_dir_that_cannot_be_created(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="cannot create the output directory"):
+        generate_dataset(SMALL, tmp_path / "file" / "ds", seed=7, log=lambda s: None,
+                         progress=False)
+
+
+def test_lost_shard_is_named(small, tmp_path):
+    import shutil
+    copy = tmp_path / "copy"
+    shutil.copytree(small.parent, copy)
+    (copy / "train_00000.npz").unlink()
+    with pytest.raises(ConfigError, match="train_00000.npz of the dataset is missing"):
+        load_dataset(copy)
 
 
 def test_manifold_targets_and_area_density(tmp_path, robot, visibility):
     """y decodes to the stance's own coordinates; the area density matches the ground truth."""
-    manifold_mod = pytest.importorskip("reachability_ros.core.manifold")
+    from reachability_ros.core.manifold import StanceManifold
     from reachability_ros.core.onnx_sampler import decode_manifold_output
+    from reachability_ros.evaluation.ground_truth import ground_truth, sample_ground_truth
     from reachability_ros.training.data import ForwardSampler, pilot_box
 
-    sm = manifold_mod.StanceManifold(robot)
+    sm = StanceManifold(robot)
     cfg = dict(SMALL, train_pairs=1000, heldout_pairs=0, shard_size=1000, manifold="on")
     d = load_dataset(generate_dataset(cfg, tmp_path, seed=3, log=lambda s: None,
                                       progress=False))
@@ -228,12 +235,12 @@ def test_manifold_targets_and_area_density(tmp_path, robot, visibility):
         u = []
         for i in range(120):
             T = d["T_grasp"][i]
-            g = sm.sample_ground_truth(
-                sm.ground_truth(T, visibility=visibility, n_pan=48, n_lift=48), 200, rng)
+            g = sample_ground_truth(
+                sm, ground_truth(sm, T, visibility=visibility, n_pan=48, n_lift=48), 200, rng)
             if len(g) < 50:
                 continue
-            w_gt = s.density_ratio(g, np.repeat(T[None], len(g), axis=0))
-            u.append(np.mean(w_gt < s.density_ratio(d["q"][i:i + 1], T[None])[0]))
+            w_gt = s.density_ratio(g)
+            u.append(np.mean(w_gt < s.density_ratio(d["q"][i:i + 1])[0]))
         assert len(u) > 100
         D[density] = _ks(np.asarray(u), np.random.default_rng(9).uniform(size=100000))
         crit = 1.628 / np.sqrt(len(u))  # one-sample KS, alpha = 0.01

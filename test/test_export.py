@@ -11,9 +11,12 @@ ort = pytest.importorskip("onnxruntime")
 
 from reachability_ros.core.canonical import FEATURIZATION_VERSION  # noqa: E402
 from reachability_ros.core.errors import ConfigError  # noqa: E402
+from reachability_ros.core.onnx_sampler import (METADATA_KEYS, PREFIX,  # noqa: E402
+                                                read_metadata, robot_metadata)
 from reachability_ros.training import models as M  # noqa: E402
-from reachability_ros.training.export import (METADATA_KEYS, PREFIX, export_onnx,  # noqa: E402
-                                              metadata_for, onnx_parity, read_metadata)
+from reachability_ros.training.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from reachability_ros.training.export import (export_checkpoint, export_onnx,  # noqa: E402
+                                              model_metadata, onnx_parity)
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = {"lekiwi_flow.onnx": ("flow", "stance_features", 9),
@@ -43,8 +46,8 @@ def exported(tmp_path_factory, robot):
     d = tmp_path_factory.mktemp("onnx")
     for family, dx in (("flow", 9), ("cvae", 9), ("manifold_flow", 6)):
         model = _model(family, dx)
-        md = metadata_for(model, {"robot": robot}, {"pos_err_mm_median": 1.5},
-                          {"model": {"family": family}}, seed=3)
+        md = model_metadata(model, robot_metadata(robot), {"pos_err_mm_median": 1.5},
+                            {"model": {"family": family}}, seed=3)
         path = export_onnx(model, d / f"{family}.onnx", md)
         out[family] = (model, path)
     return out
@@ -100,6 +103,33 @@ def test_export_refuses_incomplete_metadata(tmp_path):
     model = _model("flow", 9)
     with pytest.raises(ConfigError, match="missing"):
         export_onnx(model, tmp_path / "m.onnx", {"format": "1"})
+
+
+def test_export_checkpoint_carries_the_metadata(tmp_path, robot):
+    """A checkpoint holds what its export needs: the export equals a direct one."""
+    model = _model("cvae", 9)
+    spec = {"family": "cvae", "dx": 9, "dc": 7, "seed": 5,
+            "params": {"dz": 4, "hidden": 64, "n_layers": 2}}
+    extra = {"robot_metadata": robot_metadata(robot), "train_config": {"seed": 5},
+             "metrics": {"frac_valid": 0.9}}
+    ck = save_checkpoint(tmp_path / "ck.pt", model, spec, extra)
+    path = export_checkpoint(ck, tmp_path / "out" / "m.onnx")
+    md = read_metadata(path)
+    assert md["family"] == "cvae" and md["dz"] == "4" and md["seed"] == "5"
+    assert json.loads(md["metrics"]) == {"frac_valid": 0.9}
+    assert json.loads(md["train_config"]) == {"seed": 5}
+    loaded, _ = load_checkpoint(ck)
+    assert onnx_parity(loaded, path, n=200) < 1e-4
+    assert not list((tmp_path / "out").glob("*.tmp"))  # written atomically
+    # an old checkpoint without the metadata, or no checkpoint at all: one clear error
+    save_checkpoint(tmp_path / "old.pt", model, spec)
+    with pytest.raises(ConfigError, match="lacks the export metadata"):
+        export_checkpoint(tmp_path / "old.pt", tmp_path / "o.onnx")
+    with pytest.raises(ConfigError, match="does not exist"):
+        export_checkpoint(tmp_path / "none.pt", tmp_path / "o.onnx")
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(ConfigError, match="not a readable checkpoint"):
+        export_checkpoint(tmp_path / "junk.pt", tmp_path / "o.onnx")
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))

@@ -11,9 +11,9 @@ torch = pytest.importorskip("torch")
 
 from reachability_ros.core.errors import ConfigError  # noqa: E402
 from reachability_ros.training import models as M  # noqa: E402
-from reachability_ros.training.train import (apply_overrides, fk_loss,  # noqa: E402
-                                             load_checkpoint, save_checkpoint,
-                                             train_from_config)
+from reachability_ros.training.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from reachability_ros.training.diagnostics import fk_loss  # noqa: E402
+from reachability_ros.training.train import train_from_config  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 FAMILIES = [("flow", 9, 9), ("cvae", 9, 4), ("manifold_flow", 6, 6)]
@@ -187,51 +187,6 @@ def test_build_model_rejects_bad_family():
         M.build_model("flow", 9, 7, {"n_blockz": 3})
 
 
-def test_apply_overrides():
-    cfg = {"train": {"lr": 1.0, "batch_size": 8}, "model": {"family": "flow"}}
-    out = apply_overrides(cfg, {"train.lr": 0.5, "model": {"hidden": 4}, "eval.n": 3})
-    assert out == {"train": {"lr": 0.5, "batch_size": 8}, "model": {"family": "flow",
-                                                                    "hidden": 4},
-                   "eval": {"n": 3}}
-    assert cfg["train"]["lr"] == 1.0
-
-
-def test_trainer_end_to_end_tiny(tmp_path):
-    t0 = time.time()
-    r = train_from_config(str(REPO / "config" / "train_tiny.yaml"), str(tmp_path),
-                          log=lambda s: None)
-    assert time.time() - t0 < 60
-    for key in ("checkpoint", "metrics_csv", "onnx"):
-        assert Path(r[key]).is_file()
-    assert (tmp_path / "loss.png").is_file() and (tmp_path / "donut.png").is_file()
-    m = r["metrics"]
-    assert 0.0 <= m["frac_valid"] <= 1.0 and np.isfinite(m["pos_err_mm_median"])
-    header = (tmp_path / "metrics.csv").read_text().splitlines()[0].split(",")
-    for col in ("val_nll", "grad_norm_pre_clip", "grad_norm_post_clip", "z_mean", "z_var",
-                "logdet_std", "inv_recon_err", "sens_height"):
-        assert col in header
-    assert r["roundtrip"]["roundtrip_x"] < 1e-5
-    assert json.loads((tmp_path / "result.json").read_text())["epochs"] == r["epochs"]
-
-
-def test_trainer_generates_manifold_data_under_its_output(tmp_path):
-    """The shipped manifold config's path: data made by training.data, cached in out/data."""
-    sets = {"data.source": "lekiwi_manifold", "data.generator_impl": "auto",
-            "data.n_train": 2000, "data.n_val": 200, "data.cache_dir": "",
-            "data.generator": {"workers": 1, "manifold": "on", "density": "area"},
-            "model.family": "manifold_flow", "train.noise_std": 0.01, "export.onnx": False}
-    r = train_from_config(str(REPO / "config" / "train_tiny.yaml"), str(tmp_path), sets,
-                          log=lambda s: None)
-    assert (tmp_path / "data" / "manifest.json").is_file()
-    assert Path(r["checkpoint"]).is_file()
-
-
-def test_trainer_rejects_unknown_family(tmp_path):
-    with pytest.raises(ConfigError, match="family"):
-        train_from_config(str(REPO / "config" / "train_tiny.yaml"), str(tmp_path),
-                          {"model.family": "gan"}, log=lambda s: None)
-
-
 @pytest.mark.parametrize("family,dx,dz", FAMILIES)
 def test_gradients_reach_every_parameter(family, dx, dz):
     model, _ = _build(family, dx)
@@ -244,3 +199,126 @@ def test_gradients_reach_every_parameter(family, dx, dz):
     loss.backward()
     for name, p in model.named_parameters():
         assert p.grad is not None and float(p.grad.abs().sum()) > 0, name
+
+
+# ------------------------------------------------------------------ trainer
+TINY = REPO / "config" / "train_tiny.yaml"
+
+
+def test_trainer_end_to_end_tiny(tmp_path, robot):
+    """Tiny config -> data, checkpoint, metrics, plots, ONNX that the service loads."""
+    from reachability_ros.core.onnx_sampler import OnnxStanceModel, read_metadata
+
+    t0 = time.time()
+    epochs = []
+    r = train_from_config(str(TINY), str(tmp_path), log=lambda s: None, progress=epochs.append)
+    assert time.time() - t0 < 60
+    for key in ("checkpoint", "metrics_csv", "onnx"):
+        assert Path(r[key]).is_file()
+    assert (tmp_path / "loss.png").is_file() and (tmp_path / "donut.png").is_file()
+    assert (tmp_path / "data" / "manifest.json").is_file()
+    assert r["interrupted"] is False and r["epochs"] == 2
+    # one progress report per epoch, with the documented keys
+    assert [e["epoch"] for e in epochs] == [1, 2]
+    assert set(epochs[0]) == {"epoch", "max_epochs", "loss", "val_nll", "elapsed_s"}
+    assert epochs[-1]["max_epochs"] == 2 and np.isfinite(epochs[-1]["loss"])
+    m = r["metrics"]
+    assert m["n_grasps"] == 20 and m["n_samples"] == 32 and np.isfinite(m["pos_err_mm_median"])
+    header = (tmp_path / "metrics.csv").read_text().splitlines()[0].split(",")
+    for col in ("val_nll", "grad_norm_pre_clip", "grad_norm_post_clip", "z_mean", "z_var",
+                "logdet_std", "inv_recon_err", "sens_height"):
+        assert col in header
+    assert r["roundtrip"]["roundtrip_x"] < 1e-5
+    assert json.loads((tmp_path / "result.json").read_text())["epochs"] == r["epochs"]
+    # the export carries the evaluation and the validated config; the service loads it
+    md = read_metadata(r["onnx"])
+    assert json.loads(md["metrics"])["pos_err_mm_median"] == pytest.approx(
+        m["pos_err_mm_median"])
+    assert json.loads(md["train_config"])["train"]["max_epochs"] == 2
+    assert OnnxStanceModel(r["onnx"], robot).family == "flow"
+
+
+def test_stopped_run_keeps_a_checkpoint_that_exports_and_serves(tmp_path, robot):
+    from reachability_ros.core.config import ProposalConfig, StanceConfig
+    from reachability_ros.core.pipeline import StanceProposer
+    from reachability_ros.evaluation.grasps import reachable_grasps
+    from reachability_ros.training.export import export_checkpoint
+
+    polls = []
+
+    def stop():  # stop in the middle of the second epoch
+        polls.append(1)
+        return len(polls) > 14
+
+    r = train_from_config(str(TINY), str(tmp_path), {"train.max_epochs": 5},
+                          log=lambda s: None, should_stop=stop)
+    assert r["interrupted"] is True and r["epochs"] == 1 and "onnx" not in r
+    assert len(polls) >= 11  # polled between batches, not once per epoch
+    assert not (tmp_path / "model.onnx").exists()
+    path = export_checkpoint(r["checkpoint"], tmp_path / "stopped.onnx")
+    cfg = StanceConfig(proposal=ProposalConfig(sampler="model", model_path=str(path),
+                                               n_samples=64, top_k=3))
+    proposer = StanceProposer(cfg, robot)
+    grasp = reachable_grasps(robot, 1, np.random.default_rng(0)).grasps()[0]
+    result = proposer.propose(grasp, rng=np.random.default_rng(1))
+    assert result.funnel["proposed"] == 64
+
+
+def test_stop_before_the_first_epoch_still_writes_a_checkpoint(tmp_path):
+    from reachability_ros.training.export import export_checkpoint
+
+    r = train_from_config(str(TINY), str(tmp_path), log=lambda s: None,
+                          should_stop=lambda: True)
+    assert r["interrupted"] and r["epochs"] == 0 and r["val_nll"] is None
+    _, ck = load_checkpoint(r["checkpoint"])
+    assert ck["extra"]["interrupted"] is True
+    assert export_checkpoint(r["checkpoint"], tmp_path / "m.onnx").is_file()
+
+
+def test_trainer_generates_manifold_data_under_its_output(tmp_path):
+    """The shipped manifold config's path: data made by training.data, cached in out/data."""
+    sets = {"data.source": "lekiwi_manifold", "data.n_train": 2000, "data.n_val": 200,
+            "data.generator": {"manifold": "on", "density": "area"},
+            "model.family": "manifold_flow", "train.noise_std": 0.01, "export.onnx": False}
+    r = train_from_config(str(TINY), str(tmp_path), sets, log=lambda s: None)
+    assert (tmp_path / "data" / "manifest.json").is_file()
+    assert Path(r["checkpoint"]).is_file() and "onnx" not in r
+    assert 0.0 < r["metrics"]["frac_solved"] <= 1.0
+
+
+@pytest.mark.parametrize("overrides,match", [
+    ({"model.family": "gan"}, r"^model\.family = 'gan' is not one of"),
+    ({"train.max_epoch": 3}, "unknown override key 'train.max_epoch'"),
+    ({"train.max_epochs": "abc"}, r"^train\.max_epochs must be a number, got 'abc'"),
+    ({"train.lr": -1.0}, r"^train\.lr = -1\.0 is outside"),
+    ({"train.noise_std": [0.1, 0.2]}, r"train\.noise_std has 2 values for 9 output columns"),
+    ({"data.path": "/nonexistent/manifest.json"}, "no dataset manifest"),
+    ({"model.family": "manifold_flow"}, "does not go with data.source"),
+])
+def test_trainer_user_errors_are_config_errors(tmp_path, overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        train_from_config(str(TINY), str(tmp_path / "out"), overrides, log=lambda s: None)
+
+
+def test_trainer_file_errors_are_config_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [1,\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        train_from_config(str(bad), str(tmp_path / "o"), log=lambda s: None)
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("train:\n  max_epoch: 3\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'train.max_epoch' \(.*typo.yaml\)"):
+        train_from_config(str(typo), str(tmp_path / "o"), log=lambda s: None)
+    with pytest.raises(ConfigError, match="not found"):
+        train_from_config(str(tmp_path / "none.yaml"), str(tmp_path / "o"), log=lambda s: None)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ConfigError, match="cannot create the output directory"):
+        train_from_config(str(TINY), str(tmp_path / "afile" / "out"), log=lambda s: None)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this torch build has CUDA")
+def test_cuda_on_a_cpu_build_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="no usable CUDA"):
+        train_from_config(str(TINY), str(tmp_path), {"train.device": "cuda"},
+                          log=lambda s: None)
+    assert not (tmp_path / "data").exists()  # refused before any work

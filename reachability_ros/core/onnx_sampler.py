@@ -1,7 +1,9 @@
-"""Load an exported stance model (ONNX) and check that it belongs to this robot.
+"""The ONNX model contract: metadata, session factory, checks against the robot, decoding.
 
-Every model file carries its provenance in the ONNX ``metadata_props``
-(written by ``training/export.py``); all keys start with ``reachability_ros.``:
+One module for everything that defines an exported stance model, shared by the
+trainer's export (``training/export.py``), the trainer CLI's evaluation and the
+service (:class:`OnnxStanceModel`). Every model file carries its provenance in the
+ONNX ``metadata_props``; all keys start with ``reachability_ros.``:
 
 =================  ============================================================
 key                value
@@ -24,9 +26,10 @@ key                value
 
 The graph has inputs ``cond [B, dc]`` and ``z [B, dz]`` (float32; the caller
 supplies the noise, so a request is reproducible from its seed) and one output
-``[B, dq]``. A file made for another robot, description, featurization, joint
-order or reach scale is refused with :class:`~.errors.ModelMismatch`; a file
-that is missing or not ONNX with :class:`~.errors.ConfigError`.
+``[B, dq]``. :func:`robot_metadata` is what a model must agree with to serve a
+robot; a file made for another robot, description, featurization, joint order or
+reach scale is refused with :class:`~.errors.ModelMismatch`, a file that is
+missing or not ONNX with :class:`~.errors.ConfigError`.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import onnxruntime as ort
@@ -45,13 +48,186 @@ from .geometry import clamp
 
 PREFIX = "reachability_ros."
 FORMAT_VERSION = "1"
-FAMILIES = ("flow", "cvae", "manifold_flow")
+#: output of each model family
+FAMILY_OUTPUT = {"flow": "stance_features", "cvae": "stance_features",
+                 "manifold_flow": "manifold_coords"}
+FAMILIES = tuple(FAMILY_OUTPUT)
 OUTPUTS = ("stance_features", "manifold_coords")
-REQUIRED_KEYS = ("format", "robot", "urdf_sha256", "featurization", "joint_names", "reach_m",
-                 "dc", "dz", "dq", "family", "output")
-_FIX = ("retrain and export the model for this robot description "
-        "(python -m reachability_ros.training.train ...), or point proposal.model_path at "
-        "a model exported for it")
+#: every metadata key an export writes, in order
+METADATA_KEYS = ("format", "robot", "urdf_sha256", "featurization", "joint_names", "reach_m",
+                 "dc", "dz", "dq", "family", "output", "metrics", "train_config", "seed")
+#: the keys a loader needs (``metrics``, ``train_config`` and ``seed`` are provenance)
+REQUIRED_KEYS = METADATA_KEYS[:11]
+_FIX = ("retrain and export a model for this robot description (python -m reachability_ros "
+        "train config/train_tiny.yaml --out runs/tiny writes runs/tiny/model.onnx), or point "
+        "proposal.model_path at a model exported for it")
+
+
+def robot_metadata(robot) -> dict[str, str]:
+    """Return the metadata values a model must carry to serve ``robot`` (strings).
+
+    Args:
+        robot: the :class:`~reachability_ros.core.robot.WholeBodyModel`.
+
+    Returns:
+        ``robot``, ``urdf_sha256``, ``featurization``, ``joint_names`` (JSON) and
+        ``reach_m`` (``repr`` of the float).
+    """
+    return {"robot": str(robot.config.name), "urdf_sha256": robot.urdf_sha256,
+            "featurization": FEATURIZATION_VERSION,
+            "joint_names": json.dumps(list(robot.joint_names)),
+            "reach_m": repr(float(robot.config.reach_m))}
+
+
+def make_metadata(robot_md: Mapping[str, str], family: str, dc: int, dz: int, dq: int,
+                  metrics: Mapping[str, float], train_config: Mapping[str, Any],
+                  seed: int) -> dict[str, str]:
+    """Return the full metadata of a model (every key of :data:`METADATA_KEYS`, strings).
+
+    Args:
+        robot_md: :func:`robot_metadata` of the robot (or a toy's equivalent).
+        family: one of :data:`FAMILIES`; the output follows from it.
+        dc, dz, dq: condition, latent and output dimensions.
+        metrics: evaluation figures (floats).
+        train_config: the training configuration (JSON-serializable).
+        seed: the training seed.
+
+    Raises:
+        ConfigError: an unknown family or a missing robot key.
+    """
+    if family not in FAMILY_OUTPUT:
+        raise ConfigError(f"model family {family!r} is not one of {list(FAMILIES)}")
+    missing = [k for k in ("robot", "urdf_sha256", "featurization", "joint_names", "reach_m")
+               if k not in robot_md]
+    if missing:
+        raise ConfigError(f"robot metadata lacks {missing}")
+    md = {"format": FORMAT_VERSION, **{k: str(v) for k, v in robot_md.items()},
+          "dc": str(int(dc)), "dz": str(int(dz)), "dq": str(int(dq)), "family": family,
+          "output": FAMILY_OUTPUT[family],
+          "metrics": json.dumps({k: float(v) for k, v in metrics.items()}, sort_keys=True),
+          "train_config": json.dumps(train_config, sort_keys=True, default=str),
+          "seed": str(int(seed))}
+    return {k: md[k] for k in METADATA_KEYS}
+
+
+def open_session(path: str | Path, intra_op_threads: int = 1) -> ort.InferenceSession:
+    """Open an ONNX file on the CPU with onnxruntime.
+
+    Args:
+        path: the ``.onnx`` file.
+        intra_op_threads: intra-op threads (1: the service is latency-bound and
+            single-threaded per request; 0: onnxruntime's default).
+
+    Raises:
+        ConfigError: the file is missing or not a readable ONNX model.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"model file {str(path)!r} does not exist; set proposal.model_path "
+                          "to an exported .onnx model (or leave it empty for no model)")
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = intra_op_threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), sess_options=so,
+                                    providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own types (InvalidProtobuf, Fail)
+        raise ConfigError(f"{path} is not a readable ONNX model ({type(exc).__name__}: "
+                          f"{str(exc)[:200]}); export one with python -m reachability_ros "
+                          "export CHECKPOINT --out MODEL.onnx") from None
+
+
+def session_metadata(session: ort.InferenceSession) -> dict[str, str]:
+    """Return the ``reachability_ros.*`` metadata of an open session (prefix stripped)."""
+    props = session.get_modelmeta().custom_metadata_map
+    return {k[len(PREFIX):]: v for k, v in props.items() if k.startswith(PREFIX)}
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """Return the ``reachability_ros.*`` metadata of an ONNX file (prefix stripped).
+
+    Raises:
+        ConfigError: the file is missing or not a readable ONNX model.
+    """
+    return session_metadata(open_session(path))
+
+
+def check_metadata(metadata: Mapping[str, str], robot, name: str = "model") -> None:
+    """Refuse a model whose metadata does not fit ``robot`` or the contract.
+
+    Args:
+        metadata: the model's metadata (prefix stripped).
+        robot: the :class:`~reachability_ros.core.robot.WholeBodyModel` it will serve.
+        name: the model's name in messages (its file name).
+
+    Raises:
+        ModelMismatch: a required key is missing, or a value disagrees (the message
+            names the key, the file's value and the expected one, and the fix).
+    """
+    md = metadata
+
+    def mismatch(key: str, found: Any, expected: Any) -> ModelMismatch:
+        return ModelMismatch(f"model {name}: metadata {PREFIX}{key} is {found!r}, expected "
+                             f"{expected!r} for this robot; {_FIX}")
+
+    missing = [k for k in REQUIRED_KEYS if k not in md]
+    if missing:
+        raise ModelMismatch(
+            f"model {name} lacks metadata {[PREFIX + k for k in missing]} (found keys: "
+            f"{sorted(PREFIX + k for k in md)}); it was not exported by reachability_ros: {_FIX}")
+    want = robot_metadata(robot)
+    if md["format"] != FORMAT_VERSION:
+        raise mismatch("format", md["format"], FORMAT_VERSION)
+    for key in ("robot", "urdf_sha256", "featurization"):
+        if md[key] != want[key]:
+            raise mismatch(key, md[key], want[key])
+    names = json_value(md, "joint_names", None, name)
+    if names != list(robot.joint_names):
+        raise mismatch("joint_names", names, list(robot.joint_names))
+    try:
+        reach = float(md["reach_m"])
+    except ValueError:
+        reach = float("nan")
+    if not math.isclose(reach, float(robot.config.reach_m), rel_tol=1e-9, abs_tol=1e-12):
+        raise mismatch("reach_m", md["reach_m"], float(robot.config.reach_m))
+    if md["family"] not in FAMILIES:
+        raise mismatch("family", md["family"], " | ".join(FAMILIES))
+    if md["output"] not in OUTPUTS:
+        raise mismatch("output", md["output"], " | ".join(OUTPUTS))
+
+
+def int_value(metadata: Mapping[str, str], key: str, name: str = "model") -> int:
+    """Return metadata ``key`` as an integer >= 0.
+
+    Raises:
+        ModelMismatch: missing, not an integer, or negative.
+    """
+    try:
+        v = int(metadata[key])
+    except (KeyError, ValueError):
+        raise ModelMismatch(f"model {name}: metadata {PREFIX}{key} = "
+                            f"{metadata.get(key)!r} is not an integer; {_FIX}") from None
+    if v < 0:
+        raise ModelMismatch(f"model {name}: metadata {PREFIX}{key} = {v} < 0; {_FIX}")
+    return v
+
+
+def json_value(metadata: Mapping[str, str], key: str, default: Any, name: str = "model") -> Any:
+    """Return metadata ``key`` parsed as JSON (``default`` when absent).
+
+    Raises:
+        ModelMismatch: the value is not valid JSON.
+    """
+    if key not in metadata:
+        return default
+    try:
+        return json.loads(metadata[key])
+    except json.JSONDecodeError:
+        raise ModelMismatch(f"model {name}: metadata {PREFIX}{key} is not valid JSON: "
+                            f"{metadata[key][:80]!r}; {_FIX}") from None
 
 
 def decode_manifold_output(y: np.ndarray, lower: np.ndarray,
@@ -86,11 +262,6 @@ def decode_manifold_output(y: np.ndarray, lower: np.ndarray,
     return angles[:, 0], angles[:, 1], np.argmax(y[:, 2:], axis=1).astype(np.int64)
 
 
-def read_metadata(path: str | Path) -> dict[str, str]:
-    """Return the ``reachability_ros.*`` metadata of an ONNX file (prefix stripped)."""
-    return OnnxStanceModel._load(Path(path), 1)[1]
-
-
 class OnnxStanceModel:
     """An exported stance sampler, checked against the robot it will serve.
 
@@ -119,102 +290,30 @@ class OnnxStanceModel:
 
     def __init__(self, path: str | Path, robot, intra_op_threads: int = 1) -> None:
         self.path = Path(path)
-        if not isinstance(intra_op_threads, int) or intra_op_threads < 0:
+        if isinstance(intra_op_threads, bool) or not isinstance(intra_op_threads, int) or (
+                intra_op_threads < 0):
             raise ConfigError(f"intra_op_threads must be an integer >= 0, got "
                               f"{intra_op_threads!r}")
-        self.session, self.metadata = self._load(self.path, intra_op_threads)
-        self._check(robot)
-        md = self.metadata
+        self.session = open_session(self.path, intra_op_threads)
+        self.metadata = md = session_metadata(self.session)
+        name = self.path.name
+        check_metadata(md, robot, name)
         self.family: str = md["family"]
         self.output: str = md["output"]
-        self.dc, self.dz, self.dq = (self._int_key(k) for k in ("dc", "dz", "dq"))
-        self.metrics: dict[str, Any] = self._json_key("metrics", {})
-        self.train_config: dict[str, Any] = self._json_key("train_config", {})
-        self._check_graph()
+        self.dc, self.dz, self.dq = (int_value(md, k, name) for k in ("dc", "dz", "dq"))
+        self.metrics: dict[str, Any] = json_value(md, "metrics", {}, name)
+        self.train_config: dict[str, Any] = json_value(md, "train_config", {}, name)
+        self._output_name = self._check_graph()
 
-    # ------------------------------------------------------------------ loading
-    @staticmethod
-    def _load(path: Path, threads: int) -> tuple[ort.InferenceSession, dict[str, str]]:
-        if not path.is_file():
-            raise ConfigError(f"model file {str(path)!r} does not exist; set proposal.model_path "
-                              "to an exported .onnx model (or leave it empty for no model)")
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.log_severity_level = 3
-        try:
-            sess = ort.InferenceSession(str(path), sess_options=so,
-                                        providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own types (InvalidProtobuf, Fail)
-            raise ConfigError(f"{path} is not a readable ONNX model ({type(exc).__name__}: "
-                              f"{str(exc)[:200]}); export one with training/export.py") from None
-        props = sess.get_modelmeta().custom_metadata_map
-        md = {k[len(PREFIX):]: v for k, v in props.items() if k.startswith(PREFIX)}
-        return sess, md
-
-    def _mismatch(self, key: str, found: Any, expected: Any) -> ModelMismatch:
-        return ModelMismatch(
-            f"model {self.path.name}: metadata {PREFIX}{key} is {found!r}, expected "
-            f"{expected!r} for this robot; {_FIX}")
-
-    def _int_key(self, key: str) -> int:
-        try:
-            v = int(self.metadata[key])
-        except ValueError:
-            raise ModelMismatch(f"model {self.path.name}: metadata {PREFIX}{key} = "
-                                f"{self.metadata[key]!r} is not an integer; {_FIX}") from None
-        if v < 0:
-            raise ModelMismatch(f"model {self.path.name}: metadata {PREFIX}{key} = {v} < 0")
-        return v
-
-    def _json_key(self, key: str, default: Any) -> Any:
-        if key not in self.metadata:
-            return default
-        try:
-            return json.loads(self.metadata[key])
-        except json.JSONDecodeError:
-            raise ModelMismatch(f"model {self.path.name}: metadata {PREFIX}{key} is not valid "
-                                f"JSON: {self.metadata[key][:80]!r}; {_FIX}") from None
-
-    def _check(self, robot) -> None:
-        md = self.metadata
-        missing = [k for k in REQUIRED_KEYS if k not in md]
-        if missing:
-            raise ModelMismatch(
-                f"model {self.path.name} lacks metadata {[PREFIX + k for k in missing]} "
-                f"(found keys: {sorted(PREFIX + k for k in md)}); it was not exported by "
-                f"reachability_ros.training.export: {_FIX}")
-        if md["format"] != FORMAT_VERSION:
-            raise self._mismatch("format", md["format"], FORMAT_VERSION)
-        if md["robot"] != robot.config.name:
-            raise self._mismatch("robot", md["robot"], robot.config.name)
-        if md["urdf_sha256"] != robot.urdf_sha256:
-            raise self._mismatch("urdf_sha256", md["urdf_sha256"], robot.urdf_sha256)
-        if md["featurization"] != FEATURIZATION_VERSION:
-            raise self._mismatch("featurization", md["featurization"], FEATURIZATION_VERSION)
-        names = self._json_key("joint_names", None)
-        if names != list(robot.joint_names):
-            raise self._mismatch("joint_names", names, list(robot.joint_names))
-        try:
-            reach = float(md["reach_m"])
-        except ValueError:
-            reach = float("nan")
-        if not math.isclose(reach, float(robot.config.reach_m), rel_tol=1e-9, abs_tol=1e-12):
-            raise self._mismatch("reach_m", md["reach_m"], float(robot.config.reach_m))
-        if md["family"] not in FAMILIES:
-            raise self._mismatch("family", md["family"], " | ".join(FAMILIES))
-        if md["output"] not in OUTPUTS:
-            raise self._mismatch("output", md["output"], " | ".join(OUTPUTS))
-
-    def _check_graph(self) -> None:
+    def _check_graph(self) -> str:
+        """Check the graph's tensors against the metadata; return the output's name."""
         ins = {i.name: i for i in self.session.get_inputs()}
         if set(ins) != {"cond", "z"}:
             raise ModelMismatch(f"model {self.path.name}: graph inputs are {sorted(ins)}, "
                                 "expected ['cond', 'z']; " + _FIX)
         if self.dc != COND_DIM:
-            raise self._mismatch("dc", self.dc, COND_DIM)
+            raise ModelMismatch(f"model {self.path.name}: metadata {PREFIX}dc is {self.dc}, "
+                                f"expected {COND_DIM} for this robot; {_FIX}")
         outs = self.session.get_outputs()
         for name, want, shape in (("cond", self.dc, ins["cond"].shape),
                                   ("z", self.dz, ins["z"].shape),
@@ -222,7 +321,7 @@ class OnnxStanceModel:
             if len(shape) != 2 or (isinstance(shape[1], int) and shape[1] != want):
                 raise ModelMismatch(f"model {self.path.name}: graph tensor {name!r} has shape "
                                     f"{shape}, metadata says [B, {want}]; " + _FIX)
-        self._output_name = outs[0].name
+        return outs[0].name
 
     # -------------------------------------------------------------------- running
     def run(self, cond: np.ndarray, z: np.ndarray) -> np.ndarray:

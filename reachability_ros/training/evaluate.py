@@ -14,9 +14,12 @@ LeKiwi metrics (:func:`evaluate_lekiwi`), per model on held-out grasps with
 * ``frac_grasps_hit``: grasps with at least one sample within 20 mm / 5 deg
   that is valid and visible;
 * coverage: largest azimuth gap (rad) of the base positions around the grasp;
-* latent usage: variance of the stance features at a fixed grasp.
+* latent usage: variance of the stance features at a fixed grasp;
+* optionally seed 000's coverage, KL and mode recall against the exact ground truth
+  (``evaluation.ground_truth``, ``evaluation.coverage``).
 
-Toy v2 metrics (:func:`evaluate_toy`) follow seed 000's table.
+Toy v2 metrics (:func:`evaluate_toy`) follow seed 000's table
+(``evaluation.toy_metrics``).
 """
 
 from __future__ import annotations
@@ -24,16 +27,20 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
-import torch
 
 from ..core.canonical import StanceCodec
 from ..core.geometry import pose_error
+from ..evaluation import toy_data, toy_metrics
+from ..evaluation.coverage import evaluate_samples, max_circular_gap
+from ..evaluation.ground_truth import ground_truth
 
 Sampler = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
-def torch_sampler(model: torch.nn.Module, chunk: int = 65536) -> Sampler:
+def torch_sampler(model, chunk: int = 65536) -> Sampler:
     """Wrap a torch model's ``sample`` as a numpy sampler (CPU, no grad, chunked)."""
+    import torch
+
     model = model.cpu().eval()
 
     def sample(cond: np.ndarray, z: np.ndarray) -> np.ndarray:
@@ -46,23 +53,6 @@ def torch_sampler(model: torch.nn.Module, chunk: int = 65536) -> Sampler:
         return np.concatenate(out) if out else np.zeros((0, model.dx), np.float32)
 
     return sample
-
-
-def max_azimuth_gap(angles: np.ndarray) -> float:
-    """Largest gap (rad) between sorted angles on the circle; 2 pi for < 2 angles."""
-    a = np.sort(np.mod(np.asarray(angles, dtype=float), 2 * np.pi))
-    if len(a) < 2:
-        return 2 * np.pi
-    gaps = np.diff(np.concatenate([a, [a[0] + 2 * np.pi]]))
-    return float(gaps.max())
-
-
-def kl_to_uniform(angles: np.ndarray, bins: int = 36) -> float:
-    """KL(histogram of angles || uniform on the circle), nats (seed 000, section 6.4)."""
-    h, _ = np.histogram(np.mod(angles, 2 * np.pi), bins=bins, range=(0, 2 * np.pi))
-    p = h / max(h.sum(), 1)
-    nz = p > 0
-    return float(np.sum(p[nz] * np.log(p[nz] * bins)))
 
 
 def _stats(prefix: str, v: np.ndarray) -> dict:
@@ -81,10 +71,37 @@ def sample_grasps(sampler: Sampler, cond: np.ndarray, n_samples: int, dz: int,
     return x.reshape(G, n_samples, -1)
 
 
+def decode_samples(x: np.ndarray, T_world_grasp: np.ndarray, robot, output: str,
+                   manifold=None) -> tuple[np.ndarray, np.ndarray]:
+    """Decode raw model outputs into whole-body configurations for their grasps.
+
+    Args:
+        x: ``(N, dx)`` raw outputs.
+        T_world_grasp: ``(N, 4, 4)`` the grasp of each row.
+        robot: the whole-body model.
+        output: ``stance_features`` (``StanceCodec``) or ``manifold_coords`` (the
+            exact solve of ``manifold`` at the decoded pan, lift and branch).
+        manifold: the ``StanceManifold`` (needed for ``manifold_coords``).
+
+    Returns:
+        ``q (N, 8)`` (rows without a real solution are zeros) and ``solved (N,)``.
+    """
+    from ..core.onnx_sampler import decode_manifold_output
+
+    x = np.asarray(x, dtype=float)
+    if output == "manifold_coords":
+        pan, lift, branch = decode_manifold_output(x, robot.lower[3:5], robot.upper[3:5])
+        q, solved = manifold.solve(T_world_grasp, pan, lift, branch)
+        solved = solved & np.all(np.isfinite(q), axis=1)
+        return np.where(np.isfinite(q), q, 0.0), solved
+    codec = StanceCodec(robot.config.reach_m, robot.lower[3:], robot.upper[3:])
+    return codec.decode(x, T_world_grasp), np.ones(len(x), bool)
+
+
 def evaluate_lekiwi(sampler: Sampler, cond: np.ndarray, T_grasp: np.ndarray, robot,
                     n_samples: int = 256, dz: int = 9, seed: int = 0,
                     visibility=None, output: str = "stance_features",
-                    manifold=None, n_ground_truth: int = 0) -> dict:
+                    manifold=None, n_ground_truth: int = 0, progress: bool = False) -> dict:
     """LeKiwi metrics of a sampler on held-out grasps.
 
     Args:
@@ -100,9 +117,10 @@ def evaluate_lekiwi(sampler: Sampler, cond: np.ndarray, T_grasp: np.ndarray, rob
         manifold: a ``StanceManifold`` (needed for ``manifold_coords`` and the
             ground-truth comparison).
         n_ground_truth: compare the valid and visible samples within 20 mm / 5 deg
-            of the first that many grasps with the exact ground truth of ``core.manifold``
+            of the first that many grasps with the exact ground truth (``evaluation``)
             (``gt_coverage_gap`` (rad), ``gt_kl``, ``gt_mode_recall``: seed 000's
             coverage, KL and mode metrics against the true feasible set).
+        progress: show a progress bar (tqdm) over the grasps.
 
     Returns:
         Flat dict of metrics (floats).
@@ -113,27 +131,24 @@ def evaluate_lekiwi(sampler: Sampler, cond: np.ndarray, T_grasp: np.ndarray, rob
     rng = np.random.default_rng(seed)
     G = len(cond)
     x = sample_grasps(sampler, cond, n_samples, dz, rng)
-    codec = StanceCodec(robot.config.reach_m, robot.lower[3:], robot.upper[3:])
     j, Tf = robot.frame_placement(robot.config.tool_frame)
     parts: dict[str, list] = {k: [] for k in ("dp", "dr", "valid", "visible", "solved", "az")}
     step = max(1, 65536 // n_samples)
     gt_rows: list[dict] = []
-    if n_ground_truth and manifold is None:
+    if (n_ground_truth or output == "manifold_coords") and manifold is None:
         from ..core.manifold import StanceManifold
         manifold = StanceManifold(robot)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=G, unit="grasp", desc="evaluate", mininterval=1.0)
     for g0 in range(0, G, step):
         g1 = min(G, g0 + step)
+        if bar is not None:
+            bar.update(g1 - g0)
         T = np.repeat(np.asarray(T_grasp[g0:g1], float), n_samples, axis=0)
-        flat = x[g0:g1].reshape((g1 - g0) * n_samples, -1).astype(float)
-        solved = np.ones(len(flat), bool)
-        if output == "manifold_coords":
-            from ..core.onnx_sampler import decode_manifold_output
-            pan, lift, branch = decode_manifold_output(flat, robot.lower[3:5], robot.upper[3:5])
-            q, solved = manifold.solve(T, pan, lift, branch)
-            solved = solved & np.all(np.isfinite(q), axis=1)
-            q = np.where(np.isfinite(q), q, 0.0)
-        else:
-            q = codec.decode(flat, T)
+        flat = x[g0:g1].reshape((g1 - g0) * n_samples, -1)
+        q, solved = decode_samples(flat, T, robot, output, manifold)
         oMi = robot.joint_transforms(q)
         dp, dr = pose_error(oMi[:, j] @ Tf, T)
         parts["dp"].append(dp * 1e3)
@@ -148,13 +163,15 @@ def evaluate_lekiwi(sampler: Sampler, cond: np.ndarray, T_grasp: np.ndarray, rob
         for g in range(g0, min(g1, n_ground_truth)):
             rows = slice((g - g0) * n_samples, (g - g0 + 1) * n_samples)
             gt_rows.append(_ground_truth_metrics(manifold, vis, T_grasp[g], q[rows][keep[rows]]))
+    if bar is not None:
+        bar.close()
     dp_mm, dr_deg, solved, valid, visible, az = (
         np.concatenate(parts[k]) for k in ("dp", "dr", "solved", "valid", "visible", "az"))
     good = valid & visible & (dp_mm <= 20.0) & (dr_deg <= 5.0)
     az = az.reshape(G, n_samples)
     ok = (valid & visible).reshape(G, n_samples)
-    gaps = np.array([max_azimuth_gap(az[g][ok[g]]) for g in range(G)])
-    gaps_all = np.array([max_azimuth_gap(az[g]) for g in range(G)])
+    gaps = np.array([max_circular_gap(az[g][ok[g]]) for g in range(G)])
+    gaps_all = max_circular_gap(az)
     out = {"n_grasps": float(G), "n_samples": float(n_samples)}
     out.update(_stats("pos_err_mm", dp_mm[solved] if solved.any() else dp_mm))
     out.update(_stats("rot_err_deg", dr_deg[solved] if solved.any() else dr_deg))
@@ -178,24 +195,21 @@ def evaluate_lekiwi(sampler: Sampler, cond: np.ndarray, T_grasp: np.ndarray, rob
 
 
 def _ground_truth_metrics(manifold, vis, T: np.ndarray, q: np.ndarray) -> dict:
-    """``core.manifold.evaluate_samples`` against the visible exact ground truth of a grasp."""
-    from ..core.manifold import evaluate_samples
-
-    gt = manifold.ground_truth(np.asarray(T, float), visibility=vis)
-    gt.setdefault("T_world_grasp", np.asarray(T, float))
+    """``evaluation.coverage.evaluate_samples`` against the visible exact ground truth."""
+    gt = ground_truth(manifold, np.asarray(T, float), visibility=vis)
     return evaluate_samples(manifold, gt, q)
 
 
 def evaluate_toy(sampler: Sampler, toy, dc: int, n_targets: int = 1000, n_samples: int = 100,
                  dz: int = 8, seed: int = 0) -> dict:
-    """Seed 000's table for toy v2.1 (``core.toys.toy_metrics``, keys without prefixes).
+    """Seed 000's table for toy v2.1 (``evaluation.toy_metrics``, keys without prefixes).
 
     The v2.1 features are relative to the target, so the condition is the zero
     vector; each test target ``H ~ U(workspace)`` is decoded with ``toy.decode``.
 
     Args:
         sampler: numpy sampler ``(cond (B, dc), z (B, dz)) -> Q_feat (B, 8)``.
-        toy: ``core.toys.TwoLinkToy``.
+        toy: ``evaluation.toys.TwoLinkToy``.
         dc: condition width (zeros).
         n_targets: test targets.
         n_samples: draws per target.
@@ -206,16 +220,14 @@ def evaluate_toy(sampler: Sampler, toy, dc: int, n_targets: int = 1000, n_sample
         ``hand_err_mean/median/p95`` (m), ``max_gap_mean/p95`` (rad),
         ``kl_to_uniform``, ``var_Q_fixed_H`` and the extras of ``toy_metrics``.
     """
-    from ..core import toys
-
     rng = np.random.default_rng(seed)
-    h = toys.sample_targets(n_targets, rng)
+    h = toy_data.sample_targets(n_targets, rng)
 
     def features(n: int) -> np.ndarray:
         z = rng.standard_normal((n, dz)).astype(np.float32)
         return np.asarray(sampler(np.zeros((n, dc), np.float32), z), dtype=float)
 
-    m = toys.toy_metrics(toys.feature_sampler(toy, features), toy, h, n_samples)
+    m = toy_metrics.toy_metrics(toy_data.feature_sampler(toy, features), toy, h, n_samples)
     out = {_toy_key(k): float(v) for k, v in m.items()}
     out["reach_m"] = float(toy.reach_m)
     return out
@@ -224,12 +236,10 @@ def evaluate_toy(sampler: Sampler, toy, dc: int, n_targets: int = 1000, n_sample
 def toy_nn_baseline(toy, n_train: int = 20000, n_targets: int = 1000, n_samples: int = 100,
                     seed: int = 0) -> dict:
     """Seed 000's NN lookup row on toy v2 (1-NN over world targets, as in its table)."""
-    from ..core import toys
-
     rng = np.random.default_rng(seed + 1000)
-    q_tr, h_tr = toys.toy_v2_samples(n_train, rng, toy)
-    h = toys.sample_targets(n_targets, np.random.default_rng(seed))
-    m = toys.toy_metrics(toys.NearestNeighbourLookup(h_tr, q_tr), toy, h, n_samples)
+    q_tr, h_tr = toy_data.toy_v2_samples(n_train, rng, toy)
+    h = toy_data.sample_targets(n_targets, np.random.default_rng(seed))
+    m = toy_metrics.toy_metrics(toy_data.NearestNeighbourLookup(h_tr, q_tr), toy, h, n_samples)
     out = {_toy_key(k): float(v) for k, v in m.items()}
     out["reach_m"] = float(toy.reach_m)
     return out

@@ -102,7 +102,8 @@ class Normalizer(nn.Module):
         """Set mean and std from ``(N, dim)`` data; std is floored at ``min_std``."""
         t = torch.as_tensor(np.asarray(data), dtype=torch.float64)
         if t.ndim != 2 or t.shape[1] != self.mean.numel():
-            raise InvalidRequest(f"normalizer of dim {self.mean.numel()} got data {tuple(t.shape)}")
+            raise InvalidRequest(f"normalizer of dim {self.mean.numel()} got data of shape "
+                                 f"{tuple(t.shape)}")
         self.mean.copy_(t.mean(0).to(self.mean.dtype))
         self.std.copy_(t.std(0).clamp_min(min_std).to(self.std.dtype))
 

@@ -1,4 +1,4 @@
-"""Toy robots of seed 000: closed forms, generated URDFs, features, data and metrics."""
+"""Toy robots of seed 000 (evaluation/toy*): closed forms, URDFs, features, data, metrics."""
 
 import math
 
@@ -9,11 +9,16 @@ from hypothesis import strategies as st
 
 from reachability_ros.core.errors import ConfigError, InvalidRequest
 from reachability_ros.core.robot import WholeBodyModel
-from reachability_ros.core.toys import (
-    SEED_METRIC_KEYS, SEED_NN_ROW, TOY_ARM_JOINTS, NearestNeighbourLookup, StickToy,
-    TwoLinkToy, exact_sampler, feature_sampler, format_metrics, implied_angles,
-    kl_to_uniform, max_circular_gap, nn_baseline_row, sample_targets, toy_metrics,
-    toy_v1_samples, toy_v2_dataset, toy_v2_samples)
+from reachability_ros.evaluation.coverage import kl_to_uniform, max_circular_gap
+from reachability_ros.evaluation.toy_data import (NearestNeighbourLookup, exact_sampler,
+                                                  feature_sampler, sample_targets,
+                                                  toy_v1_samples, toy_v2_dataset,
+                                                  toy_v2_samples)
+from reachability_ros.evaluation.toy_metrics import (SEED_METRIC_KEYS, SEED_NN_ROW,
+                                                     format_metrics, implied_angles,
+                                                     nn_baseline_row, toy_metrics)
+from reachability_ros.evaluation.toy_urdf import TOY_ARM_JOINTS
+from reachability_ros.evaluation.toys import StickToy, TwoLinkToy
 
 TIGHT = TwoLinkToy(l1_m=0.7, l2_m=0.45, theta1_limits=(-1.0, 0.6), theta2_limits=(-2.2, 2.9),
                    base_pos_eps_m=0.02, base_heading_stddev_rad=0.6)
@@ -225,6 +230,10 @@ def test_bad_parameters_raise():
 # ------------------------------------------------------------------ metrics
 def test_max_gap_and_kl_basics():
     assert max_circular_gap(np.zeros((1, 5)))[0] == pytest.approx(2 * math.pi)
+    # one target as a 1-D array, and no samples at all: fully uncovered
+    assert max_circular_gap(np.array([0.1, 0.1 + math.pi])) == pytest.approx(math.pi)
+    assert max_circular_gap(np.zeros(0)) == pytest.approx(2 * math.pi)
+    np.testing.assert_allclose(max_circular_gap(np.zeros((3, 0))), 2 * math.pi)
     grid = np.linspace(-math.pi, math.pi, 8, endpoint=False)[None]
     assert max_circular_gap(grid)[0] == pytest.approx(2 * math.pi / 8)
     assert max_circular_gap(np.array([[3.0, -3.0]]))[0] == pytest.approx(2 * math.pi - 0.283185,
