@@ -81,8 +81,8 @@ from .conversions import (answer_request, build_report, check_raw_goal, check_ra
                           plan_poses, pose_request, PoseInput, ReportContext,
                           retry_with_latest, StanceAnswer, trajectory_layout,
                           transform_failure_reason)
-from .lifecycle import (exit_now, lingering_threads, run_with_deadline, ShutdownRequest,
-                        SPIN_PERIOD_S)
+from .lifecycle import (clean_up, exit_now, lingering_threads, ShutdownRequest,
+                        SPIN_PERIOD_S, spin_until)
 from .markers import marker_specs
 from .parameters import (config_from_parameters, node_parameter_specs, NODE_PARAMETERS,
                          parameter_specs, ParameterSpec, plain_parameter_value,
@@ -439,16 +439,14 @@ class StanceServer(Node):
 def _shut_down(node: StanceServer | None, executor: SingleThreadedExecutor | None,
                code: int) -> None:
     """Stop the executor, the threads and the node, each under a deadline; exit if one hangs."""
-    if executor is not None and not run_with_deadline(
-            lambda: executor.shutdown(timeout_sec=EXECUTOR_SHUTDOWN_S),
-            EXECUTOR_SHUTDOWN_S + 0.1, 'executor_shutdown'):
-        exit_now(code)
-    if node is not None and not node.close(THREAD_STOP_S):
-        exit_now(code)
-    if node is not None and not run_with_deadline(node.destroy_node, THREAD_STOP_S):
-        exit_now(code)
-    if not run_with_deadline(rclpy.try_shutdown, THREAD_STOP_S):
-        exit_now(code)
+    steps = []
+    if executor is not None:
+        steps.append((lambda: executor.shutdown(timeout_sec=EXECUTOR_SHUTDOWN_S),
+                      EXECUTOR_SHUTDOWN_S + 0.1))
+    if node is not None:
+        steps += [(lambda: node.close(THREAD_STOP_S), 2 * THREAD_STOP_S + 0.1),
+                  (node.destroy_node, THREAD_STOP_S)]
+    clean_up(steps + [(rclpy.try_shutdown, THREAD_STOP_S)], code)
 
 
 def main(args: list[str] | None = None) -> int:
@@ -473,13 +471,10 @@ def main(args: list[str] | None = None) -> int:
         stop.set_polling()
         if not stop.is_set():
             node.log_ready()
-        while not stop.is_set() and rclpy.ok():
-            try:
-                executor.spin_once(timeout_sec=SPIN_PERIOD_S)
-            except (KeyboardInterrupt, ExternalShutdownException):
-                raise
-            except Exception as exc:  # a callback's bug must not end the server
-                node.get_logger().error(startup_message(exc))
+        spin_until(lambda: executor.spin_once(timeout_sec=SPIN_PERIOD_S),
+                   lambda: stop.is_set() or not rclpy.ok(),
+                   on_error=lambda exc: node.get_logger().error(startup_message(exc)),
+                   ends=(ExternalShutdownException,), pause=stop.wait)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception as exc:  # start-up: bad arguments, configuration, model

@@ -9,7 +9,8 @@ passes) does not give it the server's name; it is created in the server's
 namespace, so relative ``tf``/``tf_static`` topics resolve the same way.
 
 Waits poll ``can_transform`` and end early when a shutdown is requested
-(tf2's own waits cannot be interrupted).
+(tf2's own waits cannot be interrupted). A callback that raises is logged and
+the listener keeps spinning (:func:`.lifecycle.spin_until`).
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ from typing import Callable
 
 from geometry_msgs.msg import PoseStamped
 import rclpy
-from rclpy.executors import SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 import tf2_geometry_msgs  # noqa: F401  (registers PoseStamped with Buffer.transform)
 import tf2_ros
 
-from .lifecycle import poll_until, SPIN_PERIOD_S
+from .lifecycle import poll_until, SPIN_PERIOD_S, spin_until
 
 #: Time between two checks of a pending transform (s).
 POLL_S = 0.01
@@ -50,11 +51,13 @@ class TfListener:
         self._thread.start()
 
     def _spin(self) -> None:
-        try:
-            while not self._stop.is_set() and rclpy.ok():
-                self._executor.spin_once(timeout_sec=SPIN_PERIOD_S)
-        except Exception:  # ExternalShutdownException, a destroyed context: just end
-            pass
+        def report(exc: Exception) -> None:
+            if not self._stop.is_set() and rclpy.ok():  # not a shutdown race
+                self._node.get_logger().error(' '.join(
+                    f'TF listener: {type(exc).__name__}: {exc}'.split()))
+        spin_until(lambda: self._executor.spin_once(timeout_sec=SPIN_PERIOD_S),
+                   lambda: self._stop.is_set() or not rclpy.ok(), on_error=report,
+                   ends=(ExternalShutdownException,), pause=self._stop.wait)
 
     def transform(self, stamped: PoseStamped, target: str, timeout_s: float,
                   should_stop: Callable[[], bool]) -> PoseStamped:
