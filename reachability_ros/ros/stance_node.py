@@ -19,7 +19,8 @@ zero means "the latest transform". When the stamped lookup fails with
 than the TF buffer), the transform is retried once with the latest transform
 and the report's ``notes`` say so (``goal_tf_latest`` is then true). Any other
 failure of the transform is a bad request: an empty plan, one WARN line and the
-reason in the report. The TF listener has its own node and thread (:mod:`.tf_listener`).
+reason in the report. The TF listener has its own node and thread (:mod:`.tf_listener`);
+it follows the server's remapping of ``/tf`` and ``/tf_static``.
 
 Response: ``plan.header.frame_id = target_frame``; ``plan.poses`` are the ranked
 ``base_footprint`` poses (z = 0, yaw quaternion), best first, each ready for
@@ -79,8 +80,8 @@ from .companions import CompanionPublisher
 from .conversions import (answer_request, build_report, check_raw_goal, check_raw_start,
                           failure_answer, latest_transform_note, normalize_frame_id,
                           plan_poses, pose_request, PoseInput, ReportContext,
-                          retry_with_latest, StanceAnswer, trajectory_layout,
-                          transform_failure_reason)
+                          retry_with_latest, StanceAnswer, tf_remap_arguments,
+                          trajectory_layout, transform_failure_reason)
 from .lifecycle import (clean_up, exit_now, lingering_threads, ShutdownRequest,
                         SPIN_PERIOD_S, spin_until)
 from .markers import marker_specs
@@ -177,7 +178,8 @@ class StanceServer(Node):
         self._proposer = self._build_proposer(config_from_parameters(self._current_values()))
         self._config = self._proposer.config  # model path resolved
 
-        self._tf = TfListener(f'{NODE_NAME}_tf', self.get_namespace())
+        self._tf = TfListener(f'{NODE_NAME}_tf', self.get_namespace(),
+                              tf_remap_arguments(self.resolve_topic_name))
         qos = latched_qos()
         self._pub_candidates = self.create_publisher(JointTrajectory, CANDIDATES_TOPIC, qos)
         self._pub_markers = self.create_publisher(MarkerArray, MARKERS_TOPIC, qos)
