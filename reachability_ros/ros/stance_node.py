@@ -207,11 +207,6 @@ class StanceServer(Node):
             ok = self._tf.close(timeout_s) and ok
         return ok
 
-    @property
-    def tf_buffer(self) -> tf2_ros.Buffer | None:
-        """Return the TF buffer (None before :meth:`start`)."""
-        return self._tf.buffer if self._tf is not None else None
-
     def _load_config_file(self, path: str) -> StanceConfig:
         """Read the ``config_file`` parameter's YAML (node-level keys are skipped)."""
         params = parameters_section(load_yaml(path), NODE_NAME)
@@ -275,10 +270,6 @@ class StanceServer(Node):
             return SetParametersResult(successful=False, reason=startup_message(exc))
 
     # ------------------------------------------------------------------ service
-    def _lookup(self, stamped: PoseStamped, target: str, timeout_s: float) -> PoseStamped:
-        """Wait (stop-aware) for the transform, then transform; tf2 raises if it is missing."""
-        return self._tf.transform(stamped, target, timeout_s, self._stop.is_set)
-
     def _transform_to_target(self, msg: PoseStamped, target: str, timeout_s: float,
                              what: str, notes: list[str]) -> tuple[PoseInput, bool]:
         """Express a stamped pose in ``target`` (tf2; no lookup when already there).
@@ -302,13 +293,13 @@ class StanceServer(Node):
         stamped.pose = msg.pose
         latest = False
         try:
-            out = self._lookup(stamped, target, timeout_s)
+            out = self._tf.transform(stamped, target, timeout_s, self._stop.is_set)
         except tf2_ros.ExtrapolationException as exc:
             sec, nanosec = msg.header.stamp.sec, msg.header.stamp.nanosec
             if not retry_with_latest(True, sec, nanosec):
                 raise
             stamped.header.stamp = Time().to_msg()  # zero: the latest transform
-            out = self._lookup(stamped, target, timeout_s)
+            out = self._tf.transform(stamped, target, timeout_s, self._stop.is_set)
             notes.append(latest_transform_note(what, frame, target, sec, nanosec, exc))
             latest = True
         pose = msgs.pose_input(out)
