@@ -49,7 +49,7 @@ def percentile(values, q):
 
 def start_server(config: str, log_path: Path) -> subprocess.Popen:
     """Start the stance server (output to ``log_path``); return once it is ready."""
-    env = dict(os.environ, PYTHONUNBUFFERED='1', **{v: '1' for v in THREAD_VARS})
+    env = dict(os.environ, PYTHONUNBUFFERED='1', **dict.fromkeys(THREAD_VARS, '1'))
     with open(log_path, 'w') as log:
         proc = subprocess.Popen([sys.executable, '-c', SERVER, '--ros-args', '-p',
                                  f'config_file:={config}'], cwd=REPO, env=env,
@@ -175,10 +175,13 @@ def main(argv: list[str] | None = None) -> int:
             t, p = time_round_trips(node, client, reqs[part], 0.0)
             back, poses = back + t, poses + p
             paced += time_round_trips(node, client, reqs[part], args.gap_ms / 1e3)[0]
+        calls = args.warmup + 2 * len(grasps)  # warm-up, then back to back and paced
         deadline = time.monotonic() + 5.0
-        while len(reports) < 3 * len(grasps) + args.warmup and time.monotonic() < deadline:
+        while len(reports) < calls and time.monotonic() < deadline:
             rclpy.spin_once(reports_node, timeout_sec=0.05)
-        server_ms = [json.loads(m.data).get('timing_ms', {}).get('total') for m in reports]
+        timed = [json.loads(m.data) for m in reports]
+        timed = [r for r in timed if r.get('sequence', 0) > args.warmup]  # not the warm-up
+        server_ms = [r.get('timing_ms', {}).get('total') for r in timed]
         server_ms = [v for v in server_ms if isinstance(v, (int, float))]
     finally:
         node.destroy_node()
@@ -195,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     print(row('round trip, back to back', back))
     print(row(f'round trip, {args.gap_ms:g} ms apart', paced))
     answered = sum(1 for p in poses if p > 0)
-    print(f'answers with stances: {answered}/{len(poses)}; reports received: {len(reports)}')
+    print(f'answers with stances: {answered}/{len(poses)}; reports received: '
+          f'{len(reports)} of {calls}')
     limit = percentile(core, 50) + GOAL_MARGIN_MS
     for name, values in (('back to back', back), ('paced', paced)):
         p50 = percentile(values, 50)

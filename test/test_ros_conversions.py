@@ -151,6 +151,28 @@ def test_retry_with_latest_only_for_extrapolation_of_a_real_stamp():
     assert '\n' not in note and note.startswith('goal ')
 
 
+def _resolver(namespace, remaps):
+    """Mimic rcl's name resolution: expand against the namespace, then apply remapping rules."""
+    def expand(name):
+        return name if name.startswith('/') else f"{namespace.rstrip('/')}/{name}"
+
+    def resolve(topic):
+        rules = {expand(src): expand(dst) for src, dst in remaps}
+        return rules.get(expand(topic), expand(topic))
+    return resolve
+
+
+@pytest.mark.parametrize('namespace, remaps, expected', [
+    ('/', [], []),
+    ('/robot1', [], []),  # a namespace alone does not move tf2's absolute topics
+    ('/robot1', [('/tf', 'tf'), ('/tf_static', 'tf_static')],  # Nav2's multi-robot remapping
+     ['--ros-args', '-r', '/tf:=/robot1/tf', '-r', '/tf_static:=/robot1/tf_static']),
+    ('/', [('/tf', '/sim/tf'), ('/scan', '/front/scan')], ['--ros-args', '-r', '/tf:=/sim/tf']),
+])
+def test_the_tf_node_gets_the_servers_resolution_of_the_tf_topics(namespace, remaps, expected):
+    assert conv.tf_remap_arguments(_resolver(namespace, remaps)) == expected
+
+
 def test_transform_failure_reason_names_frames_and_the_exception():
     class LookupException(Exception):
         pass

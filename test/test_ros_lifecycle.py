@@ -4,7 +4,7 @@ The subprocess tests run a stand-in for a node's ``main()`` built from the same
 helpers (start-up, a polling spin loop, a thread pool like the executor's, a
 companion worker, bounded clean-up) and interrupt it at different moments: it
 must exit within a second with the expected code and no traceback. The real
-nodes get the same treatment where ROS is installed (``test_ros_shutdown.py``).
+nodes get the same treatment where ROS is installed (``test_ros_processes.py``).
 """
 
 import os
@@ -21,16 +21,29 @@ from reachability_ros.ros import lifecycle
 REPO = Path(__file__).resolve().parents[1]
 
 NODE_STAND_IN = r"""
-import concurrent.futures, sys, time
+import concurrent.futures, itertools, sys, time
 from reachability_ros.ros.companions import CompanionPublisher
 from reachability_ros.ros.lifecycle import (
-    exit_now, lingering_threads, run_with_deadline, ShutdownRequest, SPIN_PERIOD_S)
+    clean_up, exit_now, lingering_threads, ShutdownRequest, spin_until, SPIN_PERIOD_S)
 
 startup_s = float(sys.argv[1])
 stop = ShutdownRequest(raise_on_signal=True)
 stop.install()
 pool = companions = None
 code = 0
+counter = itertools.count(1)
+
+
+def spin_once():                                 # one request, then wait for the next
+    n = next(counter)
+    with companions.answering():                # a request: work in the pool
+        pool.submit(sum, range(20000)).result()
+        companions.submit(n)
+    stop.wait(SPIN_PERIOD_S / 10)                # stands in for spin_once(timeout)
+    if n == 3:
+        print('working', flush=True)
+
+
 try:
     print('starting', flush=True)
     time.sleep(startup_s)                       # loading the model
@@ -38,25 +51,19 @@ try:
     companions = CompanionPublisher(lambda job: iter(range(3)), settle_s=0.0)
     stop.set_polling()
     print('ready', flush=True)
-    n = 0
-    while not stop.is_set():
-        n += 1
-        with companions.answering():            # a request: work in the pool
-            pool.submit(sum, range(20000)).result()
-            companions.submit(n)
-        stop.wait(SPIN_PERIOD_S / 10)            # stands in for spin_once(timeout)
-        if n == 3:
-            print('working', flush=True)
+    spin_until(spin_once, stop.is_set, on_error=print)
 except KeyboardInterrupt:
     pass
 finally:
     stop.set_polling()
     stop.second_exit_code = code
     stop.request()
-    if pool is not None and not run_with_deadline(lambda: pool.shutdown(wait=True), 0.3):
-        exit_now(code)
-    if companions is not None and not companions.close(0.2):
-        exit_now(code)
+    steps = []
+    if pool is not None:
+        steps.append((lambda: pool.shutdown(wait=True), 0.3))
+    if companions is not None:
+        steps.append((lambda: companions.close(0.2), 0.3))
+    clean_up(steps, code)
 print('bye', flush=True)
 if lingering_threads():
     exit_now(code)
@@ -242,3 +249,58 @@ def test_interrupted_exit_codes_are_the_shells():
     assert lifecycle.interrupted_exit_code(signal.SIGINT) == 130
     assert lifecycle.interrupted_exit_code(signal.SIGTERM) == 143
     assert lifecycle.interrupted_exit_code(None) == 130
+
+
+class Shutdown(Exception):
+    """Stands in for rclpy's ExternalShutdownException."""
+
+
+def test_spin_until_reports_a_failing_callback_and_keeps_spinning():
+    calls, errors, pauses = [], [], []
+
+    def spin_once():
+        calls.append(len(calls))
+        if len(calls) in (2, 3):
+            raise RuntimeError(f'callback {len(calls)} failed')
+    lifecycle.spin_until(spin_once, lambda: len(calls) >= 6, errors.append,
+                         error_pause_s=0.25, pause=pauses.append)
+    assert len(calls) == 6  # the failures did not end the loop
+    assert [str(e) for e in errors] == ['callback 2 failed', 'callback 3 failed']
+    assert pauses == [0.25, 0.25]
+
+
+def test_spin_until_ends_on_done_on_shutdown_and_lets_keyboard_interrupt_through():
+    calls = []
+    lifecycle.spin_until(calls.append, lambda: True, lambda e: None)
+    assert calls == []  # done before the first call
+
+    def shut_down():
+        calls.append('x')
+        raise Shutdown
+    errors = []
+    lifecycle.spin_until(shut_down, lambda: False, errors.append, ends=(Shutdown,))
+    assert calls == ['x'] and errors == []
+
+    def interrupted():
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        lifecycle.spin_until(interrupted, lambda: False, errors.append)
+    assert errors == []
+
+
+def test_clean_up_runs_the_steps_in_order():
+    done, exits = [], []
+    ok = lifecycle.clean_up([(lambda: done.append(1), 1.0), (lambda: 1 / 0, 1.0),
+                             (lambda: done.append(3) or True, 1.0)], 5, exits.append)
+    assert ok and done == [1, 3] and exits == []  # raising counts as done
+
+
+@pytest.mark.parametrize('failing', ['hangs', 'returns_false'])
+def test_clean_up_exits_with_the_code_when_a_step_hangs_or_fails(failing):
+    done, exits = [], []
+    bad = (lambda: time.sleep(5.0)) if failing == 'hangs' else (lambda: False)
+    t0 = time.monotonic()
+    ok = lifecycle.clean_up([(lambda: done.append(1), 1.0), (bad, 0.1),
+                             (lambda: done.append(3), 1.0)], 7, exits.append)
+    assert not ok and exits == [7] and done == [1]  # the later steps are skipped
+    assert time.monotonic() - t0 < 1.0

@@ -39,13 +39,16 @@ if _have(*ROS_MODULES):
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
     from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+    from rclpy.time import Time
     from reachability_ros.core.config import StanceConfig
     from reachability_ros.core.geometry import matrix_to_quat, quat_to_matrix
     from reachability_ros.ros import markers as mk
     from reachability_ros.ros import stance_node
+    from reachability_ros.ros.conversions import tf_remap_arguments
     from reachability_ros.ros.stance_node import (CANDIDATES_TOPIC, latched_qos,
                                                   MARKERS_TOPIC, REPORT_TOPIC, SERVICE,
                                                   StanceServer)
+    from reachability_ros.ros.tf_listener import TfListener
     from std_msgs.msg import String
     import tf2_ros
     from trajectory_msgs.msg import JointTrajectory
@@ -294,6 +297,30 @@ def test_goal_in_another_frame_is_transformed_with_tf(ros):
     assert np.allclose(R_seen, quat_to_matrix(np.array(TOP_DOWN_GRASP[1])), atol=1e-9)
     assert report['candidates'][0]['score'] == pytest.approx(
         direct['candidates'][0]['score'], abs=1e-3)
+
+
+def test_the_tf_node_follows_the_servers_remapping_of_the_tf_topics(ros):
+    assert ros['server']._tf.topics == ('/tf', '/tf_static')  # started without remapping
+    # a server in namespace robot_test with Nav2's remapping of the TF topics
+    probe = rclpy.create_node('remap_probe', namespace='robot_test', cli_args=[
+        '--ros-args', '-r', '/tf:=tf', '-r', '/tf_static:=tf_static'])
+    listener = TfListener('remap_probe_tf', probe.get_namespace(),
+                          tf_remap_arguments(probe.resolve_topic_name))
+    try:
+        assert listener.topics == ('/robot_test/tf', '/robot_test/tf_static')
+        tf = TransformStamped()
+        tf.header.frame_id, tf.child_frame_id = 'map', 'robot_test_frame'
+        tf.transform.rotation.w = 1.0
+        tf2_ros.StaticTransformBroadcaster(probe).sendTransform(tf)  # on /robot_test/tf_static
+        deadline = time.monotonic() + TIMEOUT_S
+        while (not listener.buffer.can_transform('map', 'robot_test_frame', Time())
+               and time.monotonic() < deadline):
+            time.sleep(0.01)
+        assert listener.buffer.can_transform('map', 'robot_test_frame', Time())
+        assert not ros['server']._tf.buffer.can_transform('map', 'robot_test_frame', Time())
+    finally:
+        assert listener.close(1.0)
+        probe.destroy_node()
 
 
 def test_start_pose_is_used_and_reported(ros):

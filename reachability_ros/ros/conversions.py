@@ -150,6 +150,36 @@ def check_raw_start(frame_id: str, position: Sequence[float],
 
 
 # ---------------------------------------------------------------- TF decisions
+#: The topics ``tf2_ros.TransformListener`` subscribes to (absolute names in tf2_ros_py).
+TF_TOPICS = ('/tf', '/tf_static')
+
+
+def tf_remap_arguments(resolve_topic_name: Callable[[str], str]) -> list[str]:
+    """Return the node arguments that give the TF node the server's ``/tf`` and ``/tf_static``.
+
+    The TF listener's node takes no global ROS arguments (:mod:`.tf_listener`),
+    so a remapping of the TF topics given to the server (``-r /tf:=tf`` in a
+    namespace, ``-r /tf:=/robot1/tf``) must be passed on explicitly, as that
+    node's ``cli_args``. rclpy hands ``cli_args`` to ``rcl_parse_arguments``
+    as they are, which reads rules only after ``--ros-args``, so the flag is
+    included (as in rclpy's own tests: ``cli_args=['--ros-args', '-r', ...]``).
+
+    Args:
+        resolve_topic_name: the server's ``Node.resolve_topic_name`` (expansion
+            and remapping rules applied).
+
+    Returns:
+        ``['--ros-args', '-r', '/tf:=<resolved>', ...]`` with a rule for each TF
+        topic the server resolves to another name; empty when neither is remapped.
+    """
+    rules = []
+    for topic in TF_TOPICS:
+        resolved = str(resolve_topic_name(topic))
+        if resolved != topic:
+            rules += ['-r', f'{topic}:={resolved}']
+    return ['--ros-args', *rules] if rules else []
+
+
 def is_stamp_zero(sec: int, nanosec: int) -> bool:
     """Tell whether a stamp is ``(0, 0)``, which tf2 reads as "the latest transform"."""
     return int(sec) == 0 and int(nanosec) == 0

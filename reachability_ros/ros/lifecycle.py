@@ -13,8 +13,9 @@ Both nodes exit within a second of SIGINT or SIGTERM, whatever they are doing:
 - a second signal while shutting down exits at once (``os._exit``), unless it comes
   within :data:`DUPLICATE_WINDOW_S` of the first: a Ctrl-C in the terminal of
   ``ros2 launch`` reaches a node twice (from the terminal and from launch);
-- clean-up steps run under deadlines (:func:`run_with_deadline`) and, if a
-  non-daemon thread is still alive at the end, :func:`exit_now` ends the process.
+- the spin loops survive a failing callback (:func:`spin_until`);
+- clean-up steps run under deadlines (:func:`clean_up`) and, if a non-daemon
+  thread is still alive at the end, :func:`exit_now` ends the process.
 
 Nothing here imports ROS.
 """
@@ -130,6 +131,38 @@ def poll_until(done: Callable[[], bool], timeout_s: float, should_stop: Callable
         sleep(min(period_s, deadline - now))
 
 
+def spin_until(spin_once: Callable[[], object], done: Callable[[], bool],
+               on_error: Callable[[Exception], None], ends: tuple = (),
+               error_pause_s: float = SPIN_PERIOD_S,
+               pause: Callable[[float], object] = time.sleep) -> None:
+    """Call ``spin_once()`` until ``done()`` is true; a failing callback does not end the loop.
+
+    rclpy re-raises a callback's exception from ``spin_once``. A node must not
+    stop serving (or, for the TF listener, stop filling its buffer for good)
+    because one callback failed, so the exception is reported and spinning goes
+    on after a short pause (a failure that repeats cannot spin the CPU).
+
+    Args:
+        spin_once: runs at most one callback (e.g. ``executor.spin_once(timeout_sec=...)``).
+        done: checked before each call; True ends the loop.
+        on_error: called with any exception ``spin_once`` raises that is not in ``ends``.
+        ends: exception types that end the loop quietly (rclpy's
+            ``ExternalShutdownException``: the context was shut down).
+            ``KeyboardInterrupt`` is not caught.
+        error_pause_s: pause after a reported exception (s).
+        pause: the pause function (e.g. ``threading.Event.wait``, which a
+            shutdown request cuts short).
+    """
+    while not done():
+        try:
+            spin_once()
+        except ends:
+            return
+        except Exception as exc:  # a callback's bug: report it and keep spinning
+            on_error(exc)
+            pause(error_pause_s)
+
+
 def run_with_deadline(fn: Callable[[], object], timeout_s: float,
                       name: str = 'cleanup') -> bool:
     """Run ``fn`` on a daemon thread and wait at most ``timeout_s`` for it.
@@ -147,6 +180,33 @@ def run_with_deadline(fn: Callable[[], object], timeout_s: float,
 def _quietly(fn: Callable[[], object]) -> None:
     with contextlib.suppress(Exception):
         fn()
+
+
+def clean_up(steps: Iterable[tuple[Callable[[], object], float]], code: int,
+             exit_fn: Callable[[int], None] | None = None) -> bool:
+    """Run clean-up steps in order, each under its own deadline; exit at once if one fails.
+
+    A step fails when it is still running at its deadline (it is abandoned on
+    a daemon thread) or returns False (e.g. a worker it stops did not stop).
+    A hung rclpy or DDS call must not keep a node alive after SIGINT, so the
+    process then ends at once with ``code`` and the remaining steps are
+    skipped. A step that raises counts as done.
+
+    Args:
+        steps: ``(fn, timeout_s)`` pairs, run in order.
+        code: the exit code if a step fails.
+        exit_fn: called with ``code`` when a step fails (default :func:`exit_now`).
+
+    Returns:
+        True when every step finished in time (False only when ``exit_fn`` returns).
+    """
+    for fn, timeout_s in steps:
+        returned: list = []
+        finished = run_with_deadline(lambda fn=fn: returned.append(fn()), timeout_s)
+        if not finished or returned == [False]:
+            (exit_fn or exit_now)(code)
+            return False
+    return True
 
 
 def lingering_threads() -> list[threading.Thread]:

@@ -17,7 +17,7 @@ from reachability_ros.core.types import BasePose
 from std_msgs.msg import ColorRGBA, Header, String
 from tf_transformations import euler_from_quaternion, quaternion_from_euler
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
-from visualization_msgs.msg import Marker, MarkerArray
+from visualization_msgs.msg import Marker
 
 from .conversions import json_safe, PlanPose, PoseInput
 from .parameters import ParameterSpec
@@ -95,13 +95,6 @@ def marker_msg(spec: dict, header: Header) -> Marker:
 def point_msgs(points: Iterable[Sequence[float]]) -> list[Point]:
     """Return ``geometry_msgs/Point`` messages of ``(x, y, z)`` triples."""
     return [Point(x=float(x), y=float(y), z=float(z)) for x, y, z in points]
-
-
-def marker_array_msg(specs: Iterable[dict], header: Header) -> MarkerArray:
-    """Return the ``MarkerArray`` of a list of plain marker specs."""
-    msg = MarkerArray()
-    msg.markers = [marker_msg(spec, header) for spec in specs]
-    return msg
 
 
 def report_msg(report: dict) -> String:

@@ -19,7 +19,8 @@ zero means "the latest transform". When the stamped lookup fails with
 than the TF buffer), the transform is retried once with the latest transform
 and the report's ``notes`` say so (``goal_tf_latest`` is then true). Any other
 failure of the transform is a bad request: an empty plan, one WARN line and the
-reason in the report. The TF listener has its own node and thread (:mod:`.tf_listener`).
+reason in the report. The TF listener has its own node and thread (:mod:`.tf_listener`);
+it follows the server's remapping of ``/tf`` and ``/tf_static``.
 
 Response: ``plan.header.frame_id = target_frame``; ``plan.poses`` are the ranked
 ``base_footprint`` poses (z = 0, yaw quaternion), best first, each ready for
@@ -79,10 +80,10 @@ from .companions import CompanionPublisher
 from .conversions import (answer_request, build_report, check_raw_goal, check_raw_start,
                           failure_answer, latest_transform_note, normalize_frame_id,
                           plan_poses, pose_request, PoseInput, ReportContext,
-                          retry_with_latest, StanceAnswer, trajectory_layout,
-                          transform_failure_reason)
-from .lifecycle import (exit_now, lingering_threads, run_with_deadline, ShutdownRequest,
-                        SPIN_PERIOD_S)
+                          retry_with_latest, StanceAnswer, tf_remap_arguments,
+                          trajectory_layout, transform_failure_reason)
+from .lifecycle import (clean_up, exit_now, lingering_threads, ShutdownRequest,
+                        SPIN_PERIOD_S, spin_until)
 from .markers import marker_specs
 from .parameters import (config_from_parameters, node_parameter_specs, NODE_PARAMETERS,
                          parameter_specs, ParameterSpec, plain_parameter_value,
@@ -177,7 +178,8 @@ class StanceServer(Node):
         self._proposer = self._build_proposer(config_from_parameters(self._current_values()))
         self._config = self._proposer.config  # model path resolved
 
-        self._tf = TfListener(f'{NODE_NAME}_tf', self.get_namespace())
+        self._tf = TfListener(f'{NODE_NAME}_tf', self.get_namespace(),
+                              tf_remap_arguments(self.resolve_topic_name))
         qos = latched_qos()
         self._pub_candidates = self.create_publisher(JointTrajectory, CANDIDATES_TOPIC, qos)
         self._pub_markers = self.create_publisher(MarkerArray, MARKERS_TOPIC, qos)
@@ -204,11 +206,6 @@ class StanceServer(Node):
         if self._tf is not None:
             ok = self._tf.close(timeout_s) and ok
         return ok
-
-    @property
-    def tf_buffer(self) -> tf2_ros.Buffer | None:
-        """Return the TF buffer (None before :meth:`start`)."""
-        return self._tf.buffer if self._tf is not None else None
 
     def _load_config_file(self, path: str) -> StanceConfig:
         """Read the ``config_file`` parameter's YAML (node-level keys are skipped)."""
@@ -273,10 +270,6 @@ class StanceServer(Node):
             return SetParametersResult(successful=False, reason=startup_message(exc))
 
     # ------------------------------------------------------------------ service
-    def _lookup(self, stamped: PoseStamped, target: str, timeout_s: float) -> PoseStamped:
-        """Wait (stop-aware) for the transform, then transform; tf2 raises if it is missing."""
-        return self._tf.transform(stamped, target, timeout_s, self._stop.is_set)
-
     def _transform_to_target(self, msg: PoseStamped, target: str, timeout_s: float,
                              what: str, notes: list[str]) -> tuple[PoseInput, bool]:
         """Express a stamped pose in ``target`` (tf2; no lookup when already there).
@@ -300,13 +293,13 @@ class StanceServer(Node):
         stamped.pose = msg.pose
         latest = False
         try:
-            out = self._lookup(stamped, target, timeout_s)
+            out = self._tf.transform(stamped, target, timeout_s, self._stop.is_set)
         except tf2_ros.ExtrapolationException as exc:
             sec, nanosec = msg.header.stamp.sec, msg.header.stamp.nanosec
             if not retry_with_latest(True, sec, nanosec):
                 raise
             stamped.header.stamp = Time().to_msg()  # zero: the latest transform
-            out = self._lookup(stamped, target, timeout_s)
+            out = self._tf.transform(stamped, target, timeout_s, self._stop.is_set)
             notes.append(latest_transform_note(what, frame, target, sec, nanosec, exc))
             latest = True
         pose = msgs.pose_input(out)
@@ -439,16 +432,14 @@ class StanceServer(Node):
 def _shut_down(node: StanceServer | None, executor: SingleThreadedExecutor | None,
                code: int) -> None:
     """Stop the executor, the threads and the node, each under a deadline; exit if one hangs."""
-    if executor is not None and not run_with_deadline(
-            lambda: executor.shutdown(timeout_sec=EXECUTOR_SHUTDOWN_S),
-            EXECUTOR_SHUTDOWN_S + 0.1, 'executor_shutdown'):
-        exit_now(code)
-    if node is not None and not node.close(THREAD_STOP_S):
-        exit_now(code)
-    if node is not None and not run_with_deadline(node.destroy_node, THREAD_STOP_S):
-        exit_now(code)
-    if not run_with_deadline(rclpy.try_shutdown, THREAD_STOP_S):
-        exit_now(code)
+    steps = []
+    if executor is not None:
+        steps.append((lambda: executor.shutdown(timeout_sec=EXECUTOR_SHUTDOWN_S),
+                      EXECUTOR_SHUTDOWN_S + 0.1))
+    if node is not None:
+        steps += [(lambda: node.close(THREAD_STOP_S), 2 * THREAD_STOP_S + 0.1),
+                  (node.destroy_node, THREAD_STOP_S)]
+    clean_up(steps + [(rclpy.try_shutdown, THREAD_STOP_S)], code)
 
 
 def main(args: list[str] | None = None) -> int:
@@ -473,13 +464,10 @@ def main(args: list[str] | None = None) -> int:
         stop.set_polling()
         if not stop.is_set():
             node.log_ready()
-        while not stop.is_set() and rclpy.ok():
-            try:
-                executor.spin_once(timeout_sec=SPIN_PERIOD_S)
-            except (KeyboardInterrupt, ExternalShutdownException):
-                raise
-            except Exception as exc:  # a callback's bug must not end the server
-                node.get_logger().error(startup_message(exc))
+        spin_until(lambda: executor.spin_once(timeout_sec=SPIN_PERIOD_S),
+                   lambda: stop.is_set() or not rclpy.ok(),
+                   on_error=lambda exc: node.get_logger().error(startup_message(exc)),
+                   ends=(ExternalShutdownException,), pause=stop.wait)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception as exc:  # start-up: bad arguments, configuration, model

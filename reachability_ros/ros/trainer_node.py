@@ -43,8 +43,8 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from rclpy.signals import SignalHandlerOptions
 from std_msgs.msg import String
 
-from .lifecycle import (exit_now, interrupted_exit_code, lingering_threads, run_with_deadline,
-                        ShutdownRequest, SPIN_PERIOD_S)
+from .lifecycle import (clean_up, exit_now, interrupted_exit_code, lingering_threads,
+                        ShutdownRequest, SPIN_PERIOD_S, spin_until)
 from .parameters import plain_parameter_value, unknown_parameters, unknown_parameters_message
 from .trainer_run import (check_trainer_parameters, EXIT_BAD_CONFIG, EXIT_OK,
                           failure_message, interrupted_message, progress_json, progress_line,
@@ -118,8 +118,11 @@ def _train(node: TrainerNode, run: TrainingThread, job: TrainerJob, stop: Shutdo
     logger.info(f'training from {job.config_path} into {job.out_dir}'
                 + (f' with overrides {job.overrides}' if job.overrides else ''))
     run.start()
-    while not run.done and not stop.is_set() and rclpy.ok():
-        executor.spin_once(timeout_sec=SPIN_PERIOD_S)
+    spin_until(lambda: executor.spin_once(timeout_sec=SPIN_PERIOD_S),
+               lambda: run.done or stop.is_set() or not rclpy.ok(),
+               on_error=lambda exc: logger.error(' '.join(
+                   f'{type(exc).__name__} in a callback: {exc}'.split())),
+               ends=(ExternalShutdownException,), pause=stop.wait)
     if not run.done:  # interrupted: give the training a moment to write its checkpoint
         run.wait(STOP_GRACE_S)
         summary = run.summary if run.done and run.error is None else None
@@ -166,13 +169,12 @@ def main(args: list[str] | None = None) -> int:
         stop.set_polling()
         stop.second_exit_code = code
         stop.request()  # from here on, a second signal exits at once
-        if executor is not None and not run_with_deadline(
-                lambda: executor.shutdown(timeout_sec=0.2), 0.3, 'executor_shutdown'):
-            exit_now(code)
-        if node is not None and not run_with_deadline(node.destroy_node, 0.2):
-            exit_now(code)
-        if not run_with_deadline(rclpy.try_shutdown, 0.2):
-            exit_now(code)
+        steps = []
+        if executor is not None:
+            steps.append((lambda: executor.shutdown(timeout_sec=0.2), 0.3))
+        if node is not None:
+            steps.append((node.destroy_node, 0.2))
+        clean_up(steps + [(rclpy.try_shutdown, 0.2)], code)
     if lingering_threads() or (run is not None and run.started and not run.done):
         exit_now(code)  # never finalize the interpreter under a running torch thread
     return code
