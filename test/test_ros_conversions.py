@@ -344,7 +344,8 @@ def test_resolve_config_paths(tmp_path):
     cfg = StanceConfig.from_flat({"proposal.model_path": "models/m.onnx"})
     out = conv.resolve_config_paths(cfg, lambda p: tmp_path / p)
     assert out.proposal.model_path == str((tmp_path / "models" / "m.onnx").resolve())
-    assert conv.resolve_config_paths(StanceConfig(), lambda p: tmp_path / p) == StanceConfig()
+    no_model = StanceConfig.from_flat({"proposal.model_path": ""})
+    assert conv.resolve_config_paths(no_model, lambda p: tmp_path / p) == no_model
 
 
 # ------------------------------------------------------------------ reports and requests

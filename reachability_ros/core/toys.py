@@ -159,7 +159,7 @@ def _toy_robot_config(name: str, path: Path, arm_joints: tuple[str, ...],
                       reach_m: float) -> RobotConfig:
     return RobotConfig(
         name=name, urdf=str(path), base_frame=TOY_BASE_FRAME, tool_frame=TOY_TOOL_FRAME,
-        wrist_camera_frame=TOY_TOOL_FRAME, arm_joints=arm_joints,
+        arm_joints=arm_joints,
         occlusion_exclude_links=(TOY_TOOL_FRAME,), reach_m=reach_m,
         camera=CameraConfig(frame=TOY_CAMERA_FRAME))
 
@@ -175,8 +175,7 @@ class _WritableToy:
 
         The config names the base ``base_footprint``, the tool ``tool_frame``, the
         camera ``toy_camera_optical_frame`` (on the base, 5 cm up, looking along
-        +x); the toy has no wrist camera, so ``wrist_camera_frame`` is the tool
-        frame. ``reach_m`` is the toy's ``R``.
+        +x). ``reach_m`` is the toy's ``R``.
 
         Raises:
             ConfigError: ``directory`` does not exist, or ``R`` is outside the
