@@ -14,7 +14,8 @@
    robustness re-solve for the returned stances.
 
 Every returned stance was re-verified by FK after refinement. When nothing
-survives, ``result.reason`` says why, with the funnel counts.
+survives, ``result.reason`` says why, with the funnel counts and the robot's
+numbers (``core/diagnosis.py``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from collections import OrderedDict
 import numpy as np
 
 from .config import ProposalConfig, StanceConfig
+from .diagnosis import FailureDiagnosis
 from .errors import ConfigError, DescriptionError, InvalidRequest
 from .outcomes import CODE, LABELS, LABELS_ARRAY, OUTCOMES
 from .paths import resolve_data_path
@@ -85,21 +87,6 @@ def validate_grasp(grasp: Grasp, cfg: ProposalConfig) -> np.ndarray:
         [0.0, 0.0, 0.0, 1.0]])
 
 
-def _failure_reason(funnel: dict, n: int) -> str:
-    parts = [f"{funnel[k]} {k.replace('_', ' ')}" for k in OUTCOMES if funnel.get(k)]
-    vis = funnel.get("not_visible", 0) + funnel.get("occluded", 0) + funnel.get(
-        "low_visibility_margin", 0)
-    reach = sum(funnel.get(k, 0) for k in ("unreachable", "far_from_grasp", "refine_failed",
-                                           "joint_limits", "fk_mismatch"))
-    if vis and vis >= n - reach and reach < n:
-        head = "reachable but not visible from the front camera"
-    elif reach == n:
-        head = "unreachable"
-    else:
-        head = "no feasible stance"
-    return f"{head}: of {n} proposals " + ", ".join(parts)
-
-
 class StanceProposer:
     """Propose ranked whole-body stances for grasps. Build once, call many times.
 
@@ -124,6 +111,8 @@ class StanceProposer:
         except (ImportError, DescriptionError):
             self.manifold = None
         self.sampler, self.sampler_name = self._make_sampler(pc)
+        self.diagnosis = FailureDiagnosis(self.robot, self.visibility, pc, self.manifold,
+                                          self.sampler_name)
         self.refinement = pc.refinement
         if self.refinement == "auto":
             self.refinement = "exact" if self.manifold is not None else "numerical"
@@ -282,8 +271,9 @@ class StanceProposer:
         funnel["feasible"] = int(counts[0])
         if not good.any():
             funnel["returned"] = 0
+            reason = self.diagnosis.reason(funnel, n, T)  # the robot's numbers, a grid check
             timing["total"] = (time.perf_counter() - t0) * 1e3
-            return ProposalResult(False, _failure_reason(funnel, n), [], robot.joint_names,
+            return ProposalResult(False, reason, [], robot.joint_names,
                                   dict(funnel), dict(timing), self.sampler_name, props.q,
                                   LABELS_ARRAY[outcome], grasp)
         # 6. score, robustness, diverse top-k
