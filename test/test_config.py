@@ -34,6 +34,8 @@ def test_errors_name_the_bad_value():
         ProposalConfig(n_samples="many")
     with pytest.raises(ConfigError, match="far_m"):
         CameraConfig(near_m=2.0, far_m=1.0)
+    with pytest.raises(ConfigError, match="max_height_m = -1.0 must exceed"):
+        ProposalConfig(max_height_m=-1.0)
     with pytest.raises(ConfigError, match="unknown parameter"):
         load_stance_config("config/lekiwi.yaml", {"proposal.nope": 1})
     with pytest.raises(ConfigError, match="not found"):

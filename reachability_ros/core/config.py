@@ -278,8 +278,10 @@ class ProposalConfig(ConfigSection):
                    "perturbations for robustness)", 0, 2**31 - 1)
     # request validation
     quaternion_tolerance: float = _f(1e-3, "accepted | |q| - 1 | of a grasp quaternion", 0.0, 0.5)
-    min_height_m: float = _f(-0.05, "lowest accepted grasp height above the floor (m)", -10.0, 10.0)
-    max_height_m: float = _f(1.0, "highest accepted grasp height above the floor (m)", -10.0, 100.0)
+    min_height_m: float = _f(-0.05, "lowest accepted grasp height above the floor (m)",
+                             -10.0, 10.0)
+    max_height_m: float = _f(1.0, "highest accepted grasp height above the floor (m)",
+                             -10.0, 100.0)
     # filters and refinement
     coarse_position_tol_m: float = _f(0.03, "raw proposals farther than this from the grasp "
                                       "are dropped before refinement (m)", 0.0, 10.0)
@@ -320,6 +322,12 @@ class ProposalConfig(ConfigSection):
     nms_min_distance_m: float = _f(0.05, "ranked stances closer than this in x, y ...", 0.0, 10.0)
     nms_min_yaw_deg: float = _f(15.0, "... and this in yaw are duplicates (keep the best)",
                                 0.0, 360.0)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.max_height_m <= self.min_height_m:
+            raise ConfigError(f"proposal.max_height_m = {self.max_height_m} must exceed "
+                              f"proposal.min_height_m = {self.min_height_m}")
 
 
 @dataclass(frozen=True)

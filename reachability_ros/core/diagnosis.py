@@ -127,10 +127,10 @@ def footprint_radius(model, geom_model, base_frame: str) -> float:
     Every collision object fixed to the base (on joint 1, the planar root of a
     :class:`WholeBodyModel`'s reduced model: the base body and everything locked to it,
     such as the wheels) counts; the radius is the largest horizontal distance of any of its
-    points from the origin of ``base_frame``. Spheres and capsules are exact, cylinders and cones are
-    taken at 720 points around each rim (within 1e-5 of the radius), boxes at their
-    corners, meshes and convex shapes at their vertices; another shape counts with its
-    bounding box.
+    points from the origin of ``base_frame``. Spheres and capsules are exact, cylinders and
+    cones are taken at 720 points around each rim (within 1e-5 of the radius), boxes at
+    their corners, meshes and convex shapes at their vertices; another shape counts with
+    its bounding box.
 
     Args:
         model: a Pinocchio model whose joint 1 is the base (``WholeBodyModel.model``).
