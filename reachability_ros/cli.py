@@ -274,14 +274,19 @@ def cmd_propose(args) -> int:
     base = _base_from_args(args)
     seed = proposer.config.proposal.seed if args.seed is None else args.seed
     result = proposer.propose(grasp, base, np.random.default_rng(seed))
+    if args.plot:  # before the answer: a plot that fails is the one answer (exit 2)
+        from reachability_ros.plotting import plot_result
+        try:
+            plot_result(result, proposer.robot, args.plot, current_base=base,
+                        footprint_radius_m=proposer.diagnosis.facts.footprint_radius_m)
+        except OSError as exc:
+            raise UserError(f"cannot write --plot {args.plot!r}: {exc.strerror or exc}",
+                            "file") from None
     if args.json:
         print(_dumps(result_record(result), indent=2))
     else:
         _print_table(result, proposer.robot.config.base_frame)
     if args.plot:
-        from reachability_ros.plotting import plot_result
-        plot_result(result, proposer.robot, args.plot, current_base=base,
-                    footprint_radius_m=proposer.diagnosis.facts.footprint_radius_m)
         print(f"plot written to {args.plot}", file=sys.stderr if args.json else sys.stdout)
     return EXIT_OK if result.ok else EXIT_NO_STANCE
 

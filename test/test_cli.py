@@ -318,3 +318,14 @@ def test_help_documents_the_exit_codes():
         assert words in res.stdout
     text = " ".join(run(["propose", "--help"]).stdout.split())
     assert "Exit codes: 0 a stance, 1 no stance, 2 bad input, 130 interrupted" in text
+
+
+def test_a_plot_path_taken_by_a_directory_is_the_one_json_answer(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    (locked / "p.png").mkdir()  # the plot's name is taken by a directory
+    res = run(["propose", "--position", "2", "1", "0.1", "--rpy", "0", "90", "0", "--degrees",
+               "--json", "--plot", str(locked / "p.png")] + FAST)
+    assert res.returncode == 2
+    rec = json.loads(res.stdout)
+    assert rec["error"] == "file" and "is a directory" in rec["reason"]
