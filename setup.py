@@ -33,13 +33,17 @@ setup(
         *tree(os.path.join(package_name, "description"), os.path.join(share, "description")),
     ],
     python_requires=">=3.10",
+    # Bounds are what the tests cover (test/README: "Tested versions"): the newest set in
+    # .venv (bash scripts/test.sh) and the oldest set with numpy 1.x, as on a ROS 2 robot
+    # (bash scripts/test_oldest.sh, run by CI). On the robot, colcon and rosdep provide
+    # numpy and Pinocchio from the distribution; these pip bounds do not apply there.
     install_requires=[
         "setuptools",
-        "numpy",
-        "pin",
-        "onnxruntime",
-        "pyyaml",
-        "matplotlib",
+        "numpy>=1.26,<3",
+        "pin>=3.3,<5",
+        "onnxruntime>=1.20,<2",
+        "pyyaml>=6.0,<7",
+        "matplotlib>=3.6,<4",
     ],
     extras_require={
         "train": ["torch==2.13.0", "onnx", "tqdm"],

@@ -1,10 +1,27 @@
 """The no-ROS command line: ``python -m reachability_ros <command>``.
 
 Commands:
-  propose        stances for one grasp: a ranked table, ``--json``, ``--plot FILE.png``
-  propose-batch  JSONL in, JSONL out, the model loaded once
-  train          the offline trainer (needs the ``train`` extra: torch)
-  evaluate       evaluate an exported model
+  propose        stances for one grasp: a ranked table, --json, --plot FILE.png
+  propose-batch  JSONL grasps in, JSONL results out, the model loaded once
+  train, evaluate, toy-table, parity
+                 the offline trainer (needs torch: bash scripts/test.sh installs it);
+                 python -m reachability_ros train --help
+
+Exit codes:
+  propose        0 a stance was found, 1 no stance (the reason says why),
+                 2 bad input: arguments, config, model, files or the grasp itself
+  propose-batch  0 once every input line has its output line (malformed lines get
+                 "ok": false), 2 when the files or the config fail (the output file
+                 is then left as it was)
+  both           130 interrupted (Ctrl-C), 141 the reader of stdout went away (a pipe
+                 closed early), 3 internal error (a bug: please report it;
+                 REACHABILITY_ROS_DEBUG=1 shows the traceback)
+
+Files: a relative --config, --model or --plot is the user's: looked up in the working
+directory first, then in the package's share directory (config and model). The config
+and model actually loaded are printed on stderr. Output files (--output, --plot) are
+written to a temporary file and renamed into place: an interrupted run never leaves a
+half-written file, and --output may not name the --input file.
 """
 
 from __future__ import annotations
@@ -12,11 +29,38 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
-from typing import Sequence
+from pathlib import Path
+from typing import Any, Sequence
 
-import numpy as np
+from reachability_ros.core.errors import ConfigError, InvalidRequest, ReachabilityError
+
+EXIT_OK, EXIT_NO_STANCE, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a reader that went away
+TRAINING_COMMANDS = ("train", "evaluate", "export", "toy-table", "parity")
+MAX_ABS_COORDINATE_M = 1.0e6  # the pipeline's own bound on grasp x, y (1,000 km)
+
+
+class UserError(Exception):
+    """A problem with what the user gave; printed as one line, exit code 2.
+
+    Attributes:
+        kind: the ``error`` field of the JSON answer: ``usage``, ``invalid_request``,
+            ``config`` or ``file``.
+    """
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is raised (for ``--json``) instead of exiting."""
+
+    def error(self, message: str):  # noqa: D102 (argparse's hook)
+        raise UserError(f"{message} (see {self.prog} --help)", "usage")
 
 
 def _seed(text: str) -> int:
@@ -30,54 +74,167 @@ def _seed(text: str) -> int:
     return value
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", default=None, help="YAML config (default config/lekiwi.yaml)")
-    p.add_argument("--model", default=None, help="ONNX model (overrides proposal.model_path)")
-    p.add_argument("--sampler", default=None, choices=["auto", "model", "grid", "rejection"],
-                   help="proposal sampler (overrides proposal.sampler)")
-    p.add_argument("--samples", type=int, default=None, help="proposals per grasp")
-    p.add_argument("--top-k", type=int, default=None, help="ranked stances returned")
-    p.add_argument("--seed", type=_seed, default=None,
-                   help="random seed (>= 0; default: proposal.seed of the config)")
+# ------------------------------------------------------------------ answers as JSON
+def error_record(reason: str, error: str, sampler: str = "",
+                 request: dict | None = None) -> dict:
+    """The JSON answer of a request that was not proposed for (the batch line schema).
+
+    Args:
+        reason: one line saying what was wrong.
+        error: ``usage``, ``invalid_request``, ``config``, ``file``, ``interrupted`` or
+            ``internal``.
+        sampler: the sampler's name when the proposer was built, else "".
+        request: the parsed request, if any.
+    """
+    return {"ok": False, "reason": reason, "error": error, "sampler": sampler,
+            "request": request, "candidates": [], "funnel": {}, "timing_ms": {}}
 
 
+def result_record(result) -> dict:
+    """The JSON answer of a proposal: ``result_to_dict`` with ``"error": null``."""
+    from reachability_ros.core.report import result_to_dict
+    d = result_to_dict(result)
+    return {"ok": d["ok"], "reason": d["reason"], "error": None, **d}
+
+
+def _dumps(record: dict, indent: int | None = None) -> str:
+    """Strict JSON (no NaN); a record that cannot be written becomes an internal error."""
+    try:
+        return json.dumps(record, indent=indent, allow_nan=False)
+    except ValueError as exc:
+        rec = error_record(f"internal error: {exc}", "internal", str(record.get("sampler", "")))
+        if "id" in record:
+            rec = {"id": str(record["id"]), **rec}
+        return json.dumps(rec, indent=indent)
+
+
+# ------------------------------------------------------------------ inputs
+def _safe_norm(values: Sequence[float]) -> float:
+    """Euclidean norm without overflow (1e308 components give 2e308 -> inf, no warning)."""
+    biggest = max((abs(v) for v in values), default=0.0)
+    if biggest == 0.0 or not math.isfinite(biggest):
+        return biggest
+    return biggest * math.sqrt(sum((v / biggest) ** 2 for v in values))
+
+
+def check_request_numbers(position: Sequence[float], orientation: Sequence[float],
+                          quaternion_tolerance: float) -> None:
+    """Refuse non-finite, huge or non-unit numbers before any arithmetic on them.
+
+    The pipeline validates again; this check only keeps numpy from overflowing (and
+    printing warnings) on values such as a 1e308 quaternion.
+
+    Raises:
+        InvalidRequest: with the reason.
+    """
+    if not all(math.isfinite(v) for v in position):
+        raise InvalidRequest(f"grasp position has non-finite values: {list(position)}")
+    if not all(math.isfinite(v) for v in orientation):
+        raise InvalidRequest(f"grasp orientation has non-finite values: {list(orientation)}")
+    norm = _safe_norm(orientation)
+    if not abs(norm - 1.0) <= quaternion_tolerance:
+        raise InvalidRequest(
+            f"grasp orientation must be a unit quaternion (x, y, z, w); its norm is {norm:.6g} "
+            f"(tolerance {quaternion_tolerance}). Normalize it (a zero quaternion has no "
+            "orientation)")
+
+
+def _grasp_from_args(args, quaternion_tolerance: float):
+    from reachability_ros.core.geometry import matrix_to_quat, rpy_to_matrix
+    from reachability_ros.core.types import Grasp
+    if (args.quat is None) == (args.rpy is None):
+        raise InvalidRequest("give exactly one of --quat QX QY QZ QW or --rpy ROLL PITCH YAW")
+    position = tuple(float(v) for v in args.position)
+    if args.quat is not None:
+        quat = tuple(float(v) for v in args.quat)
+    else:
+        if not all(math.isfinite(v) for v in args.rpy):
+            raise InvalidRequest(f"--rpy has non-finite values: {args.rpy}")
+        rpy = [math.radians(v) if args.degrees else float(v) for v in args.rpy]
+        rpy = [math.remainder(v, 2.0 * math.pi) for v in rpy]  # huge angles: exact, no loss
+        quat = tuple(float(v) for v in matrix_to_quat(rpy_to_matrix(*rpy)))
+    check_request_numbers(position, quat, quaternion_tolerance)
+    return Grasp(position, quat, args.frame_id)
+
+
+def _base_from_args(args):
+    from reachability_ros.core.types import BasePose
+    if not args.current_base:
+        return None
+    x, y, yaw = (float(v) for v in args.current_base)
+    if not all(math.isfinite(v) for v in (x, y, yaw)):
+        raise InvalidRequest(f"--current-base has non-finite values: {args.current_base}")
+    if max(abs(x), abs(y)) > MAX_ABS_COORDINATE_M:
+        raise InvalidRequest(f"--current-base ({x:g}, {y:g}) is more than 1,000 km from the "
+                             "origin")
+    yaw = math.remainder(math.radians(yaw) if args.degrees else yaw, 2.0 * math.pi)
+    return BasePose(x, y, yaw)
+
+
+def _check_plot_path(path: str) -> None:
+    """Refuse a plot file matplotlib cannot write, or a place it cannot go, before any work."""
+    from reachability_ros.plotting import plot_formats
+    formats = plot_formats()
+    ext = Path(path).suffix.lower().lstrip(".")
+    if ext not in formats:
+        raise UserError(f"--plot {path!r}: use one of the extensions "
+                        f"{', '.join('.' + f for f in sorted(formats))}", "usage")
+    p = Path(os.path.realpath(path))
+    if p.is_dir():
+        raise UserError(f"--plot {path!r} is a directory", "file")
+    if not p.parent.is_dir():
+        raise UserError(f"--plot {path!r}: directory {str(p.parent)!r} does not exist", "file")
+    if not os.access(p.parent, os.W_OK):
+        raise UserError(f"--plot {path!r}: directory {str(p.parent)!r} is not writable", "file")
+
+
+# ------------------------------------------------------------------ the proposer
 def _build_proposer(args):
-    from reachability_ros.config_io import load_stance_config, resolve_data_path
+    """Load the config (and the model) the user named, build the proposer, say what loaded."""
+    from dataclasses import replace
+
+    from reachability_ros.config_io import DEFAULT_CONFIG, load_stance_config
+    from reachability_ros.core.paths import resolve_data_path
     from reachability_ros.core.pipeline import StanceProposer
-    overrides = {}
+    config_path = resolve_data_path(args.config or DEFAULT_CONFIG)
+    overrides: dict[str, Any] = {}
     if args.model is not None:
-        overrides["proposal.model_path"] = str(resolve_data_path(args.model)) if args.model else ""
+        overrides["proposal.model_path"] = args.model
     if args.sampler is not None:
         overrides["proposal.sampler"] = args.sampler
     if args.samples is not None:
         overrides["proposal.n_samples"] = args.samples
     if args.top_k is not None:
         overrides["proposal.top_k"] = args.top_k
-    cfg = load_stance_config(args.config, overrides)
-    if cfg.proposal.model_path:
-        from dataclasses import replace
-        path = str(resolve_data_path(cfg.proposal.model_path))
-        cfg = replace(cfg, proposal=replace(cfg.proposal, model_path=path))
-    return StanceProposer(cfg)
-
-
-def _grasp_from_args(args):
-    from reachability_ros.core.errors import InvalidRequest
-    from reachability_ros.core.geometry import matrix_to_quat, rpy_to_matrix
-    from reachability_ros.core.types import Grasp
-    if (args.quat is None) == (args.rpy is None):
-        raise InvalidRequest("give exactly one of --quat QX QY QZ QW or --rpy ROLL PITCH YAW")
-    if args.quat is not None:
-        quat = tuple(args.quat)
+    cfg = load_stance_config(config_path, overrides)
+    model = cfg.proposal.model_path
+    if model:
+        found = resolve_data_path(model)
+        uses_model = cfg.proposal.sampler in ("auto", "model")
+        if uses_model and not found.is_file():
+            where = ("--model" if args.model is not None
+                     else f"proposal.model_path of {config_path}")
+            raise UserError(f"model file {model!r} ({where}) not found: looked in the working "
+                            "directory, then in the package's share directory", "config")
+        cfg = replace(cfg, proposal=replace(cfg.proposal, model_path=str(found)))
+    try:
+        proposer = StanceProposer(cfg)
+    except ReachabilityError:
+        raise
+    except Exception as exc:  # a third-party loader (URDF, ONNX) failing on a user's file
+        raise UserError(f"cannot build the stance proposer from {config_path}: "
+                        f"{type(exc).__name__}: {exc}", "config") from None
+    print(f"config: {config_path}", file=sys.stderr)
+    if proposer.sampler_name.startswith("model:"):
+        print(f"model: {cfg.proposal.model_path}", file=sys.stderr)
     else:
-        rpy = np.radians(args.rpy) if args.degrees else np.asarray(args.rpy, dtype=float)
-        if not np.all(np.isfinite(rpy)):
-            raise InvalidRequest(f"--rpy has non-finite values: {args.rpy}")
-        quat = tuple(matrix_to_quat(rpy_to_matrix(*rpy)))
-    return Grasp(tuple(args.position), quat, args.frame_id)
+        print(f"model: none (sampler {proposer.sampler_name})", file=sys.stderr)
+    return proposer
 
 
-def _print_table(result, out=sys.stdout) -> None:
+def _print_table(result, base_frame: str, out=sys.stdout) -> None:
+    frame = result.grasp.frame_id if result.grasp is not None and result.grasp.frame_id \
+        else "the world frame"
     print(f"sampler: {result.sampler}", file=out)
     print("funnel: " + ", ".join(f"{k} {v}" for k, v in result.funnel.items()), file=out)
     print("timing (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in result.timing_ms.items()),
@@ -85,6 +242,7 @@ def _print_table(result, out=sys.stdout) -> None:
     if not result.ok:
         print(f"NO STANCE: {result.reason}", file=out)
         return
+    print(f"x, y, yaw: the pose of {base_frame} in {frame}; then the arm joints", file=out)
     arm = [n.replace("arm_", "") for n in result.joint_names[3:]]
     head = (f"{'#':>2} {'x':>8} {'y':>8} {'yaw°':>7} " + " ".join(f"{a[:11]:>11}" for a in arm)
             + f" {'score':>6} {'robust':>6} {'view°':>6} {'pos_err':>8} {'ori_err°':>8}")
@@ -93,7 +251,8 @@ def _print_table(result, out=sys.stdout) -> None:
         m = c.metrics
         print(f"{i:>2} {c.q[0]:8.3f} {c.q[1]:8.3f} {math.degrees(c.q[2]):7.1f} "
               + " ".join(f"{math.degrees(v):10.1f}°" for v in c.q[3:])
-              + f" {c.score:6.2f} {m['robustness']:6.2f} {math.degrees(m['angle_margin_rad']):6.1f}"
+              + f" {c.score:6.2f} {m['robustness']:6.2f}"
+              f" {math.degrees(m['angle_margin_rad']):6.1f}"
               f" {m['position_error_m']:8.1e} {math.degrees(m['orientation_error_rad']):8.1e}",
               file=out)
     print("robust: fraction of base poses off by the configured navigation error from which "
@@ -103,25 +262,33 @@ def _print_table(result, out=sys.stdout) -> None:
         f"{k} {v:+.2f}" for k, v in result.candidates[0].terms.items()), file=out)
 
 
+# ------------------------------------------------------------------ commands
 def cmd_propose(args) -> int:
-    from reachability_ros.core.report import result_to_dict
-    from reachability_ros.core.types import BasePose
+    """``propose``: one grasp; exit 0 with a stance, 1 without."""
+    import numpy as np
+    if args.plot:
+        _check_plot_path(args.plot)
     proposer = _build_proposer(args)
-    grasp = _grasp_from_args(args)
-    base = BasePose(*args.current_base) if args.current_base else None
-    if base is not None and args.degrees:
-        base = BasePose(base.x, base.y, math.radians(base.yaw))
+    args._sampler = proposer.sampler_name
+    grasp = _grasp_from_args(args, proposer.config.proposal.quaternion_tolerance)
+    base = _base_from_args(args)
     seed = proposer.config.proposal.seed if args.seed is None else args.seed
     result = proposer.propose(grasp, base, np.random.default_rng(seed))
-    if args.json:
-        print(json.dumps(result_to_dict(result), indent=2))
-    else:
-        _print_table(result)
-    if args.plot:
+    if args.plot:  # before the answer: a plot that fails is the one answer (exit 2)
         from reachability_ros.plotting import plot_result
-        plot_result(result, proposer.robot, args.plot)
+        try:
+            plot_result(result, proposer.robot, args.plot, current_base=base,
+                        footprint_radius_m=proposer.diagnosis.facts.footprint_radius_m)
+        except OSError as exc:
+            raise UserError(f"cannot write --plot {args.plot!r}: {exc.strerror or exc}",
+                            "file") from None
+    if args.json:
+        print(_dumps(result_record(result), indent=2))
+    else:
+        _print_table(result, proposer.robot.config.base_frame)
+    if args.plot:
         print(f"plot written to {args.plot}", file=sys.stderr if args.json else sys.stdout)
-    return 0 if result.ok else 1
+    return EXIT_OK if result.ok else EXIT_NO_STANCE
 
 
 def _json_id(value, lineno: int):
@@ -132,7 +299,12 @@ def _json_id(value, lineno: int):
 
 
 def _parse_line(line: str, lineno: int):
-    from reachability_ros.core.errors import InvalidRequest
+    """Parse one batch line into ``(id, Grasp)``.
+
+    Raises:
+        InvalidRequest: anything but an object with a 3-number ``position`` and a
+            4-number ``orientation``.
+    """
     from reachability_ros.core.types import Grasp
     try:
         rec = json.loads(line)
@@ -158,62 +330,127 @@ def _parse_line(line: str, lineno: int):
     return gid, Grasp(values["position"], values["orientation"], str(rec.get("frame_id", "")))
 
 
-def cmd_propose_batch(args) -> int:
-    from reachability_ros.core.errors import InvalidRequest, ReachabilityError
-    from reachability_ros.core.report import result_to_dict
-    proposer = _build_proposer(args)
-    seed = proposer.config.proposal.seed if args.seed is None else args.seed
-    n_ok = n_fail = n_bad = 0
-    fin = sys.stdin.buffer if args.input == "-" else open(args.input, "rb")
-    fout = sys.stdout if args.output == "-" else open(args.output, "w")
-    t0 = time.perf_counter()
+def _open_batch_files(args):
+    """Check --input and --output before any work; return the input's binary stream."""
+    if args.output != "-" and args.input != "-":
+        try:
+            same = os.path.samefile(args.input, args.output)
+        except OSError:  # one of them does not exist (yet)
+            same = False
+        if same:
+            raise UserError(f"--output {args.output!r} is the --input file: refusing to "
+                            "overwrite the grasps with the results", "file")
+    if args.output != "-":
+        out = Path(os.path.realpath(args.output))
+        if out.is_dir():
+            raise UserError(f"--output {args.output!r} is a directory", "file")
+        if not out.parent.is_dir():
+            raise UserError(f"--output {args.output!r}: directory {str(out.parent)!r} does "
+                            "not exist", "file")
+    if args.input == "-":
+        return sys.stdin.buffer
     try:
-        for lineno, raw in enumerate(fin, start=1):
-            gid = f"line{lineno}"
+        return open(args.input, "rb")
+    except OSError as exc:
+        raise UserError(f"cannot read --input {args.input!r}: {exc.strerror}", "file") from None
+
+
+def _answer_lines(proposer, fin, fout, seed: int) -> tuple[int, int, int, int]:
+    """Write one JSON line per input line; return the counts (ok, no stance, bad, internal)."""
+    import numpy as np
+
+    tol = proposer.config.proposal.quaternion_tolerance
+    n_ok = n_fail = n_bad = n_internal = 0
+    for lineno, raw in enumerate(fin, start=1):
+        gid = f"line{lineno}"
+        try:
             try:
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError:
-                    raise InvalidRequest(f"line {lineno}: not UTF-8 text") from None
-                if not line.strip():
-                    raise InvalidRequest(f"line {lineno}: empty line")
-                try:
-                    gid = _json_id(json.loads(line).get("id"), lineno)
-                except Exception:  # reported by _parse_line below
-                    pass
-                gid, grasp = _parse_line(line, lineno)
-                rng = np.random.default_rng([seed, lineno])
-                rec = result_to_dict(proposer.propose(grasp, rng=rng))
-                n_ok += rec["ok"]
-                n_fail += not rec["ok"]
-            except ReachabilityError as exc:
-                rec = {"ok": False, "reason": str(exc), "sampler": proposer.sampler_name,
-                       "request": None, "candidates": [], "funnel": {}, "timing_ms": {}}
-                n_bad += 1
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise InvalidRequest(f"line {lineno}: not UTF-8 text") from None
+            if not line.strip():
+                raise InvalidRequest(f"line {lineno}: empty line")
             try:
-                text = json.dumps({"id": gid, **rec}, allow_nan=False)
-            except ValueError as exc:  # a non-finite number: never write invalid JSON
-                text = json.dumps({"id": str(gid), "ok": False, "reason": f"internal: {exc}",
-                                   "sampler": proposer.sampler_name, "request": None,
-                                   "candidates": [], "funnel": {}, "timing_ms": {}})
-            fout.write(text + "\n")
-            fout.flush()
+                gid = _json_id(json.loads(line).get("id"), lineno)
+            except Exception:  # reported by _parse_line below
+                pass
+            gid, grasp = _parse_line(line, lineno)
+            check_request_numbers(grasp.position, grasp.orientation, tol)
+            rec = result_record(proposer.propose(grasp, rng=np.random.default_rng(
+                [seed, lineno])))
+            n_ok += rec["ok"]
+            n_fail += not rec["ok"]
+        except ReachabilityError as exc:
+            rec = error_record(str(exc), "invalid_request", proposer.sampler_name)
+            n_bad += 1
+        except Exception as exc:  # a bug: this line says so, the batch goes on
+            if os.environ.get("REACHABILITY_ROS_DEBUG"):
+                raise
+            rec = error_record(f"internal error: {type(exc).__name__}: {exc}", "internal",
+                               proposer.sampler_name)
+            n_internal += 1
+        fout.write(_dumps({"id": gid, **rec}) + "\n")
+        fout.flush()
+    return n_ok, n_fail, n_bad, n_internal
+
+
+def cmd_propose_batch(args) -> int:
+    """``propose-batch``: JSONL in, JSONL out; exit 0 unless the files or the config fail."""
+    from reachability_ros.atomic import AtomicFile, is_regular_or_new
+    fin = _open_batch_files(args)
+    try:
+        proposer = _build_proposer(args)
+        seed = proposer.config.proposal.seed if args.seed is None else args.seed
+        t0 = time.perf_counter()
+        if args.output == "-":
+            counts = _answer_lines(proposer, fin, sys.stdout, seed)
+        elif not is_regular_or_new(args.output):  # /dev/stdout, a FIFO: write in place
+            with open(args.output, "w") as fout:
+                counts = _answer_lines(proposer, fin, fout, seed)
+        else:
+            try:
+                target = AtomicFile(args.output)
+            except OSError as exc:
+                raise UserError(f"cannot write --output {args.output!r}: {exc.strerror}",
+                                "file") from None
+            with target, open(target.tmp_path, "w") as fout:
+                counts = _answer_lines(proposer, fin, fout, seed)
     finally:
         if fin is not sys.stdin.buffer:
             fin.close()
-        if fout is not sys.stdout:
-            fout.close()
-    print(f"{n_ok} ok, {n_fail} without a stance, {n_bad} malformed "
+    n_ok, n_fail, n_bad, n_internal = counts
+    extra = f", {n_internal} internal errors (a bug: please report)" if n_internal else ""
+    print(f"{n_ok} ok, {n_fail} without a stance, {n_bad} malformed{extra} "
           f"({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
-    return 0
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------ parser and main
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=None,
+                   help="YAML config (default config/lekiwi.yaml); a relative path is looked "
+                   "up in the working directory, then in the package")
+    p.add_argument("--model", default=None,
+                   help="ONNX model (overrides proposal.model_path; '' = no model: the exact "
+                   "grid); a relative path is looked up like --config")
+    p.add_argument("--sampler", default=None, choices=["auto", "model", "grid", "rejection"],
+                   help="proposal sampler (overrides proposal.sampler)")
+    p.add_argument("--samples", type=int, default=None,
+                   help="proposals per grasp (overrides proposal.n_samples)")
+    p.add_argument("--top-k", type=int, default=None,
+                   help="ranked stances returned (overrides proposal.top_k)")
+    p.add_argument("--seed", type=_seed, default=None,
+                   help="random seed (>= 0; default: proposal.seed of the config)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every command."""
-    ap = argparse.ArgumentParser(prog="python -m reachability_ros", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("propose", help="stances for one grasp")
+    ap = _Parser(prog="python -m reachability_ros", description=__doc__,
+                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p = sub.add_parser("propose", help="stances for one grasp",
+                       description="Propose ranked stances for one grasp. Exit codes: 0 a "
+                       "stance, 1 no stance, 2 bad input, 130 interrupted, 3 internal error.")
     p.add_argument("--position", type=float, nargs=3, required=True, metavar=("X", "Y", "Z"),
                    help="grasp position of gripper_frame_link in the world (m)")
     p.add_argument("--quat", type=float, nargs=4, metavar=("QX", "QY", "QZ", "QW"),
@@ -224,41 +461,80 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--degrees", action="store_true", help="angles in degrees")
     p.add_argument("--frame-id", default="map", help="name of the world frame")
     p.add_argument("--current-base", type=float, nargs=3, metavar=("X", "Y", "YAW"),
-                   help="current base pose, for the travel/turn terms")
-    p.add_argument("--json", action="store_true", help="print the JSON report")
-    p.add_argument("--plot", metavar="FILE.png", help="write a top-down picture")
+                   help="current base pose, for the travel/turn terms (and drawn in --plot)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object (also for a bad request or config: "
+                   "\"ok\": false with \"error\" set)")
+    p.add_argument("--plot", metavar="FILE.png",
+                   help="write a top-down picture (.png, .pdf, .svg, ...)")
     _common(p)
     p.set_defaults(func=cmd_propose)
-    b = sub.add_parser("propose-batch", help="JSONL grasps in, JSONL results out")
+    b = sub.add_parser("propose-batch", help="JSONL grasps in, JSONL results out",
+                       description="One JSON result line per input line, in order. Exit "
+                       "codes: 0 every line answered (malformed ones with \"ok\": false), 2 "
+                       "the files or the config failed, 130 interrupted.")
     b.add_argument("--input", required=True, help="JSONL file of grasps ('-' = stdin)")
-    b.add_argument("--output", required=True, help="JSONL results ('-' = stdout)")
+    b.add_argument("--output", required=True,
+                   help="JSONL results ('-' = stdout); written atomically, never the input")
     _common(b)
     b.set_defaults(func=cmd_propose_batch)
-    for name in ("train", "evaluate", "export"):
-        t = sub.add_parser(name, help=f"{name} (training extra)", add_help=False)
+    for name, text in (("train", "train, evaluate and export a model from a config"),
+                       ("evaluate", "evaluate an ONNX model"),
+                       ("toy-table", "the toy robots' table"),
+                       ("parity", "torch vs onnxruntime parity")):
+        t = sub.add_parser(name, help=f"{text} (needs torch; {name} --help)", add_help=False)
         t.add_argument("rest", nargs=argparse.REMAINDER)
-        t.set_defaults(func=None, training_command=name)
     return ap
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the process exit code (2 on a user error, no traceback)."""
-    from reachability_ros.core.errors import ReachabilityError
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in ("train", "evaluate", "export"):
-        try:
-            from reachability_ros.training.cli import main as training_main
-        except ImportError as exc:
-            print(f"error: the trainer needs torch (pip install -e '.[train]'): {exc}",
-                  file=sys.stderr)
-            return 2
-        return training_main(argv)
-    args = build_parser().parse_args(argv)
+def _report(exc_text: str, kind: str, code: int, json_mode: bool, sampler: str = "") -> int:
+    print(f"error: {exc_text}" if kind != "interrupted" else exc_text, file=sys.stderr)
+    if json_mode:
+        print(_dumps(error_record(exc_text, kind, sampler), indent=2))
+    return code
+
+
+def _run_training(argv: list[str]) -> int:
     try:
+        from reachability_ros.training.cli import main as training_main
+    except ImportError as exc:
+        print(f"error: the trainer needs torch, onnx and tqdm ({exc}); `bash scripts/test.sh` "
+              "installs them into .venv, or: .venv/bin/python -m pip install -e '.[train]'",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return training_main(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit code (see the module docstring). No traceback."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    json_mode = bool(argv) and argv[0] == "propose" and "--json" in argv
+    args = None
+    try:
+        if argv and argv[0] in TRAINING_COMMANDS:
+            return _run_training(argv)
+        args = build_parser().parse_args(argv)
         return args.func(args)
-    except ReachabilityError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except UserError as exc:
+        return _report(str(exc), exc.kind, EXIT_BAD_INPUT, json_mode,
+                       getattr(args, "_sampler", ""))
+    except ConfigError as exc:
+        return _report(str(exc), "config", EXIT_BAD_INPUT, json_mode)
+    except ReachabilityError as exc:  # InvalidRequest, or the description and model checks
+        kind = "invalid_request" if isinstance(exc, InvalidRequest) else "config"
+        return _report(str(exc), kind, EXIT_BAD_INPUT, json_mode, getattr(args, "_sampler", ""))
+    except KeyboardInterrupt:
+        return _report("interrupted", "interrupted", EXIT_INTERRUPTED, json_mode)
+    except BrokenPipeError:  # e.g. `... --output - | head -1`: stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except OSError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        where = f": {exc.filename}" if exc.filename else ""
+        return _report(f"{exc.strerror or exc}{where}", "file", EXIT_BAD_INPUT, json_mode)
+    except Exception as exc:
+        if os.environ.get("REACHABILITY_ROS_DEBUG"):
+            raise
+        return _report(f"internal error: {type(exc).__name__}: {exc} (a bug: please report "
+                       "it; REACHABILITY_ROS_DEBUG=1 shows the traceback)", "internal",
+                       EXIT_INTERNAL, json_mode, getattr(args, "_sampler", ""))

@@ -32,16 +32,39 @@ def parameters_section(data: Mapping[str, Any], node: str = "stance_server") -> 
     return dict(data)
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line for a YAML error: what is wrong and where (line, column)."""
+    problem = getattr(exc, "problem", None) or getattr(exc, "context", None) or str(exc)
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return " ".join(f"{problem}{where}".split())
+
+
 def load_yaml(path: str | Path) -> dict:
-    """Load a YAML file with a clear error when it is missing or broken."""
+    """Load a YAML file; every way it can fail is a one-line :class:`ConfigError`.
+
+    Args:
+        path: the file; a relative path is looked up with :func:`resolve_data_path`.
+
+    Raises:
+        ConfigError: the file is missing, unreadable, not UTF-8 text or not valid YAML.
+    """
     p = resolve_data_path(path)
     try:
-        with open(p) as fh:
+        with open(p, encoding="utf-8") as fh:
             return yaml.safe_load(fh) or {}
     except FileNotFoundError:
         raise ConfigError(f"config file {str(path)!r} not found (looked at {p})") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {str(path)!r} is a directory ({p})") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {p}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {p} is not UTF-8 text") from None
+    except RecursionError:
+        raise ConfigError(f"config file {p} is nested too deeply to be a config") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {p} is not valid YAML: {exc}") from None
+        raise ConfigError(f"config file {p} is not valid YAML: {_yaml_problem(exc)}") from None
 
 
 def load_stance_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None,

@@ -34,6 +34,8 @@ def test_errors_name_the_bad_value():
         ProposalConfig(n_samples="many")
     with pytest.raises(ConfigError, match="far_m"):
         CameraConfig(near_m=2.0, far_m=1.0)
+    with pytest.raises(ConfigError, match="max_height_m = -1.0 must exceed"):
+        ProposalConfig(max_height_m=-1.0)
     with pytest.raises(ConfigError, match="unknown parameter"):
         load_stance_config("config/lekiwi.yaml", {"proposal.nope": 1})
     with pytest.raises(ConfigError, match="not found"):
@@ -100,3 +102,33 @@ def test_relative_paths_resolve_against_the_working_directory_first(tmp_path, mo
     assert resolve_data_path("config/lekiwi.yaml") == mine
     assert load_stance_config("config/lekiwi.yaml").proposal.top_k == 3
     assert resolve_data_path("nothing/here.onnx") == tmp_path / "nothing" / "here.onnx"
+
+
+def _flatten(data: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def test_shipped_yaml_holds_exactly_the_dataclass_defaults():
+    """One source of defaults: config/lekiwi.yaml lists every key with its default value.
+
+    So ``StanceProposer()`` (dataclass defaults) behaves like the service started with
+    the shipped file, and the file documents every key.
+    """
+    from reachability_ros.config_io import load_yaml
+    raw = _flatten(parameters_section(load_yaml("config/lekiwi.yaml")))
+    defaults = StanceConfig().to_flat()
+    assert sorted(raw) == sorted(defaults)
+    for key, value in defaults.items():
+        assert raw[key] == value and type(raw[key]) is type(value), (key, raw[key], value)
+
+
+def test_unread_keys_are_gone():
+    """robot.wrist_camera_frame was declared but never read: it is refused now."""
+    with pytest.raises(ConfigError, match="unknown RobotConfig key 'wrist_camera_frame'"):
+        RobotConfig.from_dict({"wrist_camera_frame": "wrist_camera_optical_frame"})

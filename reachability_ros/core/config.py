@@ -229,10 +229,12 @@ class RobotConfig(ConfigSection):
 
     name: str = _f("lekiwi", "robot name; stored in model metadata and checked at load")
     urdf: str = _f("", "URDF path; empty = the package's own LeKiwi description. A relative "
-                   "path is resolved against the package's share directory")
-    base_frame: str = _f("base_footprint", "root frame of the base, on the floor, +x forward")
+                   "path is looked up in the working directory, then in the package's share "
+                   "directory")
+    base_frame: str = _f("base_footprint", "root frame of the base, on the floor, +x forward: "
+                         "answers give its pose, and the footprint radius is measured around "
+                         "it")
     tool_frame: str = _f("gripper_frame_link", "tool frame; a grasp is its desired pose")
-    wrist_camera_frame: str = _f("wrist_camera_optical_frame", "wrist camera optical frame")
     arm_joints: tuple = _f(ARM_JOINTS, "arm joint names, in the order of the configuration")
     occlusion_exclude_links: tuple = _f(
         ("gripper_link", "moving_jaw_so101_v1_link", "wrist_camera_link", "front_camera_link"),
@@ -267,16 +269,19 @@ class ProposalConfig(ConfigSection):
 
     sampler: str = _f("auto", "proposal sampler: 'auto' (the ONNX model if model_path is set, "
                       "else the exact grid), 'model', 'grid' or 'rejection'")
-    model_path: str = _f("", "ONNX sampler file; relative paths resolve against the package "
-                         "share directory, then the working directory; empty = no model")
-    n_samples: int = _f(1024, "proposals drawn per request", 1, 1_000_000)
+    model_path: str = _f("models/lekiwi_manifold.onnx", "ONNX sampler file; a relative path is "
+                         "looked up in the working directory, then in the package's share "
+                         "directory; empty = no model")
+    n_samples: int = _f(256, "proposals drawn per request", 1, 1_000_000)
     top_k: int = _f(10, "ranked stances returned", 1, 1000)
     seed: int = _f(0, "seed of the request's random generator (noise for the sampler, "
                    "perturbations for robustness)", 0, 2**31 - 1)
     # request validation
     quaternion_tolerance: float = _f(1e-3, "accepted | |q| - 1 | of a grasp quaternion", 0.0, 0.5)
-    min_height_m: float = _f(-0.05, "lowest accepted grasp height above the floor (m)", -10.0, 10.0)
-    max_height_m: float = _f(1.0, "highest accepted grasp height above the floor (m)", -10.0, 100.0)
+    min_height_m: float = _f(-0.05, "lowest accepted grasp height above the floor (m)",
+                             -10.0, 10.0)
+    max_height_m: float = _f(1.0, "highest accepted grasp height above the floor (m)",
+                             -10.0, 100.0)
     # filters and refinement
     coarse_position_tol_m: float = _f(0.03, "raw proposals farther than this from the grasp "
                                       "are dropped before refinement (m)", 0.0, 10.0)
@@ -317,6 +322,12 @@ class ProposalConfig(ConfigSection):
     nms_min_distance_m: float = _f(0.05, "ranked stances closer than this in x, y ...", 0.0, 10.0)
     nms_min_yaw_deg: float = _f(15.0, "... and this in yaw are duplicates (keep the best)",
                                 0.0, 360.0)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.max_height_m <= self.min_height_m:
+            raise ConfigError(f"proposal.max_height_m = {self.max_height_m} must exceed "
+                              f"proposal.min_height_m = {self.min_height_m}")
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ each a method that takes and returns small typed records:
    the returned stances, and their final order.
 
 Every returned stance was re-verified by FK after refinement. When nothing
-survives, ``result.reason`` says why, with the funnel counts. Each stage's
+survives, ``result.reason`` says why, with the funnel counts and the robot's
+numbers (``core/diagnosis.py``). Each stage's
 wall time is in ``result.timing_ms`` (keys ``sample``, ``coarse_filter`` and
 ``refine`` for approximate samplers, ``verify``, ``rank``, ``robustness``,
 ``total``). The stages and their typed records are kept in this one module
@@ -39,6 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import ProposalConfig, StanceConfig
+from .diagnosis import FailureDiagnosis
 from .errors import ConfigError, DescriptionError, InvalidRequest
 from .geometry import grasp_in_base_frames, quat_to_matrix, rotation_angle, wrap_angle
 from .outcomes import CODE, LABELS, LABELS_ARRAY, OUTCOMES
@@ -94,21 +96,6 @@ def validate_grasp(grasp: Grasp, cfg: ProposalConfig) -> np.ndarray:
     T[:3, 3] = p
     T[3] = (0.0, 0.0, 0.0, 1.0)
     return T
-
-
-def _failure_reason(funnel: dict, n: int) -> str:
-    parts = [f"{funnel[k]} {k.replace('_', ' ')}" for k in OUTCOMES if funnel.get(k)]
-    vis = funnel.get("not_visible", 0) + funnel.get("occluded", 0) + funnel.get(
-        "low_visibility_margin", 0)
-    reach = sum(funnel.get(k, 0) for k in ("unreachable", "far_from_grasp", "refine_failed",
-                                           "joint_limits", "fk_mismatch"))
-    if vis and vis >= n - reach and reach < n:
-        head = "reachable but not visible from the front camera"
-    elif reach == n:
-        head = "unreachable"
-    else:
-        head = "no feasible stance"
-    return f"{head}: of {n} proposals " + ", ".join(parts)
 
 
 @dataclass
@@ -230,6 +217,8 @@ class StanceProposer:
         except (ImportError, DescriptionError):
             self.manifold = None
         self.sampler, self.sampler_name = self._make_sampler(pc)
+        self.diagnosis = FailureDiagnosis(self.robot, self.visibility, pc, self.manifold,
+                                          self.sampler_name)
         self.refinement = pc.refinement
         if self.refinement == "auto":
             self.refinement = "exact" if self.manifold is not None else "numerical"
@@ -480,7 +469,8 @@ class StanceProposer:
         funnel = self._funnel(s)
         if not v.good.any():
             funnel["returned"] = 0
-            return ProposalResult(False, _failure_reason(funnel, s.n), [], self.robot.joint_names,
+            reason = self.diagnosis.reason(funnel, s.n, T)  # the robot's numbers, a grid check
+            return ProposalResult(False, reason, [], self.robot.joint_names,
                                   dict(funnel), clock.total(), self.sampler_name,
                                   s.proposals.q, LABELS_ARRAY[s.outcome], grasp)
         r = self.rank(v, k, rng, current_base)
