@@ -82,6 +82,7 @@ def answers():
             r = proposer.propose(g, s, np.random.default_rng([SEED, i]))
             d = result_to_dict(r)
             d["timing_ms"] = sorted(d["timing_ms"])
+            d["sampler"] = d["sampler"].replace(str(ROOT), "<repo>")  # any checkout
             d["outcomes"] = [str(o) for o in r.samples_outcome] if (
                 r.samples_outcome is not None) else None
             d["feasible_q"] = r.feasible_q.tolist() if r.feasible_q is not None else None

@@ -124,7 +124,8 @@ def test_resolve_config_paths(tmp_path):
     cfg = StanceConfig.from_flat({'proposal.model_path': 'models/m.onnx'})
     out = params.resolve_config_paths(cfg, lambda p: tmp_path / p)
     assert out.proposal.model_path == str((tmp_path / 'models' / 'm.onnx').resolve())
-    assert params.resolve_config_paths(StanceConfig(), lambda p: tmp_path / p) == StanceConfig()
+    no_model = StanceConfig.from_flat({'proposal.model_path': ''})  # nothing to resolve
+    assert params.resolve_config_paths(no_model, lambda p: tmp_path / p) == no_model
 
 
 def test_unknown_parameters_are_found_and_named_with_a_close_match():
