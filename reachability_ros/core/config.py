@@ -30,7 +30,8 @@ ARM_JOINTS = (
 BASE_JOINTS = ("base_x", "base_y", "base_yaw")
 
 
-def _f(default, description: str, lo: float | None = None, hi: float | None = None, **kw):
+def config_field(default, description: str, lo: float | None = None, hi: float | None = None,
+                 **kw):
     """Declare a config field with its description and optional closed range."""
     meta = {"description": description}
     if lo is not None or hi is not None:
@@ -38,6 +39,9 @@ def _f(default, description: str, lo: float | None = None, hi: float | None = No
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta, **kw)
     return field(default=default, metadata=meta, **kw)
+
+
+_f = config_field  # a short local name for the many declarations below
 
 
 _KINDS = {"int": int, "float": float, "str": str, "bool": bool, "tuple": tuple}
@@ -83,7 +87,8 @@ class ConfigSection:
     """Base of every config dataclass: type and range validation, dict and dotted views.
 
     A field's description and optional closed range travel in its ``metadata`` (see
-    :func:`_f`); a field whose default factory is a ``ConfigSection`` is a nested section.
+    :func:`config_field`); a field whose default factory is a ``ConfigSection`` is a nested
+    section.
     Values are checked against the declared type (``int``, ``float``, ``str``, ``bool``,
     ``tuple`` of strings) and range when the dataclass is built.
     """

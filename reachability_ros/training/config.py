@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..core.config import ConfigSection, RobotConfig, _f
+from ..core.config import ConfigSection, RobotConfig, config_field as _f
 from ..core.errors import ConfigError
 from ..evaluation.grasps import DEFAULT_ELEVATION_EDGES_DEG, DEFAULT_HEIGHT_EDGES_M
 
