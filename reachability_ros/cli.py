@@ -109,37 +109,7 @@ def _dumps(record: dict, indent: int | None = None) -> str:
 
 
 # ------------------------------------------------------------------ inputs
-def _safe_norm(values: Sequence[float]) -> float:
-    """Euclidean norm without overflow (1e308 components give 2e308 -> inf, no warning)."""
-    biggest = max((abs(v) for v in values), default=0.0)
-    if biggest == 0.0 or not math.isfinite(biggest):
-        return biggest
-    return biggest * math.sqrt(sum((v / biggest) ** 2 for v in values))
-
-
-def check_request_numbers(position: Sequence[float], orientation: Sequence[float],
-                          quaternion_tolerance: float) -> None:
-    """Refuse non-finite, huge or non-unit numbers before any arithmetic on them.
-
-    The pipeline validates again; this check only keeps numpy from overflowing (and
-    printing warnings) on values such as a 1e308 quaternion.
-
-    Raises:
-        InvalidRequest: with the reason.
-    """
-    if not all(math.isfinite(v) for v in position):
-        raise InvalidRequest(f"grasp position has non-finite values: {list(position)}")
-    if not all(math.isfinite(v) for v in orientation):
-        raise InvalidRequest(f"grasp orientation has non-finite values: {list(orientation)}")
-    norm = _safe_norm(orientation)
-    if not abs(norm - 1.0) <= quaternion_tolerance:
-        raise InvalidRequest(
-            f"grasp orientation must be a unit quaternion (x, y, z, w); its norm is {norm:.6g} "
-            f"(tolerance {quaternion_tolerance}). Normalize it (a zero quaternion has no "
-            "orientation)")
-
-
-def _grasp_from_args(args, quaternion_tolerance: float):
+def _grasp_from_args(args):
     from reachability_ros.core.geometry import matrix_to_quat, rpy_to_matrix
     from reachability_ros.core.types import Grasp
     if (args.quat is None) == (args.rpy is None):
@@ -153,7 +123,6 @@ def _grasp_from_args(args, quaternion_tolerance: float):
         rpy = [math.radians(v) if args.degrees else float(v) for v in args.rpy]
         rpy = [math.remainder(v, 2.0 * math.pi) for v in rpy]  # huge angles: exact, no loss
         quat = tuple(float(v) for v in matrix_to_quat(rpy_to_matrix(*rpy)))
-    check_request_numbers(position, quat, quaternion_tolerance)
     return Grasp(position, quat, args.frame_id)
 
 
@@ -270,7 +239,7 @@ def cmd_propose(args) -> int:
         _check_plot_path(args.plot)
     proposer = _build_proposer(args)
     args._sampler = proposer.sampler_name
-    grasp = _grasp_from_args(args, proposer.config.proposal.quaternion_tolerance)
+    grasp = _grasp_from_args(args)
     base = _base_from_args(args)
     seed = proposer.config.proposal.seed if args.seed is None else args.seed
     result = proposer.propose(grasp, base, np.random.default_rng(seed))
@@ -359,7 +328,6 @@ def _answer_lines(proposer, fin, fout, seed: int) -> tuple[int, int, int, int]:
     """Write one JSON line per input line; return the counts (ok, no stance, bad, internal)."""
     import numpy as np
 
-    tol = proposer.config.proposal.quaternion_tolerance
     n_ok = n_fail = n_bad = n_internal = 0
     for lineno, raw in enumerate(fin, start=1):
         gid = f"line{lineno}"
@@ -375,7 +343,6 @@ def _answer_lines(proposer, fin, fout, seed: int) -> tuple[int, int, int, int]:
             except Exception:  # reported by _parse_line below
                 pass
             gid, grasp = _parse_line(line, lineno)
-            check_request_numbers(grasp.position, grasp.orientation, tol)
             rec = result_record(proposer.propose(grasp, rng=np.random.default_rng(
                 [seed, lineno])))
             n_ok += rec["ok"]

@@ -181,7 +181,6 @@ def test_batch_stdin_to_stdout_still_works():
     (["--input", "-", "--output", "."], "is a directory"),
 ])
 def test_batch_file_errors_exit_2_before_any_work(tmp_path, args, words):
-    t0 = time.perf_counter()
     res = run(["propose-batch"] + args + FAST, cwd=tmp_path, input="")
     assert res.returncode == 2 and words in res.stderr, res.stderr
     assert "Traceback" not in res.stderr and "config:" not in res.stderr  # nothing loaded

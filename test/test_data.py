@@ -246,4 +246,3 @@ def test_manifold_targets_and_area_density(tmp_path, robot, visibility):
         crit = 1.628 / np.sqrt(len(u))  # one-sample KS, alpha = 0.01
     assert D["area"] < crit
     assert D["forward"] > crit  # the test has power: forward sampling is not the truth
-

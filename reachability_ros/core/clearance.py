@@ -194,8 +194,6 @@ def merge_capsules(prims) -> tuple[list, list, list]:
     return capsules, lone, cylinders
 
 
-
-
 def point_cylinder_distance(p: np.ndarray, T_cyl: np.ndarray, r: float, h: float
                             ) -> tuple[float, np.ndarray]:
     """Distance from a point to a cylinder, and the direction that leads away from it.

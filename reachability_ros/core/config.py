@@ -343,4 +343,3 @@ class StanceConfig(ConfigSection):
                                metadata={"description": "robot description"})
     proposal: ProposalConfig = field(default_factory=ProposalConfig,
                                      metadata={"description": "proposal pipeline"})
-

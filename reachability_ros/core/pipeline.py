@@ -79,7 +79,7 @@ def validate_grasp(grasp: Grasp, cfg: ProposalConfig) -> np.ndarray:
         raise InvalidRequest(f"grasp position has non-finite values: {p.tolist()}")
     if not np.all(np.isfinite(q)):
         raise InvalidRequest(f"grasp orientation has non-finite values: {q.tolist()}")
-    norm = float(np.linalg.norm(q))
+    norm = math.hypot(*q.tolist())  # no overflow (a 1e308 quaternion has norm 2e308)
     if abs(norm - 1.0) > cfg.quaternion_tolerance:
         raise InvalidRequest(
             f"grasp orientation must be a unit quaternion (x, y, z, w); its norm is {norm:.6g} "

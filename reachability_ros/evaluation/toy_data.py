@@ -216,5 +216,3 @@ class NearestNeighbourLookup:
         cdf = np.cumsum(w / w.sum(axis=1, keepdims=True), axis=1)
         pick = np.minimum((cdf < self.rng.random((len(h), 1))).sum(axis=1), self.k - 1)
         return self.q_train[idx[inv, pick]]
-
-

@@ -43,6 +43,7 @@ SEED_NN_ROW = {
     "stochasticity/var_Q_fixed_H": 0.0,
 }
 
+
 # ----------------------------------------------------------------- metrics
 def implied_angles(q: np.ndarray, h: np.ndarray) -> np.ndarray:
     """Angle of the target seen from the base, ``atan2(h_y - y, h_x - x)`` (section 6.4).
