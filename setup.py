@@ -56,8 +56,8 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
-            "stance_server = reachability_ros.ros.stance_node:main",
-            "trainer = reachability_ros.ros.trainer_node:main",
+            "stance_server = reachability_ros.ros.entry:stance_server",
+            "trainer = reachability_ros.ros.entry:trainer",
             "reachability-ros = reachability_ros.cli:main",
         ],
     },

@@ -245,8 +245,8 @@ def test_setup_installs_the_launch_config_rviz_and_ament_files(setup_dist):
 def test_the_console_scripts_point_at_main_functions(setup_dist):
     scripts = dict(line.replace(' ', '').split('=')
                    for line in setup_dist['entry_points']['console_scripts'])
-    assert scripts['stance_server'] == 'reachability_ros.ros.stance_node:main'
-    assert scripts['trainer'] == 'reachability_ros.ros.trainer_node:main'
+    assert scripts['stance_server'] == 'reachability_ros.ros.entry:stance_server'
+    assert scripts['trainer'] == 'reachability_ros.ros.entry:trainer'
     for target in scripts.values():
         module, func = target.split(':')
         spec = importlib.util.find_spec(module)  # imports the parents only: no rclpy

@@ -304,3 +304,20 @@ def test_clean_up_exits_with_the_code_when_a_step_hangs_or_fails(failing):
                              (lambda: done.append(3), 1.0)], 7, exits.append)
     assert not ok and exits == [7] and done == [1]  # the later steps are skipped
     assert time.monotonic() - t0 < 1.0
+
+
+@pytest.mark.parametrize('codes, signum, expected', [
+    ('STANCE_SERVER_CODES', signal.SIGINT, 0), ('STANCE_SERVER_CODES', signal.SIGTERM, 0),
+    ('TRAINER_CODES', signal.SIGINT, 130), ('TRAINER_CODES', signal.SIGTERM, 143)])
+def test_a_signal_while_the_node_is_still_importing_exits_quietly(codes, signum, expected):
+    """The entry point's guard: no traceback, the node's own exit code for that signal."""
+    code = ('import os, signal, time\n'
+            'from reachability_ros.ros import entry\n'
+            f'entry.guard_start_up(entry.{codes})\n'
+            f'os.kill(os.getpid(), {int(signum)})\n'
+            'time.sleep(5)\n'
+            'print("not reached")\n')
+    res = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         timeout=30, cwd=REPO)
+    assert res.returncode == expected
+    assert res.stdout == '' and res.stderr == ''

@@ -8,7 +8,8 @@ Plain modules (no ROS imports, tested without ROS):
 - :mod:`.companions`: the worker that publishes the companion topics after a response;
 - :mod:`.lifecycle`: signals, bounded waits and exit codes of the nodes;
 - :mod:`.trainer_run`: the trainer node's checks, progress messages and training thread;
-- :mod:`.launch_args`: the launch file's decisions.
+- :mod:`.launch_args`: the launch file's decisions;
+- :mod:`.entry`: the console-script entry points (a quiet exit on a signal during start-up).
 
 ROS modules (imported only by the executables):
 
