@@ -46,6 +46,12 @@ def visibility(robot):
     return Visibility(robot)
 
 
+@pytest.fixture(scope="session")
+def manifold(robot):
+    from reachability_ros.core.manifold import StanceManifold
+    return StanceManifold(robot)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)

@@ -6,18 +6,12 @@ import numpy as np
 import pytest
 
 from reachability_ros.core.geometry import pose_error
-from reachability_ros.core.manifold import StanceManifold
 from reachability_ros.evaluation.coverage import (azimuth_coverage_gap, evaluate_samples,
                                                   kl_to_ground_truth, mode_recall)
 from reachability_ros.evaluation.ground_truth import (area_element, connected_components,
                                                       ground_truth, sample_ground_truth)
 
 TOOL = "gripper_frame_link"
-
-
-@pytest.fixture(scope="module")
-def manifold(robot):
-    return StanceManifold(robot)
 
 
 def _tool(robot, q):

@@ -9,7 +9,6 @@ or ``python3 -m pytest test/test_launch_stance_server.py`` (pytest < 9). Without
 ROS 2 a single test reports the skip and its reason.
 """
 
-import importlib.util
 import json
 import math
 import os
@@ -17,17 +16,11 @@ import time
 import unittest
 
 import pytest
-
-
-def _have(*modules):
-    try:
-        return all(importlib.util.find_spec(m) is not None for m in modules)
-    except (ImportError, ValueError):
-        return False
+from ros_support import have
 
 
 NEEDED = ('launch_testing', 'launch', 'launch_ros', 'rclpy', 'nav_msgs', 'ament_index_python')
-HAVE_ROS = _have(*NEEDED)
+HAVE_ROS = have(*NEEDED)
 TIMEOUT_S = 60.0
 ARGUMENTS = {'target_frame': 'map', 'use_rviz': 'false', 'model': 'none', 'sampler': 'grid'}
 

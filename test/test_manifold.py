@@ -14,11 +14,6 @@ from reachability_ros.core.robot import WholeBodyModel
 TOOL = "gripper_frame_link"
 
 
-@pytest.fixture(scope="module")
-def manifold(robot):
-    return StanceManifold(robot)
-
-
 def _tool(robot, q):
     return robot.fk(q, [TOOL])[TOOL]
 

@@ -17,17 +17,11 @@ import types
 import pytest
 from reachability_ros.ros import launch_args as la
 from reachability_ros.ros import markers as mk
+from ros_support import have
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = REPO / 'launch' / 'lekiwi.launch.py'
-
-
-def _have(*modules):
-    try:
-        return all(importlib.util.find_spec(m) is not None for m in modules)
-    except (ImportError, ValueError):
-        return False
 
 
 # ------------------------------------------------------------------ decisions
@@ -158,7 +152,7 @@ def test_with_use_rviz_the_launch_file_starts_rviz_on_the_target_frame(monkeypat
 
 
 # ------------------------------------------------------------------ the file, with ROS
-@pytest.mark.skipif(not _have('launch', 'launch_ros'),
+@pytest.mark.skipif(not have('launch', 'launch_ros'),
                     reason='launch and launch_ros are not installed (ROS 2 only)')
 def test_the_launch_file_with_the_real_launch_packages():
     import launch

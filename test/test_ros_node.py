@@ -7,32 +7,21 @@ response, so the helpers wait for the message whose header stamp is the
 response's. Start-up failures and signals are in ``test_ros_processes.py``.
 """
 
-import importlib.util
 import json
 import math
 from pathlib import Path
-import threading
 import time
 
 import numpy as np
 import pytest
-
-
-def _have(*modules):
-    try:
-        return all(importlib.util.find_spec(m) is not None for m in modules)
-    except (ImportError, ValueError):
-        return False
+from ros_support import have, requires_ros, spinning
 
 
 ROS_MODULES = ('rclpy', 'tf2_ros', 'tf2_geometry_msgs', 'tf_transformations', 'nav_msgs',
                'visualization_msgs', 'trajectory_msgs')
-pytestmark = pytest.mark.skipif(
-    not _have(*ROS_MODULES),
-    reason='ROS 2 is not installed (needs ' + ', '.join(ROS_MODULES) + '): '
-           'source /opt/ros/jazzy/setup.bash')
+pytestmark = requires_ros(*ROS_MODULES)
 
-if _have(*ROS_MODULES):
+if have(*ROS_MODULES):
     from geometry_msgs.msg import TransformStamped
     from nav_msgs.srv import GetPlan
     import rclpy
@@ -88,18 +77,10 @@ def ros():
     executor = SingleThreadedExecutor()
     executor.add_node(server)
     executor.add_node(client_node)
-    stop = threading.Event()
-
-    def spin():
-        while not stop.is_set():
-            executor.spin_once(timeout_sec=0.05)
-    thread = threading.Thread(target=spin, daemon=True)
-    thread.start()
-    client = client_node.create_client(GetPlan, SERVICE)
-    assert client.wait_for_service(timeout_sec=TIMEOUT_S)
-    yield {'server': server, 'node': client_node, 'client': client, 'got': got}
-    stop.set()
-    thread.join(timeout=5.0)
+    with spinning(executor):
+        client = client_node.create_client(GetPlan, SERVICE)
+        assert client.wait_for_service(timeout_sec=TIMEOUT_S)
+        yield {'server': server, 'node': client_node, 'client': client, 'got': got}
     executor.shutdown(timeout_sec=1.0)
     assert server.close(1.0)
     client_node.destroy_node()
@@ -374,7 +355,7 @@ def test_a_bad_goal_in_another_frame_is_refused_before_tf(ros, monkeypatch, orie
 
 @pytest.mark.parametrize('exc, words', [
     (np.linalg.LinAlgError('Singular matrix'), 'LinAlgError: Singular matrix'),
-    (tf2_ros.LookupException('frame does not exist') if _have('tf2_ros') else None,
+    (tf2_ros.LookupException('frame does not exist') if have('tf2_ros') else None,
      'cannot transform'),
 ])
 def test_any_transform_exception_is_a_bad_request(ros, monkeypatch, exc, words):

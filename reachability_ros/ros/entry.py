@@ -36,9 +36,9 @@ def _run(module: str, codes: Mapping[int, int]) -> int:
 
 def stance_server() -> int:
     """Run the ``stance_server`` node (:mod:`.stance_node`)."""
-    return _run("reachability_ros.ros.stance_node", STANCE_SERVER_CODES)
+    return _run('reachability_ros.ros.stance_node', STANCE_SERVER_CODES)
 
 
 def trainer() -> int:
     """Run the ``trainer`` node (:mod:`.trainer_node`)."""
-    return _run("reachability_ros.ros.trainer_node", TRAINER_CODES)
+    return _run('reachability_ros.ros.trainer_node', TRAINER_CODES)
