@@ -3,7 +3,7 @@
 Commands:
   propose        stances for one grasp: a ranked table, --json, --plot FILE.png
   propose-batch  JSONL grasps in, JSONL results out, the model loaded once
-  train, evaluate, toy-table, parity
+  train, dataset, evaluate, export, parity, toy-table
                  the offline trainer (needs torch: bash scripts/test.sh installs it);
                  python -m reachability_ros train --help
 
@@ -36,10 +36,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from reachability_ros.core.errors import ConfigError, InvalidRequest, ReachabilityError
+from reachability_ros.training import COMMANDS as TRAINING_COMMANDS  # no torch import
 
 EXIT_OK, EXIT_NO_STANCE, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a reader that went away
-TRAINING_COMMANDS = ("train", "evaluate", "export", "toy-table", "parity")
 MAX_ABS_COORDINATE_M = 1.0e6  # the pipeline's own bound on grasp x, y (1,000 km)
 
 
@@ -445,10 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="JSONL results ('-' = stdout); written atomically, never the input")
     _common(b)
     b.set_defaults(func=cmd_propose_batch)
-    for name, text in (("train", "train, evaluate and export a model from a config"),
-                       ("evaluate", "evaluate an ONNX model"),
-                       ("toy-table", "the toy robots' table"),
-                       ("parity", "torch vs onnxruntime parity")):
+    for name, text in TRAINING_COMMANDS.items():
         t = sub.add_parser(name, help=f"{text} (needs torch; {name} --help)", add_help=False)
         t.add_argument("rest", nargs=argparse.REMAINDER)
     return ap

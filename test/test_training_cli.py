@@ -38,6 +38,15 @@ def test_every_command_and_argument_has_help(capsys):
         assert out.startswith(f"usage: python -m reachability_ros {name}")
 
 
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_the_main_command_line_forwards_every_training_command(name, capsys):
+    from reachability_ros.cli import main as top_main
+    with pytest.raises(SystemExit) as exc:
+        top_main([name, "--help"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: python -m reachability_ros {name}")
+
+
 def _error(capsys, argv):
     """Run the CLI, expect exit 2 and exactly one line on stderr; return that line."""
     code = main(argv)

@@ -9,5 +9,13 @@
 Importing this package (and :mod:`.config`, :mod:`.data`, :mod:`.dataset`) needs no torch.
 """
 
-#: the commands of ``training/cli.py`` (``python -m reachability_ros <command>``)
-COMMANDS = ("train", "dataset", "evaluate", "export", "parity", "toy-table")
+#: the commands of ``training/cli.py`` (``python -m reachability_ros <command>``), with the
+#: one-line help that the main command line shows for them
+COMMANDS = {
+    "train": "train, evaluate and export a model from a config",
+    "dataset": "generate or resume a training dataset",
+    "evaluate": "evaluate an ONNX model on held-out grasps",
+    "export": "export a training checkpoint to ONNX",
+    "parity": "torch vs onnxruntime parity of an exported model",
+    "toy-table": "the toy robots' benchmark table",
+}
