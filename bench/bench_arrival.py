@@ -50,7 +50,7 @@ from reachability_ros.core.pipeline import StanceProposer  # noqa: E402
 from reachability_ros.evaluation.grasps import reachable_grasps  # noqa: E402
 from reachability_ros.evaluation.sim_base import SimulatedRobot  # noqa: E402
 from reachability_ros.ros.navigation import GraspNavigator  # noqa: E402
-from reachability_ros.ros.navigator_params import NavigatorConfig  # noqa: E402
+from reachability_ros.ros.navigator_io import NavigatorConfig  # noqa: E402
 
 BENCH_SEED = 2026
 

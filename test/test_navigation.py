@@ -3,6 +3,7 @@ stance order and fallback, when to correct, the arm solved from the landed base,
 codes, cancel, the report. Every arm command is re-checked with Pinocchio FK from the
 simulated base's true pose."""
 
+import json
 import math
 
 import numpy as np
@@ -15,7 +16,9 @@ from reachability_ros.core.pipeline import StanceProposer
 from reachability_ros.core.types import Grasp
 from reachability_ros.evaluation.sim_base import SimulatedRobot
 from reachability_ros.ros import navigation as nav
-from reachability_ros.ros.navigator_params import NavigatorConfig, navigator_parameter_specs
+from reachability_ros.ros.navigator_io import (arms_from_candidates, navigator_launch_parameters,
+                                               navigator_parameter_specs, NavigatorConfig,
+                                               ProposeAnswer, report_reason)
 
 SIDE_GRASP = Grasp((1.0, 0.5, 0.1), (0.0, 0.7071068, 0.0, 0.7071068), 'map')
 HIGH_GRASP = Grasp((1.0, 0.5, 0.8), (0.0, 0.0, 0.0, 1.0), 'map')  # beyond the arm
@@ -214,7 +217,7 @@ def test_candidates_that_do_not_match_the_answer_are_not_used(proposer):
     result = proposer.propose(SIDE_GRASP)
     stances = [c.base for c in result.candidates]
     wrong = [np.asarray(c.q) + np.r_[0.1, 0, 0, 0, 0, 0, 0, 0] for c in result.candidates]
-    plan = n.attempt_plan(SIDE_GRASP.matrix(), nav.ProposeAnswer(stances, wrong))
+    plan = n.attempt_plan(SIDE_GRASP.matrix(), ProposeAnswer(stances, wrong))
     for (stance, q), c in zip(plan, result.candidates):
         assert q[0] == stance.x  # the base is the answer's, the arm solved for it
         np.testing.assert_allclose(q, c.q, atol=1e-6)
@@ -222,7 +225,7 @@ def test_candidates_that_do_not_match_the_answer_are_not_used(proposer):
 
 def test_the_stance_server_not_answering(proposer):
     s = sim(proposer)
-    s.propose = lambda grasp, start: nav.ProposeAnswer([], failure='timeout')
+    s.propose = lambda grasp, start: ProposeAnswer([], failure='timeout')
     r = navigator(proposer).run(s, SIDE_GRASP)
     assert r.code == nav.PROPOSE_FAILED and 'timeout' in r.message
 
@@ -257,3 +260,39 @@ def test_the_node_parameters_derive_from_the_config():
     cfg = NavigatorConfig.from_flat({'max_attempts': 5, 'arrival.tolerance_deg': 0.5})
     assert cfg.max_attempts == 5 and cfg.arrival == ArrivalConfig(tolerance_deg=0.5)
     assert cfg.report_topic == '/navigate_to_grasp/report'
+
+
+# ------------------------------------------------------------------ the node's plain data
+def test_candidates_are_read_in_the_robots_joint_order(robot):
+    names = list(robot.joint_names)
+    rows = [list(range(8)), list(range(10, 18))]
+    shuffled = names[::-1]
+    got = arms_from_candidates(shuffled, [r[::-1] for r in rows], names)
+    np.testing.assert_array_equal(got[1], np.arange(10, 18))
+    assert arms_from_candidates(names[:-1], [r[:-1] for r in rows], names) is None
+    assert arms_from_candidates(names, [rows[0][:5]], names) is None
+
+
+def test_the_report_reason_is_taken_only_from_the_matching_answer():
+    text = json.dumps({'header': {'stamp': {'sec': 3, 'nanosec': 5}}, 'reason': 'too high'})
+    assert report_reason(text, (3, 5)) == 'too high'
+    assert report_reason(text, (3, 6)) is None
+    assert report_reason('not json', (3, 5)) is None
+    assert report_reason(json.dumps({'reason': 'x'}), (3, 5)) is None
+
+
+def test_the_launch_parameters_of_the_navigator():
+    assert navigator_launch_parameters('/c.yaml', ' /odom ', 'true', ' /cam/info ') == {
+        'config_file': '/c.yaml', 'target_frame': 'odom', 'use_sim_time': True,
+        'camera_info_topic': '/cam/info'}
+    with pytest.raises(ValueError, match='use_sim_time'):
+        navigator_launch_parameters('/c.yaml', use_sim_time='maybe')
+
+
+def test_a_goal_refused_before_the_navigator_has_the_report_keys(proposer):
+    ok = navigator(proposer).run(sim(proposer), SIDE_GRASP).report
+    refused = nav.goal_failure(nav.INVALID_GOAL, 'bad  goal:\n  NaN').report
+    assert refused['error_msg'] == 'bad goal: NaN' and refused['result'] == 'INVALID_GOAL'
+    assert {'ok', 'error_code', 'result', 'error_msg', 'landing_errors', 'attempts',
+            'stances', 'grasp'} <= set(refused) <= set(ok)
+    assert set(nav.RESULT_CODES) == {0, *range(901, 911)}

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..core.arrival import integrate_twist
 from ..core.types import BasePose, Grasp
-from ..ros.navigation import NavOutcome, ProposeAnswer
+from ..ros.navigator_io import NavOutcome, ProposeAnswer
 
 #: Integration step of the simulated base (s).
 SIM_STEP_S = 0.01

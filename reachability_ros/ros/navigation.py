@@ -40,7 +40,7 @@ from reachability_ros.core.arrival import (ArmCheck, ArrivalPlanner, base_error,
                                            correction_command, CorrectionTarget, LandingStats)
 from reachability_ros.core.types import BasePose, Grasp
 
-from .navigator_params import NavigatorConfig
+from .navigator_io import NavigatorConfig, NavOutcome, ProposeAnswer
 
 # ------------------------------------------------------------------ result codes
 SUCCEEDED = 0
@@ -86,41 +86,6 @@ def goal_status(code: int, cancel_requested: bool) -> int:
 
 
 # ------------------------------------------------------------------ what the node provides
-@dataclass
-class ProposeAnswer:
-    """The stance server's answer as plain data.
-
-    Attributes:
-        stances: ranked base poses (target frame), best first.
-        arms: per stance, its whole-body ``q`` from ``/propose_stance/candidates`` when
-            that message was matched to the answer, else None.
-        reason: the server's reason when there is no stance ('' otherwise).
-        failure: '' (answered), ``'unavailable'`` (no server) or ``'timeout'``.
-    """
-
-    stances: list
-    arms: list = field(default_factory=list)
-    reason: str = ''
-    failure: str = ''
-
-
-@dataclass
-class NavOutcome:
-    """How one Nav2 navigation ended.
-
-    Attributes:
-        status: ``'succeeded'``, ``'failed'`` (aborted, rejected, or canceled by someone
-            else), ``'timeout'``, ``'canceled'`` (our cancel), ``'unavailable'`` (no Nav2)
-            or ``'shutdown'``.
-        error_code: Nav2's ``error_code`` (0 when it gave none).
-        error_msg: Nav2's ``error_msg`` or what went wrong.
-    """
-
-    status: str
-    error_code: int = 0
-    error_msg: str = ''
-
-
 class NavigatorRobot(Protocol):
     """The operations :class:`GraspNavigator` needs; the node implements them with ROS."""
 
@@ -199,6 +164,21 @@ class NavigationResult:
     message: str
     report: dict
     arm: list | None = None
+
+
+def goal_failure(code: int, message: str, landing: LandingStats | None = None
+                 ) -> NavigationResult:
+    """Return the result of a goal refused before :meth:`GraspNavigator.run` (same report keys).
+
+    For a goal the node cannot hand to the navigator: a malformed grasp
+    (``INVALID_GOAL``), a grasp that cannot be transformed (``TF_MISSING``), a bug
+    (``INTERNAL_ERROR``).
+    """
+    message = ' '.join(str(message).split())
+    report = {'grasp': None, 'stances': [], 'attempts': [], 'ok': False, 'error_code': code,
+              'result': RESULT_CODES.get(code, str(code)), 'error_msg': message,
+              'landing_errors': (landing or LandingStats()).summary()}
+    return NavigationResult(code, message, report)
 
 
 # ------------------------------------------------------------------ the navigator

@@ -1,4 +1,10 @@
-"""The ``stance_navigator`` node's parameters and launch decisions as plain data (no ROS).
+"""Plain data between the ``stance_navigator`` node and its decisions (no ROS imports).
+
+- the node's parameters (:class:`NavigatorConfig`, :func:`navigator_parameter_specs`) and
+  what the launch file gives it (:func:`navigator_launch_parameters`);
+- the stance server's answer (:class:`ProposeAnswer`, with :func:`arms_from_candidates` and
+  :func:`report_reason` to read the companion topics that belong to it) and Nav2's outcome
+  (:class:`NavOutcome`).
 
 The node's parameters are :data:`NAVIGATOR_NODE_PARAMETERS` (``config_file``: the stance
 server's YAML, whose ``robot`` section gives the navigator the same robot model and camera)
@@ -10,12 +16,16 @@ their descriptions and ranges.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+import json
+from typing import Any, Mapping, Sequence
+
+import numpy as np
 
 from reachability_ros.core.arrival import ArrivalConfig
 from reachability_ros.core.config import config_field, ConfigSection, RobotConfig
 
-from .parameters import ParameterSpec, parameter_specs, plain_parameter_value
+from .launch_args import parse_bool, target_frame
+from .parameters import parameter_specs, ParameterSpec, plain_parameter_value
 
 _f = config_field
 
@@ -92,3 +102,92 @@ def robot_config(config_file: str) -> RobotConfig:
         return RobotConfig()
     from reachability_ros.config_io import load_stance_config
     return load_stance_config(config_file).robot
+
+
+def navigator_launch_parameters(config: str, frame: str = 'map', use_sim_time: str = 'false',
+                                camera_info: str = '') -> dict:
+    """Return the parameters that ``lekiwi.launch.py navigate:=true`` gives the navigator.
+
+    Args:
+        config: the stance server's parameter file (the navigator's ``config_file``).
+        frame: the ``target_frame`` launch argument.
+        use_sim_time: the ``use_sim_time`` launch argument.
+        camera_info: the ``camera_info`` launch argument (a CameraInfo topic, or '').
+
+    Raises:
+        ValueError: a ``use_sim_time`` that is not a boolean.
+    """
+    return {'config_file': str(config), 'target_frame': target_frame(frame),
+            'use_sim_time': parse_bool('use_sim_time', use_sim_time),
+            'camera_info_topic': str(camera_info).strip()}
+
+
+@dataclass
+class ProposeAnswer:
+    """The stance server's answer as plain data.
+
+    Attributes:
+        stances: ranked base poses (target frame), best first.
+        arms: per stance, its whole-body ``q`` from ``/propose_stance/candidates`` when
+            that message was matched to the answer, else None.
+        reason: the server's reason when there is no stance ('' otherwise).
+        failure: '' (answered), ``'unavailable'`` (no server) or ``'timeout'``.
+    """
+
+    stances: list
+    arms: list = field(default_factory=list)
+    reason: str = ''
+    failure: str = ''
+
+
+@dataclass
+class NavOutcome:
+    """How one Nav2 navigation ended.
+
+    Attributes:
+        status: ``'succeeded'``, ``'failed'`` (aborted, rejected, or canceled by someone
+            else), ``'timeout'``, ``'canceled'`` (our cancel), ``'unavailable'`` (no Nav2)
+            or ``'shutdown'``.
+        error_code: Nav2's ``error_code`` (0 when it gave none).
+        error_msg: Nav2's ``error_msg`` or what went wrong.
+    """
+
+    status: str
+    error_code: int = 0
+    error_msg: str = ''
+
+
+def arms_from_candidates(joint_names: Sequence[str], rows: Sequence[Sequence[float]],
+                         names: Sequence[str]) -> list | None:
+    """Return the whole-body ``q`` of each ``/propose_stance/candidates`` point (``names`` order).
+
+    Args:
+        joint_names: the message's joint names (``base_x, base_y, base_yaw`` + arm).
+        rows: the positions of its points, one per ranked stance.
+        names: the navigator's robot's joint names, in the order of its ``q``.
+
+    Returns:
+        ``(len(names),)`` arrays, or None when a name is missing or a row has another length.
+    """
+    index = {str(n): i for i, n in enumerate(joint_names)}
+    if any(n not in index for n in names) or any(len(r) != len(index) for r in rows):
+        return None
+    order = [index[n] for n in names]
+    return [np.asarray(r, dtype=float)[order] for r in rows]
+
+
+def report_reason(text: str, stamp: tuple[int, int]) -> str | None:
+    """Return the ``reason`` of a ``/propose_stance/report`` JSON if its stamp is ``stamp``.
+
+    Returns:
+        The reason ('' when the report has none), or None when the report belongs to
+        another answer or is not a report.
+    """
+    try:
+        report = json.loads(text)
+        head = report['header']['stamp']
+        if (int(head['sec']), int(head['nanosec'])) != tuple(stamp):
+            return None
+    except (ValueError, KeyError, TypeError):
+        return None
+    return str(report.get('reason') or '')

@@ -1,0 +1,145 @@
+"""The stance navigator as a process (each test skips, with the reason, without ROS 2).
+
+- start-up failures: one FATAL line, exit code 1, no traceback;
+- SIGINT or SIGTERM right after ready, and while a goal waits (for a stance server that
+  is not there): the node exits within a second with code 0, without a traceback.
+"""
+
+import os
+from pathlib import Path
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from ros_support import have, requires_ros, spinning
+
+ROS_MODULES = ('rclpy', 'tf2_ros', 'tf2_geometry_msgs', 'tf_transformations', 'nav_msgs',
+               'nav2_msgs', 'geometry_msgs', 'sensor_msgs', 'std_msgs', 'trajectory_msgs')
+pytestmark = requires_ros(*ROS_MODULES)
+
+if have(*ROS_MODULES):
+    from geometry_msgs.msg import TransformStamped
+    from nav2_msgs.action import NavigateToPose
+    import rclpy
+    from rclpy.action import ActionClient
+    from rclpy.executors import MultiThreadedExecutor
+    from tf2_ros import StaticTransformBroadcaster
+
+REPO = Path(__file__).resolve().parents[1]
+NAVIGATOR = ('from reachability_ros.ros.stance_navigator import main; '
+             'raise SystemExit(main())')
+EXIT_WITHIN_S = 1.0
+
+
+def _env():
+    return dict(os.environ, OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1',
+                RCUTILS_LOGGING_BUFFERED_STREAM='0')
+
+
+def _start(ros_args):
+    return subprocess.Popen([sys.executable, '-c', NAVIGATOR, '--ros-args', *ros_args],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=_env())
+
+
+class Output:
+    """Collect a process's output on a thread; wait for a word."""
+
+    def __init__(self, proc):
+        self.proc, self.lines, self._cond = proc, [], threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            with self._cond:
+                self.lines.append(line)
+                self._cond.notify_all()
+
+    def wait_for(self, word, timeout_s=120.0):
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while not any(word in ln for ln in self.lines):
+                if self.proc.poll() is not None or time.monotonic() >= deadline:
+                    raise AssertionError(f'no {word!r} line:\n' + ''.join(self.lines))
+                self._cond.wait(0.2)
+
+    @property
+    def text(self):
+        with self._cond:
+            return ''.join(self.lines)
+
+
+@pytest.mark.parametrize('ros_args, words', [
+    (['-p', 'max_attempt:=2'], "did you mean 'max_attempts'"),
+    (['-p', 'arrival.tolerance_m:=5.0'], 'tolerance_m'),
+    (['-p', 'config_file:=/no/such/config.yaml'], 'not found'),
+    (['-p', "target_frame:='/'"], 'target_frame is empty'),
+])
+def test_start_up_failures_are_one_fatal_line(ros_args, words):
+    proc = _start(ros_args)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 1, out
+    assert 'FATAL' in out and words in out and 'Traceback' not in out
+    assert len([ln for ln in out.splitlines() if 'FATAL' in ln]) == 1
+
+
+@pytest.fixture(scope='module')
+def client_node():
+    owns = not rclpy.ok()
+    if owns:
+        rclpy.init()
+    node = rclpy.create_node('navigator_process_test')
+    t = TransformStamped()  # the base stands at the origin of the map
+    t.header.frame_id, t.child_frame_id = 'map', 'base_footprint'
+    t.transform.rotation.w = 1.0
+    broadcaster = StaticTransformBroadcaster(node)
+    broadcaster.sendTransform(t)
+    executor = MultiThreadedExecutor(num_threads=2)
+    executor.add_node(node)
+    with spinning(executor):
+        yield node
+    executor.shutdown(timeout_sec=1.0)
+    node.destroy_node()
+    if owns:
+        rclpy.try_shutdown()
+
+
+@pytest.mark.parametrize('moment, signum', [('ready', signal.SIGINT),
+                                            ('ready', signal.SIGTERM),
+                                            ('goal', signal.SIGINT), ('goal', signal.SIGTERM)])
+def test_the_navigator_exits_within_a_second_of_a_signal(client_node, moment, signum):
+    proc = _start(['-p', 'server_timeout_s:=60.0'])
+    out = Output(proc)
+    client = None
+    try:
+        out.wait_for('ready:')
+        if moment == 'goal':  # the goal waits for /propose_stance, which nobody serves
+            client = ActionClient(client_node, NavigateToPose, '/navigate_to_grasp')
+            assert client.wait_for_server(timeout_sec=30.0)
+            goal = NavigateToPose.Goal()
+            goal.pose.header.frame_id = 'map'
+            goal.pose.pose.position.x, goal.pose.pose.position.z = 1.0, 0.1
+            goal.pose.pose.orientation.w = 1.0
+            client.send_goal_async(goal)
+            time.sleep(1.5)
+        t0 = time.monotonic()
+        proc.send_signal(signum)
+        try:
+            proc.wait(timeout=10.0)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise AssertionError('still running 10 s after the signal:\n' + out.text)
+        elapsed = time.monotonic() - t0
+    finally:
+        if client is not None:
+            client.destroy()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert elapsed < EXIT_WITHIN_S, f'{elapsed:.2f} s\n' + out.text
+    assert proc.returncode == 0, out.text
+    assert 'Traceback' not in out.text
