@@ -164,7 +164,8 @@ def main(argv=None) -> int:
           f"corrected landings: distance travelled p50 / p90 / max {pct(dist, 50) * 100:.1f} / "
           f"{pct(dist, 90) * 100:.1f} / {max(dist, default=float('nan')) * 100:.1f} cm, "
           f"duration p50 / p90 {pct(dur, 50):.1f} / {pct(dur, 90):.1f} s; targets: "
-          f"{sources.count('manifold')} nearest exact stance, {sources.count('stance')} the "
+          f"{sources.count('manifold')} nearest exact stance, {sources.count('grid')} a grid "
+          f"stance, {sources.count('stance')} the "
           f"proposed stance; navigator outcomes: "
           + ", ".join(f"{s} {statuses.count(s)}" for s in sorted(set(statuses))))
     return 0

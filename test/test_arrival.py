@@ -155,6 +155,28 @@ def test_the_correction_target_is_exact_valid_and_visible(planner, robot, stance
     assert "manifold" in sources
 
 
+def test_the_target_keeps_the_tool_in_view_and_within_reach(robot, visibility, manifold,
+                                                            stances):
+    q, T = stances
+    rng = np.random.default_rng(8)
+    strict = ArrivalPlanner(robot, visibility, manifold,
+                            ArrivalConfig(target_visibility_margin_m=0.5))  # never kept
+    near = ArrivalPlanner(robot, visibility, manifold, ArrivalConfig(max_distance_m=0.0))
+    default = ArrivalPlanner(robot, visibility, manifold, ArrivalConfig())
+    for qi, Ti in zip(q[:8], T[:8]):
+        landed = landed_near(qi, rng.standard_normal(3) * [0.03, 0.03, math.radians(3)])
+        t = default.correction_target(Ti, landed, qi)
+        margin = visibility.check(t.q[None]).margin[0]
+        if t.source != "stance":
+            assert margin >= 0.005 - 1e-12
+        # no candidate keeps the margin: the one seen best, never worse than the default's
+        best = strict.correction_target(Ti, landed, qi)
+        assert visibility.check(best.q[None]).margin[0] >= margin - 1e-12
+        assert best.distance_m <= 0.2 + 1e-9
+        # nothing within reach but the proposed stance
+        assert near.correction_target(Ti, landed, qi).source == "stance"
+
+
 def test_without_a_manifold_the_target_is_the_proposed_stance(robot, visibility, stances):
     q, T = stances
     p = ArrivalPlanner(robot, visibility, None)

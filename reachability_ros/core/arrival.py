@@ -14,8 +14,9 @@ not on the stance. A 5-DoF arm absorbs only two of the three directions of a bas
    closest to the landed one, in the metric ``dx^2 + dy^2 + (yaw_weight_m * dyaw)^2``
    (Gauss-Newton over the manifold coordinates). Its base differs from the landed one only
    along the direction the arm cannot absorb, so the base moves a few centimetres and the arm
-   takes the rest. When that stance is not valid (limits) or not visible, the target is the
-   proposed stance itself;
+   takes the rest. It must be within the limits and keep the tool well in view
+   (``target_visibility_margin_m``); otherwise the nearest such point of a coarse grid of
+   the manifold, or the proposed stance itself, is the target;
 3. drives there with a slow, closed-loop holonomic motion (:func:`correction_command`: a
    proportional law on the body-frame error, speed, distance and time bounded), then solves
    again from where the base stopped.
@@ -56,6 +57,10 @@ class ArrivalConfig(ConfigSection):
     min_visibility_margin_m: float = _f(0.0, "required visibility margin of the tool from "
                                         "the front camera at the solved arm joints (m)",
                                         -1.0, 1.0)
+    target_visibility_margin_m: float = _f(0.005, "visibility margin a correction target "
+                                           "keeps when one near enough does, so that the "
+                                           "millimetres the correction stops short do not "
+                                           "take the tool out of view (m)", -1.0, 1.0)
     solve_iterations: int = _f(30, "Levenberg-Marquardt steps of the arm-only solve from the "
                                "landed base", 1, 1000)
     max_corrections: int = _f(2, "base corrections per stance before the next stance "
@@ -138,8 +143,9 @@ class CorrectionTarget:
         base: its base pose.
         distance_m: straight-line distance from the landed base (m).
         yaw_rad: yaw change from the landed base (rad, wrapped).
-        source: ``"manifold"`` (the nearest exact stance) or ``"stance"`` (the
-            proposed stance itself, when the nearest one is not valid or visible).
+        source: ``"manifold"`` (the nearest exact stance on the stance's branch),
+            ``"grid"`` (a grid point of the grasp's manifold) or ``"stance"`` (the
+            proposed stance itself).
     """
 
     q: np.ndarray
@@ -379,29 +385,58 @@ class ArrivalPlanner:
         return q[0], bool(valid[0])
 
     def correction_target(self, T_goal: np.ndarray, landed: BasePose,
-                          stance_q: np.ndarray) -> CorrectionTarget:
-        """Choose where the base goes: the nearest exact stance, else the proposed stance.
+                          stance_q: np.ndarray, n_grid: int = 24) -> CorrectionTarget:
+        """Choose where the base goes: the nearest exact stance that stays well in view.
+
+        Candidates, all exact stances of the grasp within the joint limits: the nearest
+        one on the stance's branch (:meth:`nearest_exact_stance`), the points of a coarse
+        grid of the grasp's manifold (every branch; :meth:`StanceManifold.grid`) and the
+        proposed stance. Among those within ``max_distance_m`` of the landed base, the
+        nearest (the metric of :meth:`nearest_exact_stance`) whose tool the camera sees
+        with ``target_visibility_margin_m`` wins; when none keeps that margin, the one
+        with the largest margin (at least ``min_visibility_margin_m``); else the proposed
+        stance. A target right at the edge of the view would leave it again with the
+        few millimetres the correction stops short.
 
         Args:
             T_goal: ``(4, 4)`` the grasp.
             landed: the landed base.
             stance_q: ``(nq,)`` the proposed (exact, valid, visible) stance.
+            n_grid: pan and lift cells of the grid.
 
         Returns:
-            A :class:`CorrectionTarget`; its ``q`` reaches the grasp exactly, within the
-            limits, visible (the proposed stance is returned when the nearest one is not).
+            A :class:`CorrectionTarget`.
         """
         stance_q = np.asarray(stance_q, dtype=float)
-        q, source = stance_q, "stance"
+        cands, sources = [stance_q[None]], ["stance"]
         if self.manifold is not None:
             near, valid = self.nearest_exact_stance(T_goal, landed, stance_q)
             if valid and np.all(np.isfinite(near)):
-                vis = self.visibility.check(near[None])
-                if vis.visible[0] and vis.margin[0] >= self.config.min_visibility_margin_m:
-                    q, source = near, "manifold"
+                cands.append(near[None])
+                sources.append("manifold")
+            grid, ok, _ = self.manifold.grid(np.asarray(T_goal, dtype=float), n_grid, n_grid)
+            grid = grid[ok & np.all(np.isfinite(grid), axis=1)]
+            cands.append(grid)
+            sources += ["grid"] * len(grid)
+        q = np.concatenate(cands)
+        vis = self.visibility.check(q)
+        margin = np.where(vis.visible, vis.margin, -np.inf)
+        cfg = self.config
+        dist = np.sqrt((self._weighted(q, landed) ** 2).sum(1))
+        reach = np.hypot(q[:, 0] - landed.x, q[:, 1] - landed.y) <= cfg.max_distance_m
+        reach[0] = True  # the proposed stance stays a candidate
+        margin[~reach] = -np.inf
+        if (margin >= cfg.target_visibility_margin_m).any():  # the nearest well in view
+            best = int(np.argmin(np.where(margin >= cfg.target_visibility_margin_m, dist,
+                                          np.inf)))
+        elif (margin >= cfg.min_visibility_margin_m).any():  # else the best in view
+            best = int(np.argmax(margin))
+        else:
+            best = 0
+        q = q[best]
         base = BasePose(float(q[0]), float(q[1]), float(wrap_angle(q[2])))
         return CorrectionTarget(q.copy(), base, math.hypot(base.x - landed.x, base.y - landed.y),
-                                float(wrap_angle(base.yaw - landed.yaw)), source)
+                                float(wrap_angle(base.yaw - landed.yaw)), sources[best])
 
     def arm_of_stance(self, T_goal: np.ndarray, base: BasePose,
                       n_pan: int = 24, n_lift: int = 24) -> np.ndarray | None:
