@@ -5,16 +5,15 @@
   is not there): the node exits within a second with code 0, without a traceback.
 """
 
-import os
 from pathlib import Path
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
 from ros_support import have, requires_ros, spinning
+from test_ros_processes import _env, _interrupt, Lines
 
 ROS_MODULES = ('rclpy', 'tf2_ros', 'tf2_geometry_msgs', 'tf_transformations', 'nav_msgs',
                'nav2_msgs', 'geometry_msgs', 'sensor_msgs', 'std_msgs', 'trajectory_msgs')
@@ -34,42 +33,10 @@ NAVIGATOR = ('from reachability_ros.ros.stance_navigator import main; '
 EXIT_WITHIN_S = 1.0
 
 
-def _env():
-    return dict(os.environ, OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1',
-                RCUTILS_LOGGING_BUFFERED_STREAM='0')
-
-
 def _start(ros_args):
     return subprocess.Popen([sys.executable, '-c', NAVIGATOR, '--ros-args', *ros_args],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env=_env())
-
-
-class Output:
-    """Collect a process's output on a thread; wait for a word."""
-
-    def __init__(self, proc):
-        self.proc, self.lines, self._cond = proc, [], threading.Condition()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for line in self.proc.stdout:
-            with self._cond:
-                self.lines.append(line)
-                self._cond.notify_all()
-
-    def wait_for(self, word, timeout_s=120.0):
-        deadline = time.monotonic() + timeout_s
-        with self._cond:
-            while not any(word in ln for ln in self.lines):
-                if self.proc.poll() is not None or time.monotonic() >= deadline:
-                    raise AssertionError(f'no {word!r} line:\n' + ''.join(self.lines))
-                self._cond.wait(0.2)
-
-    @property
-    def text(self):
-        with self._cond:
-            return ''.join(self.lines)
 
 
 @pytest.mark.parametrize('ros_args, words', [
@@ -112,10 +79,10 @@ def client_node():
                                             ('goal', signal.SIGINT), ('goal', signal.SIGTERM)])
 def test_the_navigator_exits_within_a_second_of_a_signal(client_node, moment, signum):
     proc = _start(['-p', 'server_timeout_s:=60.0'])
-    out = Output(proc)
+    lines = Lines(proc)
     client = None
     try:
-        out.wait_for('ready:')
+        lines.wait_for('ready:')
         if moment == 'goal':  # the goal waits for /propose_stance, which nobody serves
             client = ActionClient(client_node, NavigateToPose, '/navigate_to_grasp')
             assert client.wait_for_server(timeout_sec=30.0)
@@ -125,21 +92,13 @@ def test_the_navigator_exits_within_a_second_of_a_signal(client_node, moment, si
             goal.pose.pose.orientation.w = 1.0
             client.send_goal_async(goal)
             time.sleep(1.5)
-        t0 = time.monotonic()
-        proc.send_signal(signum)
-        try:
-            proc.wait(timeout=10.0)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            raise AssertionError('still running 10 s after the signal:\n' + out.text)
-        elapsed = time.monotonic() - t0
+        elapsed = _interrupt(proc, lines, signum)
     finally:
         if client is not None:
             client.destroy()
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert elapsed < EXIT_WITHIN_S, f'{elapsed:.2f} s\n' + out.text
-    assert proc.returncode == 0, out.text
-    assert 'Traceback' not in out.text
+    assert elapsed < EXIT_WITHIN_S, f'{elapsed:.2f} s\n' + lines.text
+    assert proc.returncode == 0, lines.text
+    assert 'Traceback' not in lines.text
