@@ -124,7 +124,7 @@ class StanceClient:
         found: list = []
 
         def seen() -> bool:
-            for m in list(messages):
+            for m in reversed(list(messages)):  # the newest first (a paused clock repeats)
                 value = pick(m)
                 if value is not None:
                     found.append(value)
