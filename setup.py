@@ -57,6 +57,7 @@ setup(
     entry_points={
         "console_scripts": [
             "stance_server = reachability_ros.ros.entry:stance_server",
+            "stance_navigator = reachability_ros.ros.entry:stance_navigator",
             "trainer = reachability_ros.ros.entry:trainer",
             "reachability-ros = reachability_ros.cli:main",
         ],

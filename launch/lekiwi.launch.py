@@ -5,6 +5,7 @@ Usage::
     ros2 launch reachability_ros lekiwi.launch.py
     ros2 launch reachability_ros lekiwi.launch.py sampler:=grid model:=none use_rviz:=true
     ros2 launch reachability_ros lekiwi.launch.py model:=runs/tiny/model.onnx use_sim_time:=true
+    ros2 launch reachability_ros lekiwi.launch.py navigate:=true camera_info:=/camera/camera_info
 
 Launch arguments (``ros2 launch reachability_ros lekiwi.launch.py --show-args``):
 
@@ -21,7 +22,12 @@ Launch arguments (``ros2 launch reachability_ros lekiwi.launch.py --show-args``)
 - ``use_rviz``: also start RViz with ``config/lekiwi.rviz`` (default ``false``): the
   proposals, the camera frustum and the robot at the best stance, drawn from its
   collision primitives (namespace ``robot`` of ``/propose_stance/markers``). RViz
-  gets ``-f <target_frame>``, which overrides the file's ``Fixed Frame: map``.
+  gets ``-f <target_frame>``, which overrides the file's ``Fixed Frame: map``;
+- ``navigate``: also start the ``stance_navigator`` node (default ``false``): the action
+  ``/navigate_to_grasp`` (``nav2_msgs/action/NavigateToPose``) that takes the base to a
+  stance with Nav2 and commands the arm (needs ``nav2_msgs`` and a running Nav2);
+- ``camera_info``: a ``sensor_msgs/CameraInfo`` topic whose intrinsics replace the
+  configured camera in both nodes' visibility checks (default empty: none).
 
 The decisions live in :mod:`reachability_ros.ros.launch_args` (tested without ROS).
 """
@@ -34,9 +40,11 @@ from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 from reachability_ros.ros.launch_args import (parse_bool, rviz_arguments, SAMPLERS,
                                               stance_server_parameters)
+from reachability_ros.ros.navigator_io import navigator_launch_parameters
 
 PACKAGE = 'reachability_ros'
-ARGUMENTS = ('config', 'model', 'sampler', 'target_frame', 'use_sim_time', 'use_rviz')
+ARGUMENTS = ('config', 'model', 'sampler', 'target_frame', 'use_sim_time', 'use_rviz',
+             'navigate', 'camera_info')
 
 
 def _arg(context, name: str) -> str:
@@ -56,6 +64,7 @@ def _stance_server(context, *args, **kwargs):
                                          _arg(context, 'sampler'),
                                          _arg(context, 'target_frame'),
                                          _arg(context, 'use_sim_time'))
+    overrides['camera_info_topic'] = _arg(context, 'camera_info').strip()
     return [Node(
         package=PACKAGE,
         executable='stance_server',
@@ -83,6 +92,17 @@ def _rviz(context, *args, **kwargs):
     )]
 
 
+def _navigator(context, *args, **kwargs):
+    """Start the stance navigator when ``navigate:=true``."""
+    if not parse_bool('navigate', _arg(context, 'navigate')):
+        return []
+    params = navigator_launch_parameters(_arg(context, 'config'), _arg(context, 'target_frame'),
+                                         _arg(context, 'use_sim_time'),
+                                         _arg(context, 'camera_info'))
+    return [Node(package=PACKAGE, executable='stance_navigator', name='stance_navigator',
+                 output='screen', emulate_tty=True, parameters=[_typed(params)])]
+
+
 def generate_launch_description() -> LaunchDescription:
     """Declare the arguments, the stance server and the optional RViz."""
     default_config = PathJoinSubstitution([FindPackageShare(PACKAGE), 'config', 'lekiwi.yaml'])
@@ -106,6 +126,14 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument(
             'use_rviz', default_value='false', choices=['true', 'false'],
             description='also start RViz showing /propose_stance/markers and the robot'),
+        DeclareLaunchArgument(
+            'navigate', default_value='false', choices=['true', 'false'],
+            description='also start the stance_navigator node (/navigate_to_grasp)'),
+        DeclareLaunchArgument(
+            'camera_info', default_value='',
+            description='sensor_msgs/CameraInfo topic of the front camera; empty = the '
+                        "config's robot.camera"),
         OpaqueFunction(function=_stance_server),
         OpaqueFunction(function=_rviz),
+        OpaqueFunction(function=_navigator),
     ])

@@ -176,6 +176,9 @@ def _build_proposer(args):
     if args.top_k is not None:
         overrides["proposal.top_k"] = args.top_k
     cfg = load_stance_config(config_path, overrides)
+    if args.camera_info:
+        from reachability_ros.camera_info import with_camera_file
+        cfg = with_camera_file(cfg, args.camera_info)
     model = cfg.proposal.model_path
     if model:
         found = resolve_data_path(model)
@@ -194,6 +197,11 @@ def _build_proposer(args):
         raise UserError(f"cannot build the stance proposer from {config_path}: "
                         f"{type(exc).__name__}: {exc}", "config") from None
     print(f"config: {config_path}", file=sys.stderr)
+    if args.camera_info:
+        fx, fy, cx, cy = cfg.robot.camera.intrinsics()
+        print(f"camera: {args.camera_info} ({cfg.robot.camera.width}x"
+              f"{cfg.robot.camera.height}, fx {fx:g}, fy {fy:g}, cx {cx:g}, cy {cy:g})",
+              file=sys.stderr)
     if proposer.sampler_name.startswith("model:"):
         print(f"model: {cfg.proposal.model_path}", file=sys.stderr)
     else:
@@ -408,6 +416,10 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="ranked stances returned (overrides proposal.top_k)")
     p.add_argument("--seed", type=_seed, default=None,
                    help="random seed (>= 0; default: proposal.seed of the config)")
+    p.add_argument("--camera-info", metavar="FILE", default=None,
+                   help="camera calibration YAML (as camera_calibration writes it: "
+                   "image_width, image_height, camera_matrix): the visibility check uses its "
+                   "intrinsics instead of robot.camera of the config")
 
 
 def build_parser() -> argparse.ArgumentParser:

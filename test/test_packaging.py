@@ -17,6 +17,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARE = "reachability_ros-0.1.0.data/data/share/reachability_ros/"
 ENTRY_POINTS = {"stance_server": "reachability_ros.ros.entry:stance_server",
+                "stance_navigator": "reachability_ros.ros.entry:stance_navigator",
                 "trainer": "reachability_ros.ros.entry:trainer",
                 "reachability-ros": "reachability_ros.cli:main"}
 

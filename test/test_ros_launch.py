@@ -118,19 +118,24 @@ def test_the_launch_file_declares_its_arguments_with_defaults_and_choices(monkey
     assert args['use_sim_time']['choices'] == ['true', 'false']
     assert args['config']['default_value'].perform({}).endswith('config/lekiwi.yaml')
     assert launch._stance_server in items and launch._rviz in items
+    assert launch._navigator in items
+    assert args['navigate']['default_value'] == 'false' and args['camera_info'][
+        'default_value'] == ''
 
 
 def test_the_launch_file_starts_the_server_with_the_chosen_parameters(monkeypatch):
     launch = _load_launch_with_stand_ins(monkeypatch)
     context = {'config': '/c.yaml', 'model': 'none', 'sampler': 'grid',
-               'target_frame': ' /odom ', 'use_sim_time': 'true', 'use_rviz': 'false'}
+               'target_frame': ' /odom ', 'use_sim_time': 'true', 'use_rviz': 'false',
+               'navigate': 'false', 'camera_info': ''}
     (server,) = launch._stance_server(context)
     assert server.kw['package'] == 'reachability_ros'
     assert server.kw['executable'] == 'stance_server' and server.kw['name'] == 'stance_server'
     config, overrides = server.kw['parameters']
     assert config == '/c.yaml'
     plain = la.stance_server_parameters('/c.yaml', 'none', 'grid', ' /odom ', 'true')
-    assert set(overrides) == set(plain)
+    assert set(overrides) == set(plain) | {'camera_info_topic'}
+    assert overrides['camera_info_topic'] == launch.ParameterValue('', value_type=str)
     for key, value in plain.items():  # strings are typed as strings: '' is not YAML null
         if isinstance(value, str):
             assert (overrides[key].value, overrides[key].value_type) == (value, str), key
@@ -138,12 +143,33 @@ def test_the_launch_file_starts_the_server_with_the_chosen_parameters(monkeypatc
             assert overrides[key] == value, key
     assert overrides['proposal.model_path'].value == '' and overrides['use_sim_time'] is True
     assert launch._rviz(context) == []  # use_rviz false: no RViz
+    assert launch._navigator(context) == []  # navigate false: no navigator
+
+
+def test_with_navigate_the_launch_file_starts_the_navigator(monkeypatch):
+    launch = _load_launch_with_stand_ins(monkeypatch)
+    context = {'config': '/c.yaml', 'model': '', 'sampler': '', 'target_frame': '/odom',
+               'use_sim_time': 'false', 'use_rviz': 'false', 'navigate': 'true',
+               'camera_info': '/front/camera_info'}
+    (nav,) = launch._navigator(context)
+    assert nav.kw['executable'] == 'stance_navigator' and nav.kw['name'] == 'stance_navigator'
+    (params,) = nav.kw['parameters']
+
+    def typed(text):
+        return launch.ParameterValue(text, value_type=str)
+    assert params == {'config_file': typed('/c.yaml'), 'target_frame': typed('odom'),
+                      'use_sim_time': False, 'camera_info_topic': typed('/front/camera_info')}
+    (server,) = launch._stance_server(context)
+    assert server.kw['parameters'][1]['camera_info_topic'] == typed('/front/camera_info')
+    with pytest.raises(ValueError, match='navigate'):
+        launch._navigator(dict(context, navigate='maybe'))
 
 
 def test_with_use_rviz_the_launch_file_starts_rviz_on_the_target_frame(monkeypatch):
     launch = _load_launch_with_stand_ins(monkeypatch)
     context = {'config': '/c.yaml', 'model': '', 'sampler': '', 'target_frame': 'odom',
-               'use_sim_time': 'false', 'use_rviz': 'true'}
+               'use_sim_time': 'false', 'use_rviz': 'true', 'navigate': 'false',
+               'camera_info': ''}
     (rviz,) = launch._rviz(context)
     assert rviz.kw['package'] == 'rviz2' and rviz.kw['executable'] == 'rviz2'
     assert rviz.kw['arguments'] == ['-d', '<share reachability_ros>/config/lekiwi.rviz',

@@ -308,6 +308,7 @@ def test_clean_up_exits_with_the_code_when_a_step_hangs_or_fails(failing):
 
 @pytest.mark.parametrize('codes, signum, expected', [
     ('STANCE_SERVER_CODES', signal.SIGINT, 0), ('STANCE_SERVER_CODES', signal.SIGTERM, 0),
+    ('STANCE_NAVIGATOR_CODES', signal.SIGINT, 0), ('STANCE_NAVIGATOR_CODES', signal.SIGTERM, 0),
     ('TRAINER_CODES', signal.SIGINT, 130), ('TRAINER_CODES', signal.SIGTERM, 143)])
 def test_a_signal_while_the_node_is_still_importing_exits_quietly(codes, signum, expected):
     """The entry point's guard: no traceback, the node's own exit code for that signal."""

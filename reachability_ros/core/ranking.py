@@ -25,6 +25,7 @@ then the nonlinear arm-only re-solve and visibility check for the few returned.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -109,6 +110,134 @@ _ROWS_BUT_ONE = np.array([[r for r in range(6) if r != i] for i in range(6)])
 _ALTERNATING = np.array([1.0, -1.0, 1.0, -1.0, 1.0, -1.0])
 
 
+@dataclass
+class ArmSolution:
+    """The arm-only re-solve of landed base poses (all last axes ``n``).
+
+    Attributes:
+        q: ``(n, nq)`` the landed base poses with the solved arm joints (within limits).
+        weighted_error: ``(6, n)`` the tool residual (grasp minus tool position, then the
+            rotation vector of ``R_grasp R_tool^T``), in the base frame, divided by the
+            tolerances: each of its two parts is inside the tolerance when its norm is <= 1.
+        position_error_m: ``(n,)`` the tool's distance to the grasp (m).
+        orientation_error_rad: ``(n,)`` the tool's rotation away from the grasp (rad).
+        tool_base: ``(3, n)`` the tool origins in the base frames.
+        chain: ``(njoints, 3, 4, n)`` the solved arms' joint poses in the base frames.
+    """
+
+    q: np.ndarray
+    weighted_error: np.ndarray
+    position_error_m: np.ndarray
+    orientation_error_rad: np.ndarray
+    tool_base: np.ndarray
+    chain: np.ndarray
+
+    def within(self) -> np.ndarray:
+        """Return ``(n,)``: both parts of the residual inside the tolerances."""
+        e = self.weighted_error
+        return (np.sqrt((e[:3] ** 2).sum(0)) <= 1.0) & (np.sqrt((e[3:] ** 2).sum(0)) <= 1.0)
+
+
+def arm_only_solve(robot: WholeBodyModel, q_landed: np.ndarray, T_goal: np.ndarray,
+                   tolerance_m: float, tolerance_rad: float, iterations: int = 2,
+                   damping: float = 10.0, chain: np.ndarray | None = None,
+                   group: int = 1) -> ArmSolution:
+    """Re-solve the arm alone for landed base poses: Levenberg-Marquardt in the base frame.
+
+    The base stays where it landed; the five arm joints move, starting at the rows'
+    own arm joints, to put the tool on the grasp seen from each landed base (least
+    squares in the metric where the tolerance box is a ball: position over
+    ``tolerance_m``, rotation over ``tolerance_rad``), clipped to the joint limits. A
+    step is kept only where it lowers the residual (adaptive damping). The robustness
+    measure (:func:`nonlinear_robustness`) and the navigator's arrival check
+    (:mod:`.arrival`) both use it.
+
+    Args:
+        robot: the whole-body model.
+        q_landed: ``(n, nq)`` landed base poses (world frame) with the start arm joints.
+        T_goal: ``(4, 4)`` grasp.
+        tolerance_m: position tolerance (m) of the metric.
+        tolerance_rad: orientation tolerance (rad) of the metric.
+        iterations: Levenberg-Marquardt steps.
+        damping: initial damping of the normal equations (weighted units).
+        chain: optional :meth:`WholeBodyModel.base_chain` of the start arm joints,
+            one per group (``(njoints, 3, 4, n // group)``).
+        group: rows come in ``n // group`` runs of ``group`` consecutive rows that share
+            their start arm joints (one stance, several landed bases): their first step
+            shares one factorization.
+
+    Returns:
+        An :class:`ArmSolution`.
+    """
+    qp = np.asarray(q_landed, dtype=float)
+    n, S = qp.shape[0], int(group)
+    M = n // S
+    pg, RgB = grasp_in_base_frames(T_goal, qp)  # the grasp seen from each landed base
+    w = np.array([1 / tolerance_m] * 3 + [1 / tolerance_rad] * 3)[:, None]
+    tool = robot.config.tool_frame
+    j_t = robot.frame_placement(tool)[0]
+    lo, hi = robot.lower[3:, None], robot.upper[3:, None]
+    n_arm = robot.nq - 3
+    chain_model = robot.chain
+
+    def evaluate(qa, jacobian=True):
+        """Chain, tool position, weighted residual and Jacobian at arm joints ``(n_arm, n)``."""
+        X = chain_model.poses(np.cos(qa), np.sin(qa))  # base frame
+        p, R = robot.frame_in_chain(X, tool)
+        e = np.empty((6, qa.shape[1]))
+        e[:3] = pg - p
+        e[3:] = _rotation_error(RgB, R)
+        if not jacobian:  # after the last step
+            return X, p, e * w, J
+        Jn = np.zeros((6, n_arm, qa.shape[1]))
+        chain_model.jacobian_columns(X, p, j_t, Jn)
+        return X, p, e * w, Jn * w[:, :, None]
+
+    # start: every landed base of a group shares its arm joints, hence its chain and
+    # Jacobian; only the grasp, seen from the landed base, differs
+    if chain is None:
+        chain = robot.base_chain(qp[::S])
+    p0, R0 = robot.frame_in_chain(chain, tool)
+    J0 = np.zeros((6, n_arm, M))
+    chain_model.jacobian_columns(chain, p0, j_t, J0)
+    J0 *= w[:, :, None]
+    X, p = np.repeat(chain, S, axis=-1), np.repeat(p0, S, axis=-1)
+    e = np.empty((6, n))
+    e[:3] = pg - p
+    e[3:] = _rotation_error(RgB, np.repeat(R0, S, axis=-1))
+    e *= w
+    qa = np.ascontiguousarray(qp[:, 3:].T)  # (n_arm, n)
+    cost = (e ** 2).sum(0)
+    lam = np.full(n, damping)
+    eye = np.eye(n_arm)
+    J = None
+    for it in range(iterations):  # Levenberg-Marquardt: keep a step only where it helps
+        if it == 0:  # one shared system per group, its landed bases as right-hand sides
+            A = np.einsum("kim,kjm->mij", J0, J0) + damping * eye
+            b = np.einsum("kim,kms->mis", J0, e.reshape(6, M, S))
+            step = np.linalg.solve(A, b).transpose(1, 0, 2).reshape(n_arm, n)
+        else:
+            A = np.einsum("kin,kjn->nij", J, J) + lam[:, None, None] * eye
+            b = np.einsum("kin,kn->ni", J, e)
+            step = np.linalg.solve(A, b[..., None])[..., 0].T
+        qc = clamp(qa + step, lo, hi)
+        last = it == iterations - 1
+        Xc, pc, ec, Jc = evaluate(qc, jacobian=not last)
+        cc = (ec ** 2).sum(0)
+        better = cc < cost
+        e, X, p = np.where(better, ec, e), np.where(better, Xc, X), np.where(better, pc, p)
+        qa = np.where(better, qc, qa)
+        if not last:
+            if J is None:
+                J = np.repeat(J0, S, axis=-1)
+            J, cost = np.where(better, Jc, J), np.where(better, cc, cost)
+            lam = np.where(better, np.maximum(lam * 0.3, 1e-6), lam * 10.0)
+    q_out = qp.copy()
+    q_out[:, 3:] = qa.T
+    return ArmSolution(q_out, e, np.sqrt(((e[:3] / w[:3]) ** 2).sum(0)),
+                       np.sqrt(((e[3:] / w[3:]) ** 2).sum(0)), p, X)
+
+
 def nonlinear_robustness(robot: WholeBodyModel, visibility: Visibility, q: np.ndarray,
                          T_goal: np.ndarray, delta: np.ndarray, cfg: ProposalConfig,
                          iterations: int = 2, damping: float = 10.0,
@@ -116,11 +245,11 @@ def nonlinear_robustness(robot: WholeBodyModel, visibility: Visibility, q: np.nd
     """Robustness ``(M,)`` with an arm-only nonlinear re-solve and a visibility check.
 
     For each stance and base error, the base lands at the perturbed pose; the arm
-    alone is re-solved by Levenberg-Marquardt (least squares in the metric where the
-    tolerance box is a ball, started at the stance's own arm joints, clipped to
-    the limits), all in the landed base frame; the perturbation counts when the
-    tool error recomputed by FK after the solve is within the tolerance and the
-    front camera still sees the tool (margin included).
+    alone is re-solved by Levenberg-Marquardt (:func:`arm_only_solve`: least squares
+    in the metric where the tolerance box is a ball, started at the stance's own arm
+    joints, clipped to the limits), all in the landed base frame; the perturbation
+    counts when the tool error recomputed by FK after the solve is within the
+    tolerance and the front camera still sees the tool (margin included).
 
     Args:
         robot: the whole-body model.
@@ -142,71 +271,11 @@ def nonlinear_robustness(robot: WholeBodyModel, visibility: Visibility, q: np.nd
     if M == 0 or S == 0:
         return np.zeros(M)
     qp = compose_planar(q, delta).reshape(M * S, -1)
-    n = qp.shape[0]
-    pg, RgB = grasp_in_base_frames(T_goal, qp)  # the grasp seen from each landed base
-    tol_p, tol_o = cfg.grasp_tolerance_m, np.radians(cfg.grasp_tolerance_deg)
-    w = np.array([1 / tol_p] * 3 + [1 / tol_o] * 3)[:, None]
-    tool = robot.config.tool_frame
-    j_t = robot.frame_placement(tool)[0]
-    lo, hi = robot.lower[3:, None], robot.upper[3:, None]
-    n_arm = robot.nq - 3
-    chain_model = robot.chain
-
-    def evaluate(qa, jacobian=True):
-        """Chain, tool position, weighted residual and Jacobian at arm joints ``(n_arm, n)``."""
-        X = chain_model.poses(np.cos(qa), np.sin(qa))  # base frame
-        p, R = robot.frame_in_chain(X, tool)
-        e = np.empty((6, qa.shape[1]))
-        e[:3] = pg - p
-        e[3:] = _rotation_error(RgB, R)
-        if not jacobian:  # after the last step
-            return X, p, e * w, J
-        Jn = np.zeros((6, n_arm, qa.shape[1]))
-        chain_model.jacobian_columns(X, p, j_t, Jn)
-        return X, p, e * w, Jn * w[:, :, None]
-
-    # start: every base error of a stance shares its arm joints, hence its chain and
-    # Jacobian; only the grasp, seen from the landed base, differs
-    if chain is None:
-        chain = robot.base_chain(q)
-    p0, R0 = robot.frame_in_chain(chain, tool)
-    J0 = np.zeros((6, n_arm, M))
-    chain_model.jacobian_columns(chain, p0, j_t, J0)
-    J0 *= w[:, :, None]
-    X, p = np.repeat(chain, S, axis=-1), np.repeat(p0, S, axis=-1)
-    e = np.empty((6, n))
-    e[:3] = pg - p
-    e[3:] = _rotation_error(RgB, np.repeat(R0, S, axis=-1))
-    e *= w
-    qa = np.ascontiguousarray(qp[:, 3:].T)  # (n_arm, n)
-    cost = (e ** 2).sum(0)
-    lam = np.full(n, damping)
-    eye = np.eye(n_arm)
-    J = None
-    for it in range(iterations):  # Levenberg-Marquardt: keep a step only where it helps
-        if it == 0:  # one shared system per stance, its S base errors as right-hand sides
-            A = np.einsum("kim,kjm->mij", J0, J0) + damping * eye
-            b = np.einsum("kim,kms->mis", J0, e.reshape(6, M, S))
-            step = np.linalg.solve(A, b).transpose(1, 0, 2).reshape(n_arm, n)
-        else:
-            A = np.einsum("kin,kjn->nij", J, J) + lam[:, None, None] * eye
-            b = np.einsum("kin,kn->ni", J, e)
-            step = np.linalg.solve(A, b[..., None])[..., 0].T
-        qc = clamp(qa + step, lo, hi)
-        last = it == iterations - 1
-        Xc, pc, ec, Jc = evaluate(qc, jacobian=not last)
-        cc = (ec ** 2).sum(0)
-        better = cc < cost
-        e, X, p = np.where(better, ec, e), np.where(better, Xc, X), np.where(better, pc, p)
-        if not last:
-            if J is None:
-                J = np.repeat(J0, S, axis=-1)
-            qa, J, cost = np.where(better, qc, qa), np.where(better, Jc, J), np.where(
-                better, cc, cost)
-            lam = np.where(better, np.maximum(lam * 0.3, 1e-6), lam * 10.0)
+    sol = arm_only_solve(robot, qp, T_goal, cfg.grasp_tolerance_m,
+                         np.radians(cfg.grasp_tolerance_deg), iterations, damping, chain, S)
     # weighted residual: the tolerance box is the unit ball in each of its two parts
-    ok = (np.sqrt((e[:3] ** 2).sum(0)) <= 1.0) & (np.sqrt((e[3:] ** 2).sum(0)) <= 1.0)
-    v = visibility.check_chain(p, X)
+    ok = sol.within()
+    v = visibility.check_chain(sol.tool_base, sol.chain)
     ok &= v.visible & (v.margin >= cfg.min_visibility_margin_m)
     return ok.reshape(M, S).mean(axis=1)
 

@@ -17,6 +17,7 @@ from typing import Mapping
 
 #: Exit code per signal before the node runs, as each node's ``main()`` reports it.
 STANCE_SERVER_CODES = {signal.SIGINT: 0, signal.SIGTERM: 0}
+STANCE_NAVIGATOR_CODES = {signal.SIGINT: 0, signal.SIGTERM: 0}
 TRAINER_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
@@ -37,6 +38,11 @@ def _run(module: str, codes: Mapping[int, int]) -> int:
 def stance_server() -> int:
     """Run the ``stance_server`` node (:mod:`.stance_node`)."""
     return _run('reachability_ros.ros.stance_node', STANCE_SERVER_CODES)
+
+
+def stance_navigator() -> int:
+    """Run the ``stance_navigator`` node (:mod:`.stance_navigator`)."""
+    return _run('reachability_ros.ros.stance_navigator', STANCE_NAVIGATOR_CODES)
 
 
 def trainer() -> int:

@@ -21,7 +21,7 @@ from reachability_ros.core.config import StanceConfig
 from reachability_ros.core.errors import ConfigError
 
 #: Node-level parameters of the stance server that are not part of :class:`StanceConfig`.
-NODE_PARAMETERS = ('config_file', 'target_frame', 'tf_timeout_s')
+NODE_PARAMETERS = ('config_file', 'target_frame', 'tf_timeout_s', 'camera_info_topic')
 
 #: Parameters every rclpy node declares itself.
 RCLPY_PARAMETERS = ('use_sim_time', 'start_type_description_service')
@@ -177,6 +177,10 @@ def node_parameter_specs(target_frame: str = 'map', tf_timeout_s: float = 1.0,
         ParameterSpec('tf_timeout_s', 'double', float(tf_timeout_s),
                       "how long a request waits for the goal's transform into target_frame "
                       '(s); the wait ends early on shutdown [range 0, 60]', (0.0, 60.0)),
+        ParameterSpec('camera_info_topic', 'string', '',
+                      'sensor_msgs/CameraInfo topic of the front camera: its intrinsics (k, '
+                      'width, height) replace robot.camera.* in the visibility check when they '
+                      'arrive (ros/camera_input.py); empty = none', None, True),
     ]
 
 

@@ -36,6 +36,10 @@ with every answer, failures included), ``/propose_stance/markers``
 namespace ``robot``) and ``/propose_stance/report`` (``std_msgs/String``, JSON
 with ``header`` and ``sequence`` to match it to its response).
 
+Camera: with the parameter ``camera_info_topic`` set, the intrinsics of the CameraInfo
+received there replace ``robot.camera.*`` (:mod:`.camera_input`); the report's ``camera``
+entry says which intrinsics each answer used and since when.
+
 Threads: the main thread spins the node (service, parameters) in a single-threaded
 executor; :class:`~.companions.CompanionPublisher` publishes the companions; a third
 thread spins the TF node. SIGINT or SIGTERM: exit within a second, code 0 (:mod:`.lifecycle`).
@@ -76,6 +80,7 @@ from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import MarkerArray
 
 from . import messages as msgs
+from .camera_input import camera_entry, follow_camera_info
 from .companions import CompanionPublisher
 from .conversions import (answer_request, build_report, check_raw_goal, check_raw_start,
                           failure_answer, latest_transform_note, normalize_frame_id,
@@ -124,6 +129,7 @@ class CompanionJob:
     header: Header
     context: ReportContext
     robot: Any
+    camera: dict | None = None
 
 
 class StanceServer(Node):
@@ -189,6 +195,7 @@ class StanceServer(Node):
         self._service = self.create_service(GetPlan, SERVICE, self._on_request)
         # registered last: rclpy also calls it for every declare_parameter
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._camera_input = follow_camera_info(self, lambda: self._config.robot.camera)
 
     def log_ready(self) -> None:
         """Log the one 'ready' line (service, frame, sampler and model)."""
@@ -338,7 +345,8 @@ class StanceServer(Node):
                                     answer.request, proposer.sampler_name, answer.notes)
         context = ReportContext(target, msgs.stamp_of(header), request.goal.header.frame_id,
                                 float(request.tolerance), sequence)
-        self._companions.submit(CompanionJob(answer, header, context, proposer.robot))
+        camera = camera_entry(self._camera_input, config.robot.camera)
+        self._companions.submit(CompanionJob(answer, header, context, proposer.robot, camera))
         return response
 
     def _answer(self, request: GetPlan.Request, target: str, timeout_s: float,
@@ -409,7 +417,9 @@ class StanceServer(Node):
                 yield
             marker.points = copied
             markers.markers.append(marker)
-        report = msgs.report_msg(build_report(answer, job.context))
+        report = build_report(answer, job.context)
+        report['camera'] = job.camera  # the intrinsics the visibility check used, since when
+        report = msgs.report_msg(report)
         yield
         self._pub_candidates.publish(trajectory)
         self._pub_markers.publish(markers)
