@@ -245,10 +245,12 @@ class StanceManifold:
         """Per grasp ``(G, 4, 4)``: the roll equation and the wrist-roll frame."""
         W = T @ self._T_tool_inv
         R = W[:, :3, :3]
-        zW = R[:, 2, :]  # R_W^T z, world z in the roll joint frame
-        A = zW @ self._m_perp
-        B = -(zW @ self._m_cross)
-        C = self._m_par * (zW @ self._a6)
+        # R_W^T z, world z in the roll joint frame, as (G, 1, 3): a stack of (1, 3) @ (3,)
+        # products gives each grasp bit for bit what it gets alone ((G, 3) @ (3,) may not)
+        zW = R[:, 2, None, :]
+        A = (zW @ self._m_perp)[:, 0]
+        B = -(zW @ self._m_cross)[:, 0]
+        C = self._m_par * (zW @ self._a6)[:, 0]
         rho = np.hypot(A, B)
         vertical = rho < self.vertical_tol
         gamma = np.arctan2(B, A)

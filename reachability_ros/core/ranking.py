@@ -126,7 +126,7 @@ def nonlinear_robustness(robot: WholeBodyModel, visibility: Visibility, q: np.nd
         robot: the whole-body model.
         visibility: the visibility checker of ``robot``.
         q: ``(M, nq)`` stances (world frame).
-        T_goal: ``(4, 4)`` grasp.
+        T_goal: ``(4, 4)`` grasp, or ``(M, 4, 4)`` the target of each stance.
         delta: ``(S, 3)`` base errors (dx, dy in the base frame, dyaw).
         cfg: tolerances (``grasp_tolerance_*``) and ``min_visibility_margin_m``.
         iterations: Levenberg-Marquardt steps after the shared start. Against a
@@ -143,6 +143,8 @@ def nonlinear_robustness(robot: WholeBodyModel, visibility: Visibility, q: np.nd
         return np.zeros(M)
     qp = compose_planar(q, delta).reshape(M * S, -1)
     n = qp.shape[0]
+    if T_goal.ndim == 3:  # one target per stance: each of its S landed bases sees it
+        T_goal = np.repeat(T_goal, S, axis=0)
     pg, RgB = grasp_in_base_frames(T_goal, qp)  # the grasp seen from each landed base
     tol_p, tol_o = cfg.grasp_tolerance_m, np.radians(cfg.grasp_tolerance_deg)
     w = np.array([1 / tol_p] * 3 + [1 / tol_o] * 3)[:, None]
@@ -262,3 +264,32 @@ def diverse_top_k(q: np.ndarray, score: np.ndarray, k: int, min_distance_m: floa
         far[0] = False
         rest, xy, u = rest[far], xy[far], u[far]
     return np.array(keep, dtype=int)
+
+
+def grouped_top_k(q: np.ndarray, score: np.ndarray, group: np.ndarray | None, k: int,
+                  min_distance_m: float, min_yaw_rad: float) -> np.ndarray:
+    """Diverse top-k (:func:`diverse_top_k`) in each group, concatenated, group 0 first.
+
+    The pool whose robustness is measured when a request has several ranking groups
+    (the two flips of a symmetric grasp, ``core/freedom.py``); with one group (or
+    ``group`` None) it is the diverse top-k itself.
+
+    Args:
+        q: ``(f, nq)`` stances.
+        score: ``(f,)`` their scores.
+        group: ``(f,)`` non-negative group labels, or None.
+        k: stances per group.
+        min_distance_m: see :func:`diverse_top_k`.
+        min_yaw_rad: see :func:`diverse_top_k`.
+
+    Returns:
+        Indices into the stances, each group's best first.
+    """
+    if group is None or not group.size or group.max() == 0:
+        return diverse_top_k(q, score, k, min_distance_m, min_yaw_rad)
+    parts = []
+    for gid in np.unique(group):
+        rows = np.flatnonzero(group == gid)
+        parts.append(rows[diverse_top_k(q[rows], score[rows], k, min_distance_m,
+                                        min_yaw_rad)])
+    return np.concatenate(parts)

@@ -1,0 +1,229 @@
+"""Grasp freedom and grasp sets: the exact tool poses a request's grasps expand into.
+
+A request holds a main grasp and optional *alternatives* (any one of them will do:
+the candidates of a grasp detector). Each grasp may allow some freedom about its
+approach axis, the tool's +z (``Grasp.symmetric``, ``Grasp.free_roll``). The
+pipeline does not sample "a grasp with freedom": it samples proposals for
+*targets*, exact tool poses that each serve one grasp of the request, and solves
+every proposal exactly for its own target (the closed-form solver takes one grasp
+pose per row):
+
+* a fixed grasp is one target, the grasp itself;
+* a symmetric grasp is two targets, the grasp and its flip by pi about the
+  approach axis (quaternion ``q (x) (0, 0, 1, 0) = (y, -x, w, -z)``, exact). Both
+  use the same noise draws, the ones a request for either flip alone would use,
+  and each flip is a ranking *group* of its own (``Targets.group``): the pipeline
+  picks a diverse top-k in each group, measures the robustness of all of them and
+  keeps the best across the groups, so the answer is never worse than the better
+  single-flip request (the test holds it to that);
+* a free roll adds one coordinate to the LeKiwi's stance set (a 3-D family: the
+  roll about the approach axis, then the 2-D closed form at that roll). It is
+  sampled: targets ``q (x) (0, 0, sin(r / 2), cos(r / 2))`` with rolls ``r``
+  stratified at random over the circle, one target per proposal (samplers with
+  noise), or an even grid of rolls (the grid sampler); ``r = 0`` is the requested
+  roll.
+
+Every target keeps the request's position, so a stance's ``tool_pose`` differs from
+its grasp only by a rotation about the approach axis.
+
+Caps: a request holds at most :data:`MAX_ALTERNATIVES` alternatives (a larger set is
+refused with a reason; split it into several requests).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .errors import InvalidRequest
+from .geometry import quat_to_matrix
+from .types import Grasp
+
+#: Most alternatives one request may carry (a detector's candidates: tens to hundreds).
+MAX_ALTERNATIVES = 1000
+#: Rolls of the grid sampler's free-roll grid (evenly spaced over the circle, 0 included).
+GRID_ROLLS = 8
+
+
+def flip_quaternion(q: Sequence[float]) -> tuple[float, float, float, float]:
+    """Turn a quaternion (x, y, z, w) by pi about its own +z: ``q (x) (0, 0, 1, 0)``.
+
+    Exact (a permutation with signs): the flip of the flip is ``-q``, the same rotation.
+    """
+    x, y, z, w = (float(v) for v in q)
+    return (y, -x, w, -z)
+
+
+def roll_quaternions(q: Sequence[float], roll_rad: np.ndarray) -> np.ndarray:
+    """Turn a quaternion (x, y, z, w) about its own +z by each roll: ``(n, 4)``.
+
+    ``q (x) (0, 0, sin(r / 2), cos(r / 2))``; the norm of ``q`` is kept.
+
+    Args:
+        q: ``(4,)`` quaternion (x, y, z, w).
+        roll_rad: ``(n,)`` rotations about the tool's +z (rad).
+    """
+    x, y, z, w = (float(v) for v in q)
+    half = 0.5 * np.asarray(roll_rad, dtype=float)
+    c, s = np.cos(half), np.sin(half)
+    return np.stack([x * c + y * s, y * c - x * s, z * c + w * s, w * c - z * s], axis=-1)
+
+
+@dataclass(frozen=True)
+class Targets:
+    """The exact tool poses proposals are drawn for, and the rows drawn for each.
+
+    Attributes:
+        T: ``(P, 4, 4)`` target poses of the tool frame in the world.
+        quat: ``(P, 4)`` their orientations (x, y, z, w).
+        grasp_index: ``(P,)`` the grasp of the request each target serves (0 main).
+        roll_rad: ``(P,)`` its rotation about the approach axis from that grasp.
+        group: ``(P,)`` ranking group: 1 for the flipped target of a symmetric
+            grasp, else 0.
+        rows: ``(n,)`` the target of each proposal, grouped by target.
+        noise: ``(n,)`` the noise draw of each proposal: the two flips of a
+            symmetric grasp share draws, every other row has its own.
+        n_noise: number of noise draws.
+    """
+
+    T: np.ndarray
+    quat: np.ndarray
+    grasp_index: np.ndarray
+    roll_rad: np.ndarray
+    group: np.ndarray
+    rows: np.ndarray
+    noise: np.ndarray
+    n_noise: int
+
+    @property
+    def n_groups(self) -> int:
+        """Number of ranking groups (2 when a symmetric grasp is in the request)."""
+        return int(self.group.max()) + 1 if self.group.size else 1
+
+
+def check_flags(grasp: Grasp, where: str) -> None:
+    """Refuse freedom flags that are not booleans.
+
+    Raises:
+        InvalidRequest: ``symmetric`` or ``free_roll`` is not True or False.
+    """
+    for name in ("symmetric", "free_roll"):
+        v = getattr(grasp, name)
+        if not isinstance(v, (bool, np.bool_)):
+            raise InvalidRequest(f"{where}{name} must be true or false, got {v!r}")
+
+
+def check_alternatives(alternatives) -> tuple:
+    """Check the container of alternatives (not the grasps); return it as a tuple.
+
+    Raises:
+        InvalidRequest: not a list or tuple of :class:`Grasp`, or more than
+            :data:`MAX_ALTERNATIVES` of them.
+    """
+    if not isinstance(alternatives, (list, tuple)):
+        raise InvalidRequest(f"alternatives must be a list of grasps, got "
+                             f"{type(alternatives).__name__}")
+    if len(alternatives) > MAX_ALTERNATIVES:
+        raise InvalidRequest(f"alternatives has {len(alternatives)} entries; at most "
+                             f"{MAX_ALTERNATIVES} per request (split the set into several "
+                             "requests)")
+    for i, g in enumerate(alternatives):
+        if not isinstance(g, Grasp):
+            raise InvalidRequest(f"{entry_name(i + 1)}: expected a grasp, got "
+                                 f"{type(g).__name__}")
+    return tuple(alternatives)
+
+
+def entry_name(grasp_index: int) -> str:
+    """Name a grasp of a request in messages: ``alternatives[i - 1] (grasp_index i)``."""
+    if grasp_index == 0:
+        return "the main grasp"
+    return f"alternatives[{grasp_index - 1}] (grasp_index {grasp_index})"
+
+
+def samples_per_grasp(n_grasps: int, n_samples: int, set_samples: int) -> int:
+    """Proposals (noise draws) per grasp: ``n_samples`` alone, a share of a set's budget.
+
+    Args:
+        n_grasps: grasps in the request (main + alternatives).
+        n_samples: proposals of a request with one grasp.
+        set_samples: proposals of a request with several grasps, split evenly.
+
+    Returns:
+        ``n_samples`` for one grasp, else ``ceil(set_samples / n_grasps)`` capped at
+        ``n_samples`` (at least 1).
+    """
+    if n_grasps <= 1:
+        return int(n_samples)
+    return max(1, min(int(n_samples), math.ceil(set_samples / n_grasps)))
+
+
+def expand_targets(grasps: Sequence[Grasp], T_grasps: Sequence[np.ndarray], n_per_grasp: int,
+                   rng: np.random.Generator, roll_grid: int | None = None) -> Targets:
+    """Expand a request's grasps into targets and proposal rows (module docstring).
+
+    Args:
+        grasps: the validated grasps, main first.
+        T_grasps: their ``(4, 4)`` poses as validated (reused as the unturned targets,
+            so that a target is bit for bit the pose of a request for it alone).
+        n_per_grasp: noise draws (proposals) per grasp; a symmetric grasp gets this
+            many rows per flip.
+        rng: draws the free rolls (stratified: one roll per stratum of the circle),
+            before any noise of the sampler.
+        roll_grid: None for samplers with noise (one random roll per proposal), or
+            the number of evenly spaced rolls of a free-roll grasp, each target then
+            getting ``ceil(n_per_grasp / roll_grid)`` rows (the grid sampler).
+
+    Returns:
+        The :class:`Targets`.
+    """
+    n = int(n_per_grasp)
+    T_parts, quat_parts, gi_parts, roll_parts, group_parts = [], [], [], [], []
+    rows_parts, noise_parts = [], []
+    n_targets = n_noise = 0
+    for i, (g, T) in enumerate(zip(grasps, T_grasps)):
+        q0 = tuple(float(v) for v in g.orientation)
+        if g.free_roll:
+            if roll_grid is None:
+                rolls = 2.0 * math.pi * (np.arange(n) + rng.random(n)) / n
+                per = 1
+            else:
+                rolls = 2.0 * math.pi * np.arange(roll_grid) / roll_grid
+                per = math.ceil(n / roll_grid)
+            quats = roll_quaternions(q0, rolls)
+            Ts = np.zeros((len(rolls), 4, 4))
+            Ts[:, :3, :3] = quat_to_matrix(quats)
+            Ts[:, :3, 3] = T[:3, 3]
+            Ts[:, 3, 3] = 1.0
+            Ts[0] = T if rolls[0] == 0.0 else Ts[0]
+            groups = np.zeros(len(rolls), dtype=int)
+            rows = np.repeat(np.arange(len(rolls)), per)
+            noise = n_noise + np.arange(rows.size)
+        elif g.symmetric:
+            qf = flip_quaternion(q0)
+            Tf = T.copy()
+            Tf[:3, :3] = quat_to_matrix(np.array(qf))  # as a request for the flip alone
+            Ts, quats, rolls = np.stack([T, Tf]), np.array([q0, qf]), np.array([0.0, math.pi])
+            groups = np.array([0, 1])
+            rows = np.repeat(np.arange(2), n)
+            noise = n_noise + np.tile(np.arange(n), 2)
+        else:
+            Ts, quats, rolls, groups = T[None], np.array([q0]), np.zeros(1), np.zeros(1, int)
+            rows = np.zeros(n, dtype=int)
+            noise = n_noise + np.arange(n)
+        T_parts.append(Ts)
+        quat_parts.append(quats)
+        gi_parts.append(np.full(len(Ts), i))
+        roll_parts.append(rolls)
+        group_parts.append(groups)
+        rows_parts.append(n_targets + rows)
+        noise_parts.append(noise)
+        n_targets += len(Ts)
+        n_noise = int(noise.max()) + 1 if noise.size else n_noise
+    return Targets(np.concatenate(T_parts), np.concatenate(quat_parts),
+                   np.concatenate(gi_parts), np.concatenate(roll_parts),
+                   np.concatenate(group_parts), np.concatenate(rows_parts),
+                   np.concatenate(noise_parts), n_noise)
