@@ -20,8 +20,8 @@ pose per row):
   roll about the approach axis, then the 2-D closed form at that roll). It is
   sampled: targets ``q (x) (0, 0, sin(r / 2), cos(r / 2))`` with rolls ``r``
   stratified at random over the circle, one target per proposal (samplers with
-  noise), or an even grid of rolls (the grid sampler); ``r = 0`` is the requested
-  roll.
+  noise), or an even grid of :data:`GRID_ROLLS` rolls, ``r = 0`` (the requested
+  roll) included, each with the whole grid of a fixed grasp (the grid sampler).
 
 Every target keeps the request's position, so a stance's ``tool_pose`` differs from
 its grasp only by a rotation about the approach axis.
@@ -175,7 +175,9 @@ def expand_targets(grasps: Sequence[Grasp], T_grasps: Sequence[np.ndarray], n_pe
             before any noise of the sampler.
         roll_grid: None for samplers with noise (one random roll per proposal), or
             the number of evenly spaced rolls of a free-roll grasp, each target then
-            getting ``ceil(n_per_grasp / roll_grid)`` rows (the grid sampler).
+            getting ``n_per_grasp`` rows, a whole grid (the grid sampler: its cells
+            must stay fine enough in pan to face the camera; a coarser grid per roll
+            missed more grasps than fewer rolls, bench/bench_grasp_sets.py).
 
     Returns:
         The :class:`Targets`.
@@ -192,7 +194,7 @@ def expand_targets(grasps: Sequence[Grasp], T_grasps: Sequence[np.ndarray], n_pe
                 per = 1
             else:
                 rolls = 2.0 * math.pi * np.arange(roll_grid) / roll_grid
-                per = math.ceil(n / roll_grid)
+                per = n
             quats = roll_quaternions(q0, rolls)
             Ts = np.zeros((len(rolls), 4, 4))
             Ts[:, :3, :3] = quat_to_matrix(quats)
