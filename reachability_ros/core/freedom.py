@@ -72,6 +72,20 @@ def roll_quaternions(q: Sequence[float], roll_rad: np.ndarray) -> np.ndarray:
     return np.stack([x * c + y * s, y * c - x * s, z * c + w * s, w * c - z * s], axis=-1)
 
 
+def roll_between(q_from: Sequence[float], q_to: Sequence[float]) -> float:
+    """Angle (rad, in (-pi, pi]) about its own +z that turns ``q_from`` into ``q_to``.
+
+    Meaningful when the two differ only by such a turn (a ``tool_pose`` and its grasp);
+    the part of the relative rotation off the z axis is ignored.
+    """
+    x1, y1, z1, w1 = (float(v) for v in q_from)
+    x2, y2, z2, w2 = (float(v) for v in q_to)
+    # z and w components of conj(q_from) (x) q_to
+    z = w1 * z2 - x1 * y2 + y1 * x2 - z1 * w2
+    w = w1 * w2 + x1 * x2 + y1 * y2 + z1 * z2
+    return math.remainder(2.0 * math.atan2(z, w), 2.0 * math.pi)
+
+
 @dataclass(frozen=True)
 class Targets:
     """The exact tool poses proposals are drawn for, and the rows drawn for each.
