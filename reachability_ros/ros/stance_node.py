@@ -35,6 +35,7 @@ with every answer, failures included), ``/propose_stance/markers``
 (``visualization_msgs/MarkerArray``, the robot drawn at the best stance in
 namespace ``robot``) and ``/propose_stance/report`` (``std_msgs/String``, JSON
 with ``header`` and ``sequence`` to match it to its response).
+Grasp sets (``PoseArray`` on ``/propose_stance/grasp_set``) and freedom: :mod:`.grasp_set_node`.
 
 Threads: the main thread spins the node (service, parameters) in a single-threaded
 executor; :class:`~.companions.CompanionPublisher` publishes the companions; a third
@@ -52,7 +53,7 @@ import sys
 import threading
 from typing import Any, Iterator
 
-from geometry_msgs.msg import PoseStamped
+from geometry_msgs.msg import PoseArray, PoseStamped
 from nav_msgs.srv import GetPlan
 import numpy as np
 from rcl_interfaces.msg import SetParametersResult
@@ -82,6 +83,7 @@ from .conversions import (answer_request, build_report, check_raw_goal, check_ra
                           plan_poses, pose_request, PoseInput, ReportContext,
                           retry_with_latest, StanceAnswer, tf_remap_arguments,
                           trajectory_layout, transform_failure_reason)
+from .grasp_set_node import FREEDOM_PARAMETERS, GraspSetServer
 from .lifecycle import (clean_up, exit_now, lingering_threads, ShutdownRequest,
                         SPIN_PERIOD_S, spin_until)
 from .markers import marker_specs
@@ -126,7 +128,7 @@ class CompanionJob:
     robot: Any
 
 
-class StanceServer(Node):
+class StanceServer(GraspSetServer, Node):
     """ROS 2 node serving ranked whole-body stances. Call :meth:`start` after construction.
 
     Args:
@@ -187,6 +189,7 @@ class StanceServer(Node):
         self._companions = CompanionPublisher(self._companion_steps,
                                               on_error=self._companion_error)
         self._service = self.create_service(GetPlan, SERVICE, self._on_request)
+        self._start_grasp_sets()
         # registered last: rclpy also calls it for every declare_parameter
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
@@ -210,13 +213,13 @@ class StanceServer(Node):
     def _load_config_file(self, path: str) -> StanceConfig:
         """Read the ``config_file`` parameter's YAML (node-level keys are skipped)."""
         params = parameters_section(load_yaml(path), NODE_NAME)
-        params = {k: v for k, v in params.items() if k not in NODE_PARAMETERS}
+        params = {k: v for k, v in params.items() if k not in NODE_PARAMETERS + FREEDOM_PARAMETERS}
         return StanceConfig.from_dict(params)
 
     def _refuse_unknown_parameters(self) -> None:
         """Raise ConfigError for parameters set on the node that it does not declare."""
         given = list(getattr(self, '_parameter_overrides', None) or {})
-        declared = [s.name for s in self._specs] + list(NODE_PARAMETERS)
+        declared = [s.name for s in self._specs] + list(NODE_PARAMETERS + FREEDOM_PARAMETERS)
         declared += [n for n in given if self.has_parameter(n)]
         unknown = unknown_parameters(given, declared)
         if unknown:
@@ -260,6 +263,7 @@ class StanceServer(Node):
             if config_changed:
                 proposer = self._build_proposer(config_from_parameters(values))
             with self._lock:
+                self._freedom = self._freedom_after(params)  # first: it may refuse
                 self._target_frame, self._tf_timeout_s = target_frame, tf_timeout
                 if proposer is not None:
                     self._proposer, self._config = proposer, proposer.config
@@ -378,11 +382,17 @@ class StanceServer(Node):
                     f"'{request.start.header.frame_id}' to '{target}': "
                     f'{type(exc).__name__}: {exc}'.split()))
         rng = np.random.default_rng(config.proposal.seed)
-        answer = answer_request(proposer, goal, start, rng, lock=self._compute_lock)
+        answer = answer_request(proposer, goal, start, rng, self._compute_lock,
+                                self._freedom.symmetric, self._freedom.free_roll)
         answer.notes = notes + answer.notes
         answer.goal_tf_latest = latest
         answer.start_request = start_request
         return answer
+
+    def _on_grasp_set(self, msg: PoseArray) -> None:
+        """Answer a grasp set on the companion topics (:mod:`.grasp_set_node`)."""
+        with self._companions.answering():
+            self._companions.submit(CompanionJob(*self._grasp_set_answer(msg)))
 
     # ------------------------------------------------------------------ companions
     def _companion_steps(self, job: CompanionJob) -> Iterator[None]:
