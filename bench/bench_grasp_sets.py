@@ -21,6 +21,12 @@ manifold flow) on one thread:
 3. **Free roll against fixed roll** (sets of 10): the fraction of grasps with any valid
    stance (a single request each), the fraction of sets with one, the robustness of the
    set's top-1 and its travel from the start pose.
+4. **Free roll against the exact ground truth** (``--truth N``): N grasps of random
+   position and orientation whose exact free-roll stance set
+   (``evaluation.ground_truth.free_roll_ground_truth``: 24 rolls, 24 x 24 cells each) is
+   not empty; success@1 of the shipped model conditioned on one random roll per proposal
+   (and of the exact grid with 8 rolls), the same grasps with their roll fixed, and the
+   fraction of the true set's feasible rolls where the sampler found a stance.
 
 Every returned stance is re-checked with Pinocchio FK (``robot.fk_pinocchio``): it reaches
 its ``tool_pose`` to 1e-6 m and the tool pose differs from its grasp only by a turn about
@@ -52,6 +58,7 @@ from reachability_ros.core.pipeline import StanceProposer  # noqa: E402
 from reachability_ros.core.types import BasePose, Grasp  # noqa: E402
 from reachability_ros.core.visibility import Visibility  # noqa: E402
 from reachability_ros.evaluation.grasps import detector_grasps  # noqa: E402
+from reachability_ros.evaluation.ground_truth import free_roll_ground_truth  # noqa: E402
 
 BENCH_SEED = 2026
 
@@ -187,6 +194,45 @@ def freedom_table(p: StanceProposer, sets: list, robot, vis) -> None:
     print(f"\nreturned stances failing the FK check: {bad}")
 
 
+def truth_table(proposers: dict, n: int, robot, vis) -> None:
+    rng = np.random.default_rng(BENCH_SEED + 1)
+    manifold = next(iter(proposers.values())).manifold
+    cases, drawn = [], 0
+    while len(cases) < n:
+        drawn += 1
+        quat = rng.normal(size=4)
+        quat /= np.linalg.norm(quat)
+        g = Grasp((rng.uniform(-2, 2), rng.uniform(-2, 2), rng.uniform(-0.05, 0.35)),
+                  tuple(quat), "map", free_roll=True)
+        gt = free_roll_ground_truth(manifold, g.matrix(), vis, n_roll=24, n_pan=24, n_lift=24)
+        if not gt["empty"]:
+            cases.append((g, gt))
+    print(f"\n### Free roll against the exact ground truth: {n} grasps with a non-empty "
+          f"free-roll set (of {drawn} drawn)\n")
+    print("| sampler | success@1, free roll | success@1, the roll fixed | true rolls reached | "
+          "p50 ms | FK check failures |")
+    print("|---|---|---|---|---|---|")
+    for name, p in proposers.items():
+        ok = fixed = bad = 0
+        reached, lat = [], []
+        for i, (g, gt) in enumerate(cases):
+            r, ms = timed(lambda: p.propose(g, rng=np.random.default_rng([BENCH_SEED, i])))
+            lat.append(ms)
+            bad += check(robot, vis, r, [g])
+            ok += r.ok
+            fixed += p.propose(Grasp(g.position, g.orientation, "map"),
+                               rng=np.random.default_rng([BENCH_SEED, i])).ok
+            if r.ok:  # the rolls of the verified stances, binned like the truth
+                T = robot.fk_pinocchio(r.feasible_q, robot.config.tool_frame)
+                R0 = quat_to_matrix(np.array(g.orientation))
+                w = log_so3(np.einsum("ji,njk->nik", R0, T[:, :3, :3]))
+                got = np.round(np.mod(w[:, 2], 2 * np.pi) / (2 * np.pi / 24)).astype(int) % 24
+                true = set(np.flatnonzero(gt["n_per_roll"]).tolist())
+                reached.append(len(true & set(got.tolist())) / len(true))
+        print(f"| {name} | {ok / n:.3f} ({ok}/{n}) | {fixed / n:.3f} | "
+              f"{np.mean(reached):.3f} | {pct(lat, 50):.1f} | {bad} |")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -194,6 +240,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", type=int, nargs="+", default=[1, 10, 100])
     ap.add_argument("--budgets", type=int, nargs="+", default=[512, 1024, 2048])
     ap.add_argument("--no-budgets", action="store_true", help="skip the budget table")
+    ap.add_argument("--truth", type=int, default=300,
+                    help="grasps of the ground-truth table (0: skip it)")
     args = ap.parse_args(argv)
     cfg = load_stance_config(None)
     pc = cfg.proposal
@@ -226,6 +274,10 @@ def main(argv=None) -> int:
               f"{r['bad']} |")
     size = 10 if 10 in by_size else args.sizes[0]
     freedom_table(base, by_size[size], robot, vis)
+    if args.truth:
+        grid = StanceProposer(replace(cfg, proposal=replace(cfg.proposal, sampler="grid",
+                                                            model_path="")), robot)
+        truth_table({"model (default)": base, "exact grid": grid}, args.truth, robot, vis)
     return 0
 
 
