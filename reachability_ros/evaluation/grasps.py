@@ -169,11 +169,7 @@ def unreachable_grasps(n: int, rng: np.random.Generator,
         ConfigError: a negative ``n``, no kinds or an unknown kind.
     """
     n = _count(n)
-    kinds = tuple(kinds)
-    bad = [k for k in kinds if k not in UNREACHABLE_KINDS]
-    if not kinds or bad:
-        raise ConfigError(f"unreachable grasp kinds {bad or list(kinds)}: use some of "
-                          f"{sorted(UNREACHABLE_KINDS)}")
+    kinds = _check_kinds(kinds, UNREACHABLE_KINDS, "unreachable grasp kinds")
     T = np.zeros((n, 4, 4))
     quat = np.zeros((n, 4))
     for i in range(n):
@@ -181,12 +177,7 @@ def unreachable_grasps(n: int, rng: np.random.Generator,
         if kind == "from_below":
             el = np.radians(rng.uniform(-90.0, -55.0))
             hd = rng.uniform(-np.pi, np.pi)
-            a = np.array([np.cos(el) * np.cos(hd), np.cos(el) * np.sin(hd), -np.sin(el)])
-            r = rng.normal(size=3)
-            bx = r - (r @ a) * a
-            bx /= np.linalg.norm(bx)
-            R = np.stack([bx, np.cross(a, bx), a], axis=1)
-            q = matrix_to_quat(R)
+            q = matrix_to_quat(_frame_about(_approach(el, hd), rng))
             z = rng.uniform(0.0, 0.3)
         else:
             q = rng.normal(size=4)
@@ -198,6 +189,29 @@ def unreachable_grasps(n: int, rng: np.random.Generator,
         T[i, :3, 3] = (x, y, z)
         T[i, 3, 3] = 1.0
     return GraspSet(T, quat)
+
+
+def _check_kinds(kinds: Sequence[str], known, what: str) -> tuple:
+    """Return the kinds as a tuple; ConfigError for none or an unknown one."""
+    kinds = tuple(kinds)
+    bad = [k for k in kinds if k not in known]
+    if not kinds or bad:
+        raise ConfigError(f"{what} {bad or list(kinds)}: use some of {sorted(known)}")
+    return kinds
+
+
+def _approach(elevation_rad: float, heading_rad: float) -> np.ndarray:
+    """The unit approach axis ``(3,)`` at an elevation below the horizon and a heading."""
+    c = np.cos(elevation_rad)
+    return np.array([c * np.cos(heading_rad), c * np.sin(heading_rad), -np.sin(elevation_rad)])
+
+
+def _frame_about(a: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A rotation ``(3, 3)`` whose z is the unit approach ``a`` and whose x is random."""
+    r = rng.normal(size=3)
+    bx = r - (r @ a) * a
+    bx /= np.linalg.norm(bx)
+    return np.stack([bx, np.cross(a, bx), a], axis=1)
 
 
 #: approach kinds of :func:`detector_grasps`: elevation of the approach below the horizon
@@ -230,21 +244,13 @@ def detector_grasps(center_m: Sequence[float], n: int, rng: np.random.Generator,
         ConfigError: a negative ``n``, or no or an unknown approach kind.
     """
     n = _count(n)
-    bad = [a for a in approaches if a not in DETECTOR_APPROACHES_DEG]
-    if not approaches or bad:
-        raise ConfigError(f"approach kinds {bad or list(approaches)}: use some of "
-                          f"{sorted(DETECTOR_APPROACHES_DEG)}")
+    approaches = _check_kinds(approaches, DETECTOR_APPROACHES_DEG, "approach kinds")
     T = np.zeros((n, 4, 4))
     for i in range(n):
         el = np.radians(DETECTOR_APPROACHES_DEG[approaches[i % len(approaches)]])
-        hd = rng.uniform(-np.pi, np.pi)
-        a = np.array([np.cos(el) * np.cos(hd), np.cos(el) * np.sin(hd), -np.sin(el)])
+        a = _approach(el, rng.uniform(-np.pi, np.pi))
         a = a + np.radians(tilt_sigma_deg) * rng.normal(size=3)
-        a /= np.linalg.norm(a)
-        r = rng.normal(size=3)  # a random jaw axis perpendicular to the approach
-        bx = r - (r @ a) * a
-        bx /= np.linalg.norm(bx)
-        T[i, :3, :3] = np.stack([bx, np.cross(a, bx), a], axis=1)
+        T[i, :3, :3] = _frame_about(a / np.linalg.norm(a), rng)
         T[i, :3, 3] = np.asarray(center_m, dtype=float) + position_sigma_m * rng.normal(size=3)
         T[i, 3, 3] = 1.0
     return GraspSet(T, matrix_to_quat(T[:, :3, :3]).reshape(-1, 4))
