@@ -148,7 +148,7 @@ def sets_vs_singles(p: StanceProposer, sets: list, robot, vis) -> dict:
             both += 1
             as_good += r.candidates[0].score >= best - 0.1
             gap.append(best - r.candidates[0].score)
-            gap_base.append(max(base_score(s.candidates[0]) for s in singles if s.ok)
+            gap_base.append(max(base_score(c) for s in singles for c in s.candidates)
                             - max(base_score(c) for c in r.candidates))
     return {"size": len(sets[0][0]), "n": len(sets), "set_p50": pct(set_ms, 50),
             "set_p99": pct(set_ms, 99), "loop_p50": pct(loop_ms, 50),

@@ -323,3 +323,25 @@ def test_targets_of_a_mixed_set():
     assert np.all((rolls >= np.arange(4) * np.pi / 2) & (rolls < np.arange(1, 5) * np.pi / 2))
     R = quat_to_matrix(t.quat[3:])
     np.testing.assert_allclose(R[:, :, 2], [[0, 0, 1]] * 4, atol=1e-15)  # same approach
+
+
+def test_alternatives_are_validated_like_the_main_grasp(proposers, rng):
+    """The vectorized check of a set accepts and refuses exactly what validate_grasp does."""
+    p = proposers["grid"]
+    pc = p.config.proposal
+    for _ in range(300):
+        quat = rng.normal(size=4)
+        quat *= rng.choice([1.0, 1.0 + 0.9 * pc.quaternion_tolerance,
+                            1.0 + 1.1 * pc.quaternion_tolerance, 0.0]) / np.linalg.norm(quat)
+        pos = (rng.uniform(-2, 2), rng.choice([rng.uniform(-2, 2), 2e6]),
+               rng.choice([0.1, pc.max_height_m + 0.01, pc.min_height_m - 0.01, np.nan]))
+        g = Grasp(pos, tuple(quat))
+        try:
+            want = validate_grasp(g, pc)
+        except InvalidRequest as exc:
+            with pytest.raises(InvalidRequest) as got:
+                p.validate_alternatives(Grasp((1.0, 0.0, 0.1), (0, 0, 0, 1)), [g] * 3)
+            assert str(got.value) == f"alternatives[0] (grasp_index 1): {exc}"
+            continue
+        _, T = p.validate_alternatives(Grasp((1.0, 0.0, 0.1), (0, 0, 0, 1)), [g] * 3)
+        np.testing.assert_allclose(T[2], want, rtol=0, atol=1e-15)

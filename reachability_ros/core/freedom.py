@@ -57,16 +57,17 @@ def flip_quaternion(q: Sequence[float]) -> tuple[float, float, float, float]:
     return (y, -x, w, -z)
 
 
-def roll_quaternions(q: Sequence[float], roll_rad: np.ndarray) -> np.ndarray:
-    """Turn a quaternion (x, y, z, w) about its own +z by each roll: ``(n, 4)``.
+def roll_quaternions(q: Sequence[float] | np.ndarray, roll_rad: np.ndarray) -> np.ndarray:
+    """Turn quaternions (x, y, z, w) about their own +z by each roll: ``(n, 4)``.
 
     ``q (x) (0, 0, sin(r / 2), cos(r / 2))``; the norm of ``q`` is kept.
 
     Args:
-        q: ``(4,)`` quaternion (x, y, z, w).
+        q: ``(4,)`` one quaternion, or ``(n, 4)`` one per roll.
         roll_rad: ``(n,)`` rotations about the tool's +z (rad).
     """
-    x, y, z, w = (float(v) for v in q)
+    q = np.asarray(q, dtype=float)
+    x, y, z, w = (q[..., i] for i in range(4))
     half = 0.5 * np.asarray(roll_rad, dtype=float)
     c, s = np.cos(half), np.sin(half)
     return np.stack([x * c + y * s, y * c - x * s, z * c + w * s, w * c - z * s], axis=-1)
@@ -179,6 +180,10 @@ def expand_targets(grasps: Sequence[Grasp], T_grasps: Sequence[np.ndarray], n_pe
                    rng: np.random.Generator, roll_grid: int | None = None) -> Targets:
     """Expand a request's grasps into targets and proposal rows (module docstring).
 
+    Targets and rows come grasp by grasp, in the order of ``grasps``; vectorized over
+    the grasps (a set of 1,000 costs about what one grasp does), except the flips of
+    symmetric grasps, each turned into a matrix like a request for it alone.
+
     Args:
         grasps: the validated grasps, main first.
         T_grasps: their ``(4, 4)`` poses as validated (reused as the unturned targets,
@@ -197,49 +202,33 @@ def expand_targets(grasps: Sequence[Grasp], T_grasps: Sequence[np.ndarray], n_pe
         The :class:`Targets`.
     """
     n = int(n_per_grasp)
-    T_parts, quat_parts, gi_parts, roll_parts, group_parts = [], [], [], [], []
-    rows_parts, noise_parts = [], []
-    n_targets = n_noise = 0
-    for i, (g, T) in enumerate(zip(grasps, T_grasps)):
-        q0 = tuple(float(v) for v in g.orientation)
-        if g.free_roll:
-            if roll_grid is None:
-                rolls = 2.0 * math.pi * (np.arange(n) + rng.random(n)) / n
-                per = 1
-            else:
-                rolls = 2.0 * math.pi * np.arange(roll_grid) / roll_grid
-                per = n
-            quats = roll_quaternions(q0, rolls)
-            Ts = np.zeros((len(rolls), 4, 4))
-            Ts[:, :3, :3] = quat_to_matrix(quats)
-            Ts[:, :3, 3] = T[:3, 3]
-            Ts[:, 3, 3] = 1.0
-            Ts[0] = T if rolls[0] == 0.0 else Ts[0]
-            groups = np.zeros(len(rolls), dtype=int)
-            rows = np.repeat(np.arange(len(rolls)), per)
-            noise = n_noise + np.arange(rows.size)
-        elif g.symmetric:
-            qf = flip_quaternion(q0)
-            Tf = T.copy()
-            Tf[:3, :3] = quat_to_matrix(np.array(qf))  # as a request for the flip alone
-            Ts, quats, rolls = np.stack([T, Tf]), np.array([q0, qf]), np.array([0.0, math.pi])
-            groups = np.array([0, 1])
-            rows = np.repeat(np.arange(2), n)
-            noise = n_noise + np.tile(np.arange(n), 2)
-        else:
-            Ts, quats, rolls, groups = T[None], np.array([q0]), np.zeros(1), np.zeros(1, int)
-            rows = np.zeros(n, dtype=int)
-            noise = n_noise + np.arange(n)
-        T_parts.append(Ts)
-        quat_parts.append(quats)
-        gi_parts.append(np.full(len(Ts), i))
-        roll_parts.append(rolls)
-        group_parts.append(groups)
-        rows_parts.append(n_targets + rows)
-        noise_parts.append(noise)
-        n_targets += len(Ts)
-        n_noise = int(noise.max()) + 1 if noise.size else n_noise
-    return Targets(np.concatenate(T_parts), np.concatenate(quat_parts),
-                   np.concatenate(gi_parts), np.concatenate(roll_parts),
-                   np.concatenate(group_parts), np.concatenate(rows_parts),
-                   np.concatenate(noise_parts), n_noise)
+    free = np.array([bool(g.free_roll) for g in grasps])
+    sym = np.array([bool(g.symmetric) for g in grasps]) & ~free
+    q0 = np.array([tuple(float(v) for v in g.orientation) for g in grasps]).reshape(-1, 4)
+    T0 = np.asarray(T_grasps, dtype=float).reshape(-1, 4, 4)
+    n_free = n if roll_grid is None else int(roll_grid)
+    n_targets = np.where(free, n_free, np.where(sym, 2, 1))
+    per_target = np.where(free & (roll_grid is None), 1, n)  # rows of each target
+    tg = np.repeat(np.arange(len(grasps)), n_targets)  # the grasp of each target
+    j = np.arange(tg.size) - np.repeat(np.cumsum(n_targets) - n_targets, n_targets)
+    fr, flip = free[tg], sym[tg] & (j == 1)
+    roll = np.where(flip, math.pi, 0.0)
+    if roll_grid is None:
+        roll[fr] = 2.0 * math.pi * (j[fr] + rng.random(int(fr.sum()))) / n
+    else:
+        roll[fr] = 2.0 * math.pi * j[fr] / roll_grid
+    quat, T = q0[tg], T0[tg]
+    turned = fr & (roll != 0.0)
+    quat[turned] = roll_quaternions(q0[tg[turned]], roll[turned])
+    T[turned, :3, :3] = quat_to_matrix(quat[turned])
+    for t in np.flatnonzero(flip):  # as a request for the flip alone
+        quat[t] = flip_quaternion(q0[tg[t]])
+        T[t, :3, :3] = quat_to_matrix(quat[t])
+    rows = np.repeat(np.arange(tg.size), per_target[tg])
+    # the noise draws: one per row, but the two flips of a symmetric grasp share theirs
+    row_grasp = tg[rows]
+    rows_of = n_targets * per_target
+    draws_of = np.where(sym, rows_of // 2, rows_of)
+    local = np.arange(rows.size) - np.repeat(np.cumsum(rows_of) - rows_of, rows_of)
+    noise = np.repeat(np.cumsum(draws_of) - draws_of, rows_of) + local % draws_of[row_grasp]
+    return Targets(T, quat, tg, roll, flip.astype(int), rows, noise, int(draws_of.sum()))
