@@ -28,6 +28,9 @@ manifold flow) on one thread:
    (and of the exact grid with 8 rolls), the same grasps with their roll fixed, and the
    fraction of the true set's feasible rolls where the sampler found a stance.
 
+Latency depends on the machine's load: the speed of one small numpy call is printed
+at the start and the end (as in ``bench_pipeline.py``); compare rows within one run.
+
 Every returned stance is re-checked with Pinocchio FK (``robot.fk_pinocchio``): it reaches
 its ``tool_pose`` to 1e-6 m and the tool pose differs from its grasp only by a turn about
 the approach axis (1e-9 rad); the count of failures is printed.
@@ -59,6 +62,9 @@ from reachability_ros.core.types import BasePose, Grasp  # noqa: E402
 from reachability_ros.core.visibility import Visibility  # noqa: E402
 from reachability_ros.evaluation.grasps import detector_grasps  # noqa: E402
 from reachability_ros.evaluation.ground_truth import free_roll_ground_truth  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_pipeline import machine_speed  # noqa: E402
 
 BENCH_SEED = 2026
 
@@ -250,7 +256,8 @@ def main(argv=None) -> int:
     robot = base.robot
     vis = Visibility(robot)
     print(f"sampler {base.sampler_name}, n_samples {pc.n_samples}, set_samples "
-          f"{pc.set_samples}, top_k {pc.top_k}; one thread")
+          f"{pc.set_samples}, top_k {pc.top_k}; one thread; machine speed "
+          f"{machine_speed():.2f} us per np.sin of 256 doubles (latency follows it)")
     rng = np.random.default_rng(BENCH_SEED)
     by_size = {s: objects(args.objects, s, rng) for s in args.sizes}
     for p_warm in range(3):  # warm-up: onnxruntime and numpy first calls
@@ -278,6 +285,7 @@ def main(argv=None) -> int:
         grid = StanceProposer(replace(cfg, proposal=replace(cfg.proposal, sampler="grid",
                                                             model_path="")), robot)
         truth_table({"model (default)": base, "exact grid": grid}, args.truth, robot, vis)
+    print(f"\nmachine speed at the end: {machine_speed():.2f} us per call")
     return 0
 
 
