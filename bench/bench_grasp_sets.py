@@ -171,13 +171,13 @@ def base_score(c) -> float:
 def freedom_table(p: StanceProposer, sets: list, robot, vis) -> None:
     print(f"\n### Free roll against fixed roll: sets of {len(sets[0][0])} grasps, "
           f"{len(sets)} sets\n")
-    print("| roll | grasps with a stance | sets with a stance | top-1 robustness | "
-          "top-1 travel from start (m) | set p50 ms |")
-    print("|---|---|---|---|---|---|")
+    print("| roll | grasps with a stance | sets with a stance | top-1 score | top-1 robustness "
+          "| top-1 travel from start (m) | set p50 ms |")
+    print("|---|---|---|---|---|---|---|")
     bad = 0
     for free in (False, True):
         n_grasps = grasp_ok = set_ok = 0
-        rob, travel, lat = [], [], []
+        rob, travel, lat, score = [], [], [], []
         for i, (gs, start) in enumerate(sets):
             gs = with_freedom(gs, free)
             for j, g in enumerate(gs):
@@ -193,9 +193,11 @@ def freedom_table(p: StanceProposer, sets: list, robot, vis) -> None:
                 set_ok += 1
                 c = r.candidates[0]
                 rob.append(c.metrics["robustness"])
+                score.append(c.score)
                 travel.append(math.hypot(c.q[0] - start.x, c.q[1] - start.y))
         print(f"| {'free' if free else 'fixed'} | {grasp_ok / n_grasps:.3f} | "
-              f"{set_ok}/{len(sets)} | {np.mean(rob):.3f} | {np.mean(travel):.3f} | "
+              f"{set_ok}/{len(sets)} | {np.mean(score):.3f} | {np.mean(rob):.3f} | "
+              f"{np.mean(travel):.3f} | "
               f"{pct(lat, 50):.1f} |")
     print(f"\nreturned stances failing the FK check: {bad}")
 

@@ -345,3 +345,37 @@ def test_alternatives_are_validated_like_the_main_grasp(proposers, rng):
             continue
         _, T = p.validate_alternatives(Grasp((1.0, 0.0, 0.1), (0, 0, 0, 1)), [g] * 3)
         np.testing.assert_allclose(T[2], want, rtol=0, atol=1e-15)
+
+
+def test_robustness_of_a_free_roll_grasp_ignores_the_roll(robot, visibility, rng):
+    """A turn of the target about its approach axis is no error for a free-roll grasp
+    (checked before any re-solve step, where the fixed grasp is 20 deg off); the freedom
+    never costs robustness on average, and a grasp without it is measured as before."""
+    cfg = ProposalConfig()
+    grid = StanceProposer(StanceConfig(proposal=ProposalConfig(sampler="grid")), robot)
+    gs = reachable_grasps(robot, 12, rng, base_extent_m=0.0)
+    q, T = [], []
+    for t in gs.T_world_grasp:
+        props = grid.sampler.sample(t, 256, rng)
+        ok = props.valid & visibility.check(np.nan_to_num(props.q)).visible
+        if ok.any():
+            q.append(props.q[ok][0])
+            T.append(t)
+    q, T = np.array(q), np.array(T)
+    m = len(q)
+    turned = T.copy()
+    turned[:, :3, :3] = T[:, :3, :3] @ pin.rpy.rpyToMatrix(0.0, 0.0, math.radians(20.0))
+    still = np.zeros((2, 3))
+    free = np.ones(m, dtype=bool)
+    # without a re-solve step: the 20 deg turn is beyond the 5 deg tolerance, unless free
+    assert np.all(nonlinear_robustness(robot, visibility, q, turned, still, cfg,
+                                       iterations=0) == 0.0)
+    assert np.all(nonlinear_robustness(robot, visibility, q, turned, still, cfg,
+                                       iterations=0, free_roll=free) == 1.0)
+    delta = rng.normal(size=(16, 3)) * [0.03, 0.03, math.radians(3.0)]
+    fixed = nonlinear_robustness(robot, visibility, q, T, delta, cfg)
+    np.testing.assert_array_equal(
+        fixed, nonlinear_robustness(robot, visibility, q, T, delta, cfg,
+                                    free_roll=np.zeros(m, dtype=bool)))
+    loose = nonlinear_robustness(robot, visibility, q, T, delta, cfg, free_roll=free)
+    assert m >= 8 and loose.mean() >= fixed.mean(), (loose, fixed)

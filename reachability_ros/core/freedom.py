@@ -98,6 +98,7 @@ class Targets:
         roll_rad: ``(P,)`` its rotation about the approach axis from that grasp.
         group: ``(P,)`` ranking group: 1 for the flipped target of a symmetric
             grasp, else 0.
+        free: ``(P,)`` the target's grasp takes any roll (``Grasp.free_roll``).
         rows: ``(n,)`` the target of each proposal, grouped by target.
         noise: ``(n,)`` the noise draw of each proposal: the two flips of a
             symmetric grasp share draws, every other row has its own.
@@ -109,6 +110,7 @@ class Targets:
     grasp_index: np.ndarray
     roll_rad: np.ndarray
     group: np.ndarray
+    free: np.ndarray
     rows: np.ndarray
     noise: np.ndarray
     n_noise: int
@@ -231,4 +233,4 @@ def expand_targets(grasps: Sequence[Grasp], T_grasps: Sequence[np.ndarray], n_pe
     draws_of = np.where(sym, rows_of // 2, rows_of)
     local = np.arange(rows.size) - np.repeat(np.cumsum(rows_of) - rows_of, rows_of)
     noise = np.repeat(np.cumsum(draws_of) - draws_of, rows_of) + local % draws_of[row_grasp]
-    return Targets(T, quat, tg, roll, flip.astype(int), rows, noise, int(draws_of.sum()))
+    return Targets(T, quat, tg, roll, flip.astype(int), fr, rows, noise, int(draws_of.sum()))

@@ -169,6 +169,13 @@ class Sampled:
         return self.targets.group[self.target]
 
     @property
+    def free_roll(self) -> np.ndarray | None:
+        """``(n,)`` the row's grasp takes any roll about its approach, or None (none does)."""
+        if self.targets is None or not self.targets.free.any():
+            return None
+        return self.targets.free[self.target]
+
+    @property
     def n(self) -> int:
         """Number of proposals."""
         return self.q.shape[0]
@@ -553,12 +560,15 @@ class StanceProposer:
                                pc.nms_min_distance_m, np.radians(pc.nms_min_yaw_deg))
         return Ranked(idx, qf, X, metrics, terms, pre, score, chosen, delta, k, pooled)
 
-    def robustness(self, T: np.ndarray, r: Ranked) -> None:
+    def robustness(self, T: np.ndarray, r: Ranked, free_roll: np.ndarray | None = None
+                   ) -> None:
         """Re-solve the chosen stances' robustness nonlinearly; re-score and re-order them.
 
         ``T``: ``(4, 4)`` the grasp, or ``(n, 4, 4)`` the target of each proposal
-        (``Sampled.T``). A pool of several ranking groups is cut to the diverse
-        top-k by the final score.
+        (``Sampled.T``); ``free_roll``: ``(n,)`` proposals whose grasp takes any roll
+        (``Sampled.free_roll``: the roll about the approach is then no error), or
+        None. A pool of several ranking groups is cut to the diverse top-k by the
+        final score.
         """
         pc = self.config.proposal
         if pc.robustness_samples > 0 and r.chosen.size:
@@ -566,7 +576,8 @@ class StanceProposer:
             rob[r.chosen] = nonlinear_robustness(
                 self.robot, self.visibility, r.q[r.chosen], _rows(T, r.idx[r.chosen]),
                 r.perturbations, pc, iterations=pc.robustness_iterations,
-                chain=r.chain[..., r.chosen])
+                chain=r.chain[..., r.chosen],
+                free_roll=None if free_roll is None else free_roll[r.idx[r.chosen]])
             r.metrics["robustness"] = rob
             r.terms["robustness"] = robustness_term(rob, pc)
             r.score = r.base_score + r.terms["robustness"]
@@ -632,7 +643,7 @@ class StanceProposer:
                                   samples_grasp_index=s.grasp_index)
         r = self.rank(v, k, rng, current_base, s.group)
         clock.tick("rank")
-        self.robustness(s.T, r)
+        self.robustness(s.T, r, s.free_roll)
         clock.tick("robustness")
         funnel["not_in_top_k"] = int(r.idx.size - r.chosen.size)
         funnel["returned"] = int(r.chosen.size)
