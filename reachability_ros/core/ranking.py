@@ -116,13 +116,14 @@ def _without_roll(e: np.ndarray | None, J: np.ndarray | None, R: np.ndarray,
     """
     if free is None:
         return
-    a = R[:, 2, free]  # (3, f) the approach axes
+    cols = slice(None) if free.all() else free  # all free: views, no copies
+    a = R[:, 2, cols]  # (3, f) the approach axes
     if e is not None:
-        r = e[3:, free]
-        e[3:, free] = r - a * (a * r).sum(0)
+        r = e[3:, cols]
+        e[3:, cols] = r - a * (a * r).sum(0)
     if J is not None:
-        Jr = J[3:, :, free]
-        J[3:, :, free] = Jr - a[:, None, :] * np.einsum("kf,kjf->jf", a, Jr)[None]
+        Jr = J[3:, :, cols]
+        J[3:, :, cols] = Jr - a[:, None, :] * np.einsum("kf,kjf->jf", a, Jr)[None]
 
 
 _ROWS_BUT_ONE = np.array([[r for r in range(6) if r != i] for i in range(6)])
