@@ -17,6 +17,14 @@ Exit codes:
                  closed early), 3 internal error (a bug: please report it;
                  REACHABILITY_ROS_DEBUG=1 shows the traceback)
 
+Grasp freedom: ``propose --symmetric`` (the grasp flipped by 180 degrees about the
+approach axis, the tool's +z, is as good) and ``--free-roll`` (any rotation about it is).
+A batch line may add ``"symmetric": true``, ``"free_roll": true`` and
+``"alternatives": [{"position": [...], "orientation": [...]}, ...]`` (other grasps,
+any of which will do; each may carry its own ``symmetric`` / ``free_roll``; at most
+1,000 per line); every candidate says which grasp it serves (``grasp_index``: 0 the
+main grasp, i ``alternatives[i - 1]``) and the tool pose it reaches (``tool_pose``).
+
 Files: a relative --config, --model or --plot is the user's: looked up in the working
 directory first, then in the package's share directory (config and model). The config
 and model actually loaded are printed on stderr. Output files (--output, --plot) are
@@ -123,7 +131,8 @@ def _grasp_from_args(args):
         rpy = [math.radians(v) if args.degrees else float(v) for v in args.rpy]
         rpy = [math.remainder(v, 2.0 * math.pi) for v in rpy]  # huge angles: exact, no loss
         quat = tuple(float(v) for v in matrix_to_quat(rpy_to_matrix(*rpy)))
-    return Grasp(position, quat, args.frame_id)
+    return Grasp(position, quat, args.frame_id, symmetric=bool(args.symmetric),
+                 free_roll=bool(args.free_roll))
 
 
 def _base_from_args(args):
@@ -221,20 +230,29 @@ def _print_table(result, base_frame: str, out=sys.stdout) -> None:
         return
     print(f"x, y, yaw: the pose of {base_frame} in {frame}; then the arm joints", file=out)
     arm = [n.replace("arm_", "") for n in result.joint_names[3:]]
+    turned = result.grasp is not None and not result.grasp.fixed
     head = (f"{'#':>2} {'x':>8} {'y':>8} {'yaw°':>7} " + " ".join(f"{a[:11]:>11}" for a in arm)
-            + f" {'score':>6} {'robust':>6} {'view°':>6} {'pos_err':>8} {'ori_err°':>8}")
+            + f" {'score':>6} {'robust':>6} {'view°':>6} {'pos_err':>8} {'ori_err°':>8}"
+            + (f" {'turn°':>6}" if turned else ""))
     print(head, file=out)
     for i, c in enumerate(result.candidates, start=1):
         m = c.metrics
+        extra = ""
+        if turned:  # the tool pose reached, turned about the approach from the request
+            from reachability_ros.core.freedom import roll_between
+            turn = roll_between(result.grasp.orientation, c.tool_pose.orientation)
+            extra = f" {math.degrees(turn):6.1f}"
         print(f"{i:>2} {c.q[0]:8.3f} {c.q[1]:8.3f} {math.degrees(c.q[2]):7.1f} "
               + " ".join(f"{math.degrees(v):10.1f}°" for v in c.q[3:])
               + f" {c.score:6.2f} {m['robustness']:6.2f}"
               f" {math.degrees(m['angle_margin_rad']):6.1f}"
-              f" {m['position_error_m']:8.1e} {math.degrees(m['orientation_error_rad']):8.1e}",
-              file=out)
+              f" {m['position_error_m']:8.1e} {math.degrees(m['orientation_error_rad']):8.1e}"
+              + extra, file=out)
     print("robust: fraction of base poses off by the configured navigation error from which "
           "the arm alone still reaches the grasp within tolerance, visible; view°: angle "
-          "between the target ray and the nearest image edge", file=out)
+          "between the target ray and the nearest image edge"
+          + ("; turn°: the tool pose reached, turned about the approach axis from the "
+             "request" if turned else ""), file=out)
     print("score terms of #1: " + ", ".join(
         f"{k} {v:+.2f}" for k, v in result.candidates[0].terms.items()), file=out)
 
@@ -275,12 +293,74 @@ def _json_id(value, lineno: int):
     return f"line{lineno}" if value is None else str(value)
 
 
+def _parse_pose(rec: dict, where: str) -> tuple[tuple, tuple, bool, bool]:
+    """Read ``position``, ``orientation``, ``symmetric`` and ``free_roll`` of one grasp.
+
+    Raises:
+        InvalidRequest: a pose that is not 3 and 4 numbers, a flag that is not a boolean.
+    """
+    values = {}
+    for key, n in (("position", 3), ("orientation", 4)):
+        v = rec.get(key)
+        if not isinstance(v, list) or len(v) != n or not all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
+            raise InvalidRequest(f"{where}: {key!r} must be a list of {n} numbers")
+        try:
+            values[key] = tuple(float(x) for x in v)
+        except OverflowError:
+            raise InvalidRequest(f"{where}: {key!r} has a number too large for a "
+                                 "float") from None
+    flags = []
+    for key in ("symmetric", "free_roll"):
+        v = rec.get(key, False)
+        if not isinstance(v, bool):
+            raise InvalidRequest(f"{where}: {key!r} must be true or false, got {v!r}")
+        flags.append(v)
+    return values["position"], values["orientation"], flags[0], flags[1]
+
+
+#: Keys of one entry of a batch line's ``alternatives`` (anything else is refused).
+ALTERNATIVE_KEYS = ("position", "orientation", "symmetric", "free_roll")
+
+
+def _parse_alternatives(value, where: str, frame_id: str) -> list:
+    """Read a batch line's ``alternatives`` (checked in size before any entry).
+
+    Raises:
+        InvalidRequest: not a list, more than ``MAX_ALTERNATIVES`` entries, or an entry
+            that is not an object of :data:`ALTERNATIVE_KEYS` with a valid pose (the
+            reason names it: ``alternatives[36] (grasp_index 37)``).
+    """
+    from reachability_ros.core.freedom import entry_name, MAX_ALTERNATIVES
+    from reachability_ros.core.types import Grasp
+    if not isinstance(value, list):
+        raise InvalidRequest(f"{where}: 'alternatives' must be a list of grasps "
+                             '({"position": [...], "orientation": [...]}), got '
+                             f"{type(value).__name__}")
+    if len(value) > MAX_ALTERNATIVES:
+        raise InvalidRequest(f"{where}: 'alternatives' has {len(value)} entries; at most "
+                             f"{MAX_ALTERNATIVES} per line (split the set over several lines)")
+    out = []
+    for i, entry in enumerate(value, start=1):
+        at = f"{where}: {entry_name(i)}"
+        if not isinstance(entry, dict):
+            raise InvalidRequest(f"{at}: expected a JSON object")
+        unknown = sorted(str(k) for k in entry if k not in ALTERNATIVE_KEYS)
+        if unknown:
+            raise InvalidRequest(f"{at}: unknown key(s) {unknown}; an alternative has "
+                                 f"{', '.join(ALTERNATIVE_KEYS)}")
+        p, o, sym, free = _parse_pose(entry, at)
+        out.append(Grasp(p, o, frame_id, symmetric=sym, free_roll=free))
+    return out
+
+
 def _parse_line(line: str, lineno: int):
-    """Parse one batch line into ``(id, Grasp)``.
+    """Parse one batch line into ``(id, Grasp, alternatives)``.
 
     Raises:
         InvalidRequest: anything but an object with a 3-number ``position`` and a
-            4-number ``orientation``.
+            4-number ``orientation`` (boolean ``symmetric`` / ``free_roll`` and a list of
+            ``alternatives`` optional).
     """
     from reachability_ros.core.types import Grasp
     try:
@@ -292,19 +372,14 @@ def _parse_line(line: str, lineno: int):
     if not isinstance(rec, dict):
         raise InvalidRequest(f"line {lineno}: expected a JSON object")
     gid = _json_id(rec.get("id"), lineno)
-    values = {}
-    for key, n in (("position", 3), ("orientation", 4)):
-        v = rec.get(key)
-        if not isinstance(v, list) or len(v) != n or not all(
-                isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
-            raise InvalidRequest(f"line {lineno} (id {gid!r}): {key!r} must be a list of {n} "
-                                 "numbers")
-        try:
-            values[key] = tuple(float(x) for x in v)
-        except OverflowError:
-            raise InvalidRequest(f"line {lineno} (id {gid!r}): {key!r} has a number too large "
-                                 "for a float") from None
-    return gid, Grasp(values["position"], values["orientation"], str(rec.get("frame_id", "")))
+    where = f"line {lineno} (id {gid!r})"
+    position, orientation, sym, free = _parse_pose(rec, where)
+    frame_id = str(rec.get("frame_id", ""))
+    alternatives = []
+    if "alternatives" in rec:
+        alternatives = _parse_alternatives(rec["alternatives"], where, frame_id)
+    return gid, Grasp(position, orientation, frame_id, symmetric=sym,
+                      free_roll=free), alternatives
 
 
 def _open_batch_files(args):
@@ -350,9 +425,9 @@ def _answer_lines(proposer, fin, fout, seed: int) -> tuple[int, int, int, int]:
                 gid = _json_id(json.loads(line).get("id"), lineno)
             except Exception:  # reported by _parse_line below
                 pass
-            gid, grasp = _parse_line(line, lineno)
+            gid, grasp, alternatives = _parse_line(line, lineno)
             rec = result_record(proposer.propose(grasp, rng=np.random.default_rng(
-                [seed, lineno])))
+                [seed, lineno]), alternatives=alternatives))
             n_ok += rec["ok"]
             n_fail += not rec["ok"]
         except ReachabilityError as exc:
@@ -439,6 +514,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "--degrees); the tool's +z is the approach axis")
     p.add_argument("--degrees", action="store_true", help="angles in degrees")
     p.add_argument("--frame-id", default="map", help="name of the world frame")
+    p.add_argument("--symmetric", action="store_true",
+                   help="the grasp flipped by 180° about its approach axis (the tool's +z) is "
+                   "as good (a parallel gripper on a box): the better flip is answered")
+    p.add_argument("--free-roll", action="store_true",
+                   help="any rotation about the approach axis is as good (a top-down grasp of "
+                   "a can): each stance reaches its own turn of the grasp (the table's turn°)")
     p.add_argument("--current-base", type=float, nargs=3, metavar=("X", "Y", "YAW"),
                    help="current base pose, for the travel/turn terms (and drawn in --plot)")
     p.add_argument("--json", action="store_true",

@@ -86,7 +86,7 @@ def test_batch_goes_on_after_broken_lines(tmp_path):
 def test_batch_line_parser_fuzz(line):
     """A batch line parses or raises InvalidRequest: never anything else."""
     try:
-        gid, grasp = _parse_line(line, 1)
+        gid, grasp, _ = _parse_line(line, 1)
     except InvalidRequest:
         return
     assert len(grasp.position) == 3 and len(grasp.orientation) == 4

@@ -104,3 +104,19 @@ def test_unreachable_kinds_are_checked():
         unreachable_grasps(3, rng, kinds=("far",))
     with pytest.raises(ConfigError, match="kinds"):
         unreachable_grasps(3, rng, kinds=())
+
+
+def test_detector_grasps_cycle_their_approaches_around_the_object():
+    from reachability_ros.evaluation.grasps import DETECTOR_APPROACHES_DEG, detector_grasps
+    center = np.array([1.0, -2.0, 0.1])
+    a = detector_grasps(center, 30, np.random.default_rng(3))
+    b = detector_grasps(center, 30, np.random.default_rng(3))
+    np.testing.assert_array_equal(a.T_world_grasp, b.T_world_grasp)
+    R = a.T_world_grasp[:, :3, :3]
+    np.testing.assert_allclose(R @ np.swapaxes(R, 1, 2), np.broadcast_to(np.eye(3), R.shape),
+                               atol=1e-12)
+    assert np.all(np.linalg.norm(a.T_world_grasp[:, :3, 3] - center, axis=1) < 0.1)
+    elevation = np.degrees(np.arcsin(-R[:, 2, 2]))
+    want = np.tile(list(DETECTOR_APPROACHES_DEG.values()), 10)
+    assert np.all(np.abs(elevation - want) < 45.0) and np.median(np.abs(elevation - want)) < 15
+    np.testing.assert_allclose(quat_to_matrix(a.quat_xyzw), R, atol=1e-12)

@@ -22,7 +22,7 @@ ROS_MODULES = ('rclpy', 'tf2_ros', 'tf2_geometry_msgs', 'tf_transformations', 'n
 pytestmark = requires_ros(*ROS_MODULES)
 
 if have(*ROS_MODULES):
-    from geometry_msgs.msg import TransformStamped
+    from geometry_msgs.msg import Pose, PoseArray, TransformStamped
     from nav_msgs.srv import GetPlan
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
@@ -34,6 +34,7 @@ if have(*ROS_MODULES):
     from reachability_ros.ros import markers as mk
     from reachability_ros.ros import stance_node
     from reachability_ros.ros.conversions import tf_remap_arguments
+    from reachability_ros.ros.grasp_set_input import GRASP_SET_TOPIC
     from reachability_ros.ros.stance_node import (CANDIDATES_TOPIC, latched_qos,
                                                   MARKERS_TOPIC, REPORT_TOPIC, SERVICE,
                                                   StanceServer)
@@ -427,3 +428,75 @@ def test_parameter_changes_are_validated(ros):
     assert not server.set_parameters([Parameter('proposal.n_samples', value=0)])[0].successful
     assert server.set_parameters([Parameter('proposal.top_k', value=10)])[0].successful
     assert len(_call(ros, _request()).plan.poses) >= 1
+
+
+# ------------------------------------------------------------------ grasp sets and freedom
+def _pose_array(poses, frame='map'):
+    msg = PoseArray()
+    msg.header.frame_id = frame
+    for position, orientation in poses:
+        pose = Pose()
+        pose.position.x, pose.position.y, pose.position.z = (float(v) for v in position)
+        o = pose.orientation
+        o.x, o.y, o.z, o.w = (float(v) for v in orientation)
+        msg.poses.append(pose)
+    return msg
+
+
+def _publish_grasp_set(ros, msg):
+    """Publish a grasp set; return its report (the next one with a set as its request)."""
+    seen = max([json.loads(m.data)['sequence'] for m in ros['got'][REPORT_TOPIC]] or [0])
+    pub = ros['node'].create_publisher(PoseArray, GRASP_SET_TOPIC, 10)
+    deadline = time.monotonic() + TIMEOUT_S
+    while pub.get_subscription_count() < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    pub.publish(msg)
+    try:
+        while time.monotonic() < deadline:
+            for m in list(ros['got'][REPORT_TOPIC]):
+                report = json.loads(m.data)
+                if report['sequence'] > seen and 'alternatives' in (report['request'] or {}):
+                    return report
+            time.sleep(0.005)
+    finally:
+        ros['node'].destroy_publisher(pub)
+    raise AssertionError(f'no report after the grasp set on {GRASP_SET_TOPIC}')
+
+
+def test_a_grasp_set_is_answered_on_the_companion_topics(ros):
+    high = ((1.0, 0.5, 0.9), (0.0, 0.0, 0.0, 1.0))
+    report = _publish_grasp_set(ros, _pose_array([high, SIDE_GRASP, TOP_DOWN_GRASP]))
+    assert report['ok'] is True, report['reason']
+    assert len(report['request']['alternatives']) == 2
+    assert any(n.startswith('grasp set of 3 poses') for n in report['notes'])
+    assert {c['grasp_index'] for c in report['candidates']} <= {1, 2}
+    for c in report['candidates']:
+        assert set(c['tool_pose']) == {'position', 'orientation'}
+    stamp = report['header']['stamp']
+    deadline = time.monotonic() + TIMEOUT_S
+    traj = None
+    while traj is None and time.monotonic() < deadline:
+        traj = next((m for m in list(ros['got'][CANDIDATES_TOPIC])
+                     if _stamp(m) == (stamp['sec'], stamp['nanosec'])), None)
+        time.sleep(0.005)
+    assert traj is not None and len(traj.points) == len(report['candidates'])
+
+
+def test_a_bad_pose_of_a_grasp_set_is_named_in_the_report(ros):
+    zero = ((1.0, 0.5, 0.1), (0.0, 0.0, 0.0, 0.0))
+    report = _publish_grasp_set(ros, _pose_array([SIDE_GRASP, TOP_DOWN_GRASP, zero]))
+    assert report['ok'] is False and 'poses[2] (grasp_index 2)' in report['reason']
+    assert report['candidates'] == []
+
+
+def test_the_grasp_freedom_parameters_change_at_run_time(ros):
+    server = ros['server']
+    assert server.get_parameter('grasp_free_roll').value is False
+    assert server.set_parameters([Parameter('grasp_free_roll', value=True)])[0].successful
+    try:
+        report = _report(ros, _call(ros, _request(*SIDE_GRASP)))
+        assert report['request']['free_roll'] is True
+    finally:
+        assert server.set_parameters([Parameter('grasp_free_roll', value=False)])[0].successful
+    assert 'free_roll' not in _report(ros, _call(ros, _request(*SIDE_GRASP)))['request']
+    assert not server.set_parameters([Parameter('grasp_symmetric', value='yes')])[0].successful

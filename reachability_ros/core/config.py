@@ -279,6 +279,9 @@ class ProposalConfig(ConfigSection):
                          "directory; empty = no model")
     n_samples: int = _f(256, "proposals drawn per request", 1, 1_000_000)
     top_k: int = _f(10, "ranked stances returned", 1, 1000)
+    set_samples: int = _f(1024, "proposals drawn per request with alternatives (a grasp set), "
+                          "split evenly over its grasps (each gets at most n_samples; a "
+                          "symmetric grasp as many per flip)", 1, 1_000_000)
     seed: int = _f(0, "seed of the request's random generator (noise for the sampler, "
                    "perturbations for robustness)", 0, 2**31 - 1)
     # request validation

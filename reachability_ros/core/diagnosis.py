@@ -343,19 +343,26 @@ class FailureDiagnosis:
             from .samplers import GridSampler
             self._grid = GridSampler(manifold)
 
-    def reason(self, funnel: dict, n: int, T_world_grasp: np.ndarray) -> str:
+    def reason(self, funnel: dict, n: int, T_world_grasp: np.ndarray, subject: str = "",
+               grid_check: bool = True) -> str:
         """Return the one-line reason of a request that got no stance.
 
         Args:
             funnel: the pipeline's counts per outcome label.
             n: proposals drawn.
-            T_world_grasp: ``(4, 4)`` the validated grasp.
+            T_world_grasp: ``(4, 4)`` the validated (main) grasp.
+            subject: what the proposals were for, after "of n proposals" (e.g.
+                `` for 100 grasps``); "" for one fixed grasp.
+            grid_check: run the exact grid on ``T_world_grasp`` (meaningful for one
+                fixed grasp only).
         """
         head = _head(funnel, n)
         parts = [f"{funnel[k]} {k.replace('_', ' ')}" for k in OUTCOMES if funnel.get(k)]
-        text = f"{head}: of {n} proposals " + ", ".join(parts)
+        text = f"{head}: of {n} proposals{subject}: " if subject else \
+            f"{head}: of {n} proposals "
+        text += ", ".join(parts)
         notes = self._height_notes(T_world_grasp)
-        grid = self._grid_note(T_world_grasp)
+        grid = self._grid_note(T_world_grasp) if grid_check else ""
         if grid:
             notes.append(grid)
         return text + "".join(f". {s}" for s in notes) + ("." if notes else "")

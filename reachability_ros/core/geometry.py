@@ -281,10 +281,11 @@ def points_in_base_frames(p_world: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 def grasp_in_base_frames(T_world_grasp: np.ndarray, q: np.ndarray
                          ) -> tuple[np.ndarray, np.ndarray]:
-    """One grasp seen from each base pose of ``q``, structure-of-arrays.
+    """A grasp seen from each base pose of ``q``, structure-of-arrays.
 
     Args:
-        T_world_grasp: ``(4, 4)`` grasp pose.
+        T_world_grasp: ``(4, 4)`` grasp pose, or ``(N, 4, 4)`` one per row of ``q``
+            (the same arithmetic per row: a row gets bit for bit what it gets alone).
         q: ``(N, >=3)`` configurations whose first three entries are the base pose.
 
     Returns:
@@ -293,13 +294,17 @@ def grasp_in_base_frames(T_world_grasp: np.ndarray, q: np.ndarray
     """
     n = q.shape[0]
     c, s = np.cos(q[:, 2]), np.sin(q[:, 2])
-    dx, dy = T_world_grasp[0, 3] - q[:, 0], T_world_grasp[1, 3] - q[:, 1]
-    p = np.stack([c * dx + s * dy, c * dy - s * dx, np.full(n, T_world_grasp[2, 3])])
-    Rg = T_world_grasp[:3, :3]
+    T = T_world_grasp
+    if T.ndim == 3:  # rows of the rotation as (3, N) columns, one grasp per row of q
+        t, Rg = T[:, :3, 3].T, np.transpose(T[:, :3, :3], (1, 2, 0))
+    else:
+        t, Rg = T[:3, 3, None], T[:3, :3, None]
+    dx, dy = t[0] - q[:, 0], t[1] - q[:, 1]
+    p = np.stack([c * dx + s * dy, c * dy - s * dx, np.broadcast_to(t[2], (n,))])
     R = np.empty((3, 3, n))
-    R[0] = Rg[0][:, None] * c + Rg[1][:, None] * s
-    R[1] = Rg[1][:, None] * c - Rg[0][:, None] * s
-    R[2] = Rg[2][:, None]
+    R[0] = Rg[0] * c + Rg[1] * s
+    R[1] = Rg[1] * c - Rg[0] * s
+    R[2] = Rg[2]
     return p, R
 
 

@@ -241,27 +241,33 @@ class StanceManifold:
         gi = np.zeros(M, dtype=int) if (M is not None and len(T) == 1) else np.arange(len(T))
         return T, gi
 
-    def _roll_terms(self, T: np.ndarray) -> dict[str, np.ndarray]:
-        """Per grasp ``(G, 4, 4)``: the roll equation and the wrist-roll frame."""
+    def _roll_terms(self, T: np.ndarray, heading_terms: bool = True) -> dict[str, np.ndarray]:
+        """Per grasp ``(G, 4, 4)``: the roll equation and the wrist-roll frame.
+
+        ``heading_terms=False`` leaves out ``Q`` (three products per grasp) for callers
+        that only ask whether the approach is vertical.
+        """
         W = T @ self._T_tool_inv
         R = W[:, :3, :3]
-        zW = R[:, 2, :]  # R_W^T z, world z in the roll joint frame
-        A = zW @ self._m_perp
-        B = -(zW @ self._m_cross)
-        C = self._m_par * (zW @ self._a6)
+        # R_W^T z, world z in the roll joint frame, as (G, 1, 3): a stack of (1, 3) @ (3,)
+        # products gives each grasp bit for bit what it gets alone ((G, 3) @ (3,) may not)
+        zW = R[:, 2, None, :]
+        A = (zW @ self._m_perp)[:, 0]
+        B = -(zW @ self._m_cross)[:, 0]
+        C = self._m_par * (zW @ self._a6)[:, 0]
         rho = np.hypot(A, B)
         vertical = rho < self.vertical_tol
         gamma = np.arctan2(B, A)
         with np.errstate(invalid="ignore", divide="ignore"):
             delta = np.arccos(clamp(-C / np.where(vertical, 1.0, rho), -1.0, 1.0))
-        Q = [np.einsum("gij,jk->gik", R, P) for P in self._P]
+        Q = [np.einsum("gij,jk->gik", R, P) for P in self._P] if heading_terms else None
         return {"W": W, "gamma": gamma, "delta": delta, "vertical": vertical, "Q": Q,
                 "rho": rho}
 
     def is_vertical(self, T_world_grasp: np.ndarray) -> np.ndarray:
         """Return ``(G,)`` booleans: the approach is vertical, the roll is free."""
         T, _ = self._grasps(T_world_grasp, None)
-        return self._roll_terms(T)["vertical"]
+        return self._roll_terms(T, heading_terms=False)["vertical"]
 
     def _wrap_into(self, theta: np.ndarray, k: int) -> np.ndarray:
         """Represent angles of arm joint ``k`` (0 = pan) inside its limits where possible."""

@@ -5,9 +5,14 @@ each a method that takes and returns small typed records:
 
 1. :meth:`~StanceProposer.validate` the request (finite numbers, unit
    quaternion, sane height, ``top_k``) -> ``T_world_grasp`` or InvalidRequest;
+   :meth:`~StanceProposer.validate_alternatives` the other grasps of a grasp set;
 2. :meth:`~StanceProposer.sample` proposals (ONNX model, exact grid or the
    rejection baseline) -> :class:`Sampled`, the rows the sampler marks
-   infeasible already labelled;
+   infeasible already labelled. A request with freedom (symmetric, free roll) or
+   alternatives is first expanded into *targets* (:meth:`~StanceProposer.expand`,
+   ``core/freedom.py``): exact tool poses, each serving one grasp; one sampler
+   call draws for all of them and every row carries its own target pose
+   (``Sampled.T``) and grasp (``Sampled.grasp_index``) through the stages below;
 3. :meth:`~StanceProposer.coarse_filter` (approximate samplers only) drops
    proposals too far from the grasp to refine, unless the sampler's proposals
    are seeds meant to be refined from afar (``Proposals.refine_from_afar``);
@@ -17,9 +22,10 @@ each a method that takes and returns small typed records:
    grasp, visibility (frustum, self-occlusion, margin) -> :class:`Verified`;
 6. :meth:`~StanceProposer.rank`: score terms (visibility, manipulability,
    limit margin, pose error, travel/turn), linearized robustness for the best,
-   diverse top-k -> :class:`Ranked`;
+   diverse top-k in SE(2) across every grasp -> :class:`Ranked` (one diverse
+   top-k per ranking group: the two flips of a symmetric grasp);
 7. :meth:`~StanceProposer.robustness`: the nonlinear robustness re-solve for
-   the returned stances, and their final order.
+   the returned stances (for the pool of every group), and their final order.
 
 Every returned stance was re-verified by FK after refinement. When nothing
 survives, ``result.reason`` says why, with the funnel counts and the robot's
@@ -42,11 +48,13 @@ import numpy as np
 from .config import ProposalConfig, StanceConfig
 from .diagnosis import FailureDiagnosis
 from .errors import ConfigError, DescriptionError, InvalidRequest
+from .freedom import (check_alternatives, check_flags, entry_name, expand_targets, GRID_ROLLS,
+                      samples_per_grasp, Targets)
 from .geometry import grasp_in_base_frames, quat_to_matrix, rotation_angle, wrap_angle
 from .outcomes import CODE, LABELS, LABELS_ARRAY, OUTCOMES
 from .paths import resolve_data_path
-from .ranking import (diverse_top_k, linear_robustness, nonlinear_robustness, perturbations,
-                      robustness_term, score_terms)
+from .ranking import (diverse_top_k, grouped_top_k, linear_robustness, nonlinear_robustness,
+                      perturbations, robustness_term, score_terms)
 from .refine import refine as refine_lm
 from .robot import WholeBodyModel
 from .samplers import GridSampler, ModelSampler, Proposals, RejectionSampler
@@ -98,6 +106,34 @@ def validate_grasp(grasp: Grasp, cfg: ProposalConfig) -> np.ndarray:
     return T
 
 
+def _valid_poses(grasps: tuple, cfg: ProposalConfig) -> np.ndarray | None:
+    """``T_world_grasp`` ``(G, 4, 4)`` of grasps that :func:`validate_grasp` accepts, else None.
+
+    The same checks, vectorized (a set of 1,000 grasps); None when any grasp fails one
+    (the caller then asks :func:`validate_grasp` which and why).
+    """
+    try:
+        p = np.array([g.position for g in grasps], dtype=float)
+        q = np.array([g.orientation for g in grasps], dtype=float)
+    except (TypeError, ValueError):
+        return None
+    if p.shape != (len(grasps), 3) or q.shape != (len(grasps), 4):
+        return None
+    with np.errstate(over="ignore", invalid="ignore"):
+        norm = np.array([math.hypot(*row) for row in q.tolist()])
+        good = (np.isfinite(p).all(axis=1) & np.isfinite(q).all(axis=1)
+                & (np.abs(norm - 1.0) <= cfg.quaternion_tolerance)
+                & (np.abs(p[:, :2]) <= MAX_ABS_COORDINATE_M).all(axis=1)
+                & (cfg.min_height_m <= p[:, 2]) & (p[:, 2] <= cfg.max_height_m))
+    if not good.all():
+        return None
+    T = np.zeros((len(grasps), 4, 4))
+    T[:, :3, :3] = quat_to_matrix(q)
+    T[:, :3, 3] = p
+    T[:, 3, 3] = 1.0
+    return T
+
+
 @dataclass
 class Sampled:
     """The proposals of one request and what has happened to each so far.
@@ -108,12 +144,36 @@ class Sampled:
         outcome: ``(n,)`` int8 code of each row's label (``outcomes.CODE``;
             0 = ``kept`` so far).
         alive: ``(n,)`` rows still in the running.
+        T: the grasp of the rows: ``(4, 4)`` one for all, or ``(n, 4, 4)`` each
+            row's own target (a grasp turned about its approach axis, an
+            alternative).
+        grasp_index: ``(n,)`` the grasp of the request each row serves (0 = main).
+        target: ``(n,)`` each row's target among ``targets``, or None.
+        targets: the request's targets (``core/freedom.py``), or None (one grasp).
     """
 
     proposals: Proposals
     q: np.ndarray
     outcome: np.ndarray
     alive: np.ndarray
+    T: np.ndarray | None = None
+    grasp_index: np.ndarray | None = None
+    target: np.ndarray | None = None
+    targets: Targets | None = None
+
+    @property
+    def group(self) -> np.ndarray | None:
+        """``(n,)`` ranking group of each row (``Targets.group``), or None (one group)."""
+        if self.targets is None or self.targets.n_groups == 1:
+            return None
+        return self.targets.group[self.target]
+
+    @property
+    def free_roll(self) -> np.ndarray | None:
+        """``(n,)`` the row's grasp takes any roll about its approach, or None (none does)."""
+        if self.targets is None or not self.targets.free.any():
+            return None
+        return self.targets.free[self.target]
 
     @property
     def n(self) -> int:
@@ -163,6 +223,9 @@ class Ranked:
         score: ``(f,)`` the score.
         chosen: indices into the feasible stances, best first.
         perturbations: ``(S, 3)`` base errors of the robustness estimates.
+        k: stances to return.
+        pooled: ``chosen`` is the pool of several ranking groups (each group's
+            diverse top-k); :meth:`StanceProposer.robustness` picks the final top-k.
     """
 
     idx: np.ndarray
@@ -174,6 +237,13 @@ class Ranked:
     score: np.ndarray
     chosen: np.ndarray
     perturbations: np.ndarray
+    k: int = 0
+    pooled: bool = False
+
+
+def _rows(T: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """The grasp of rows ``idx``: ``T`` when one (4, 4) serves all, else ``T[idx]``."""
+    return T if T.ndim == 2 else T[idx]
 
 
 class _Stopwatch:
@@ -260,7 +330,7 @@ class StanceProposer:
 
         Args:
             q: ``(N, nq)`` configurations.
-            T: ``(4, 4)`` the grasp.
+            T: ``(4, 4)`` the grasp, or ``(N, 4, 4)`` one per configuration.
             chain: their :meth:`WholeBodyModel.base_chain`, when already computed.
 
         Returns:
@@ -294,18 +364,79 @@ class StanceProposer:
             raise InvalidRequest(f"top_k must be an integer in [1, 1000], got {top_k!r}")
         return T, k
 
-    def sample(self, T: np.ndarray, rng: np.random.Generator) -> Sampled:
+    def validate_alternatives(self, grasp: Grasp, alternatives) -> tuple[tuple, list]:
+        """Check the freedom of the main grasp and the alternatives of a grasp set.
+
+        Every alternative is checked like the main grasp; its ``frame_id`` is not
+        used (a request's grasps are all in the main grasp's frame).
+
+        Returns:
+            The alternatives as a tuple and their ``T_world_grasp`` ``(4, 4)`` each.
+
+        Raises:
+            InvalidRequest: freedom flags that are not booleans, ``alternatives`` not
+                a list of grasps or longer than ``freedom.MAX_ALTERNATIVES``, or a
+                malformed alternative (the reason names its entry:
+                ``alternatives[36] (grasp_index 37): ...``).
+        """
+        check_flags(grasp, "grasp ")
+        alternatives = check_alternatives(alternatives)
+        if not alternatives:
+            return alternatives, []
+        pc = self.config.proposal
+        T = _valid_poses(alternatives, pc)  # all at once, when every one is fine
+        if T is None:  # one by one: the first bad one raises with validate_grasp's reason
+            Ts = []
+            for i, g in enumerate(alternatives, start=1):
+                try:
+                    Ts.append(validate_grasp(g, pc))
+                except InvalidRequest as exc:
+                    raise InvalidRequest(f"{entry_name(i)}: {exc}") from None
+            T = np.array(Ts)
+        for i, g in enumerate(alternatives, start=1):
+            check_flags(g, f"{entry_name(i)}: ")
+        return alternatives, list(T)
+
+    def expand(self, grasps: tuple, T_grasps: list, rng: np.random.Generator) -> Targets:
+        """Expand the grasps of a request with freedom or alternatives into targets.
+
+        Each grasp gets ``samples_per_grasp`` proposals (``proposal.n_samples``
+        alone, a share of ``proposal.set_samples`` in a set); a symmetric one as
+        many per flip, a free roll one roll per proposal (the grid sampler: an even
+        grid of ``freedom.GRID_ROLLS`` rolls).
+        """
+        pc = self.config.proposal
+        n = samples_per_grasp(len(grasps), pc.n_samples, pc.set_samples)
+        roll_grid = GRID_ROLLS if isinstance(self.sampler, GridSampler) else None
+        return expand_targets(grasps, T_grasps, n, rng, roll_grid)
+
+    def sample(self, T: np.ndarray, rng: np.random.Generator,
+               targets: Targets | None = None) -> Sampled:
         """Draw the proposals; label the rows the sampler marks infeasible.
 
         Rows that are not finite or that the sampler marks invalid are
         ``unreachable``, except finite rows outside the joint limits (exact
         samplers mark those invalid): ``joint_limits``.
+
+        Args:
+            T: ``(4, 4)`` the (main) grasp.
+            rng: the request's generator.
+            targets: the request's targets (:meth:`expand`), or None: one fixed grasp.
         """
-        props: Proposals = self.sampler.sample(T, self.config.proposal.n_samples, rng)
+        if targets is None:
+            props: Proposals = self.sampler.sample(T, self.config.proposal.n_samples, rng)
+        else:
+            props = self.sampler.sample_targets(targets, rng)
         n = props.q.shape[0]
         q = props.q.copy()
         finite = np.all(np.isfinite(q), axis=1)
-        s = Sampled(props, q, np.zeros(n, dtype=np.int8), props.valid & finite)
+        if targets is None:
+            s = Sampled(props, q, np.zeros(n, dtype=np.int8), props.valid & finite, T,
+                        np.zeros(n, dtype=int))
+        else:
+            s = Sampled(props, q, np.zeros(n, dtype=np.int8), props.valid & finite,
+                        targets.T[props.target], targets.grasp_index[props.target],
+                        props.target, targets)
         s.outcome[~s.alive] = CODE["unreachable"]
         lim_bad = ~s.alive & finite
         if lim_bad.any():
@@ -316,13 +447,15 @@ class StanceProposer:
     def coarse_filter(self, T: np.ndarray, s: Sampled) -> None:
         """Drop approximate proposals whose tool is too far from the grasp to refine.
 
-        Skipped for proposals meant to be refined from afar (the rejection baseline).
+        ``T``: ``(4, 4)`` the grasp of every row, or ``(n, 4, 4)`` each row's
+        (``Sampled.T``; the same for :meth:`refine` and :meth:`verify`). Skipped for
+        proposals meant to be refined from afar (the rejection baseline).
         """
         if s.proposals.refine_from_afar:
             return
         pc = self.config.proposal
         idx = np.flatnonzero(s.alive)
-        dp, dr, _ = self._tool_error(s.q[idx], T)
+        dp, dr, _ = self._tool_error(s.q[idx], _rows(T, idx))
         far = (dp > pc.coarse_position_tol_m) | (dr > np.radians(pc.coarse_orientation_tol_deg))
         s.remove(idx[far], "far_from_grasp")
 
@@ -339,9 +472,10 @@ class StanceProposer:
             return
         pc = self.config.proposal
         if self.refinement == "exact":
-            qr, _ = self.manifold.project(s.q[idx], T)
+            qr, _ = self.manifold.project(s.q[idx], _rows(T, idx))
         else:
-            qr = refine_lm(self.robot, s.q[idx], T, iterations=pc.refine_iterations,
+            qr = refine_lm(self.robot, s.q[idx], _rows(T, idx),
+                           iterations=pc.refine_iterations,
                            position_tol_m=0.5 * pc.refine_position_tol_m,
                            orientation_tol_rad=0.5 * np.radians(pc.refine_orientation_tol_deg)).q
         ok = np.all(np.isfinite(qr), axis=1)
@@ -363,7 +497,7 @@ class StanceProposer:
         s.remove(idx[~lim], "joint_limits")
         idx = idx[lim]
         X = robot.base_chain(s.q[idx])
-        dp, dr, p_tool = self._tool_error(s.q[idx], T, X)
+        dp, dr, p_tool = self._tool_error(s.q[idx], _rows(T, idx), X)
         bad = (dp > pc.refine_position_tol_m) | (dr > np.radians(pc.refine_orientation_tol_deg))
         s.remove(idx[bad], "fk_mismatch" if s.proposals.exact else "refine_failed")
         if bad.any():
@@ -379,12 +513,16 @@ class StanceProposer:
         return Verified(idx, s.q[idx], X, dp, dr, vis, labels == 0)
 
     def rank(self, v: Verified, k: int, rng: np.random.Generator,
-             current_base: BasePose | None) -> Ranked:
+             current_base: BasePose | None, group: np.ndarray | None = None) -> Ranked:
         """Score the feasible stances, estimate the robustness of the best, pick a diverse top-k.
 
         The linearized robustness (in the base frame, where the perturbations
         are expressed) is measured for the ``robustness_candidates`` best
-        stances by the other terms; NaN elsewhere (not measured).
+        stances by the other terms; NaN elsewhere (not measured). The diverse
+        top-k is taken in SE(2) over the stances of every grasp together; with
+        ranking groups (``group``: ``(n,)`` per proposal, e.g. the two flips of a
+        symmetric grasp) each group gets its own diverse top-k, and
+        :meth:`robustness` keeps the best ``k`` of their pool.
         """
         pc = self.config.proposal
         robot = self.robot
@@ -417,71 +555,103 @@ class StanceProposer:
         metrics["robustness"] = rob
         terms["robustness"] = robustness_term(rob, pc)
         score = pre + terms["robustness"]
-        chosen = diverse_top_k(qf, score, k, pc.nms_min_distance_m,
-                               np.radians(pc.nms_min_yaw_deg))
-        return Ranked(idx, qf, X, metrics, terms, pre, score, chosen, delta)
+        pooled = group is not None
+        chosen = grouped_top_k(qf, score, group[idx] if pooled else None, k,
+                               pc.nms_min_distance_m, np.radians(pc.nms_min_yaw_deg))
+        return Ranked(idx, qf, X, metrics, terms, pre, score, chosen, delta, k, pooled)
 
-    def robustness(self, T: np.ndarray, r: Ranked) -> None:
-        """Re-solve the chosen stances' robustness nonlinearly; re-score and re-order them."""
+    def robustness(self, T: np.ndarray, r: Ranked, free_roll: np.ndarray | None = None
+                   ) -> None:
+        """Re-solve the chosen stances' robustness nonlinearly; re-score and re-order them.
+
+        ``T``: ``(4, 4)`` the grasp, or ``(n, 4, 4)`` the target of each proposal
+        (``Sampled.T``); ``free_roll``: ``(n,)`` proposals whose grasp takes any roll
+        (``Sampled.free_roll``: the roll about the approach is then no error), or
+        None. A pool of several ranking groups is cut to the diverse top-k by the
+        final score.
+        """
         pc = self.config.proposal
-        if not (pc.robustness_samples > 0 and r.chosen.size):
-            return
-        rob = r.metrics["robustness"].copy()
-        rob[r.chosen] = nonlinear_robustness(
-            self.robot, self.visibility, r.q[r.chosen], T, r.perturbations, pc,
-            iterations=pc.robustness_iterations, chain=r.chain[..., r.chosen])
-        r.metrics["robustness"] = rob
-        r.terms["robustness"] = robustness_term(rob, pc)
-        r.score = r.base_score + r.terms["robustness"]
-        r.chosen = r.chosen[np.argsort(-r.score[r.chosen], kind="stable")]
+        if pc.robustness_samples > 0 and r.chosen.size:
+            rob = r.metrics["robustness"].copy()
+            rob[r.chosen] = nonlinear_robustness(
+                self.robot, self.visibility, r.q[r.chosen], _rows(T, r.idx[r.chosen]),
+                r.perturbations, pc, iterations=pc.robustness_iterations,
+                chain=r.chain[..., r.chosen],
+                free_roll=None if free_roll is None else free_roll[r.idx[r.chosen]])
+            r.metrics["robustness"] = rob
+            r.terms["robustness"] = robustness_term(rob, pc)
+            r.score = r.base_score + r.terms["robustness"]
+        if r.pooled:
+            pool = r.chosen
+            r.chosen = pool[diverse_top_k(r.q[pool], r.score[pool], r.k, pc.nms_min_distance_m,
+                                          np.radians(pc.nms_min_yaw_deg))]
+            r.pooled = False
+        elif pc.robustness_samples > 0 and r.chosen.size:
+            r.chosen = r.chosen[np.argsort(-r.score[r.chosen], kind="stable")]
 
     # ------------------------------------------------------------------ main
     def propose(self, grasp: Grasp, current_base: BasePose | None = None,
                 rng: np.random.Generator | None = None,
-                top_k: int | None = None) -> ProposalResult:
-        """Propose ranked stances for one grasp.
+                top_k: int | None = None, alternatives=()) -> ProposalResult:
+        """Propose ranked stances for a grasp, or for any grasp of a set.
 
         Args:
-            grasp: desired tool pose in a world frame.
+            grasp: desired tool pose in a world frame, with its freedom
+                (``symmetric``, ``free_roll``).
             current_base: where the base is now (for the travel/turn terms), or None.
             rng: random generator (default: seeded from ``proposal.seed``).
             top_k: number of stances to return (default ``proposal.top_k``).
+            alternatives: other grasps (a list of :class:`Grasp`, at most
+                ``freedom.MAX_ALTERNATIVES``), any of which will do: the stances are
+                ranked across all of them and each says which it serves
+                (``Candidate.grasp_index``: 0 = ``grasp``, i = ``alternatives[i - 1]``).
 
         Returns:
             A :class:`ProposalResult`; ``ok`` is False with a reason and the
             funnel when nothing survives.
 
         Raises:
-            InvalidRequest: the grasp is malformed.
+            InvalidRequest: a grasp is malformed (the reason names it).
         """
         clock = _Stopwatch()
         T, k = self.validate(grasp, current_base, top_k)
+        alternatives, T_alt = self.validate_alternatives(grasp, alternatives)
         rng = rng if rng is not None else np.random.default_rng(self.config.proposal.seed)
-        s = self.sample(T, rng)
+        grasps = (grasp, *alternatives)
+        targets = None
+        if alternatives or not grasp.fixed:
+            targets = self.expand(grasps, [T, *T_alt], rng)
+        s = self.sample(T, rng, targets)
         clock.tick("sample")
         if not s.proposals.exact and s.alive.any():
-            self.coarse_filter(T, s)
+            self.coarse_filter(s.T, s)
             clock.tick("coarse_filter")
-            self.refine(T, s)
+            self.refine(s.T, s)
             clock.tick("refine")
-        v = self.verify(T, s)
+        v = self.verify(s.T, s)
         clock.tick("verify")
         funnel = self._funnel(s)
         if not v.good.any():
             funnel["returned"] = 0
-            reason = self.diagnosis.reason(funnel, s.n, T)  # the robot's numbers, a grid check
+            # the robot's numbers, and a grid check of a fixed grasp
+            reason = self.diagnosis.reason(funnel, s.n, T, subject=_subject(grasps),
+                                           grid_check=targets is None)
             return ProposalResult(False, reason, [], self.robot.joint_names,
                                   dict(funnel), clock.total(), self.sampler_name,
-                                  s.proposals.q, LABELS_ARRAY[s.outcome], grasp)
-        r = self.rank(v, k, rng, current_base)
+                                  s.proposals.q, LABELS_ARRAY[s.outcome], grasp,
+                                  alternatives=alternatives,
+                                  samples_grasp_index=s.grasp_index)
+        r = self.rank(v, k, rng, current_base, s.group)
         clock.tick("rank")
-        self.robustness(T, r)
+        self.robustness(s.T, r, s.free_roll)
         clock.tick("robustness")
         funnel["not_in_top_k"] = int(r.idx.size - r.chosen.size)
         funnel["returned"] = int(r.chosen.size)
-        return ProposalResult(True, "", self._candidates(r), self.robot.joint_names,
+        return ProposalResult(True, "", self._candidates(r, s, grasp), self.robot.joint_names,
                               dict(funnel), clock.total(), self.sampler_name, s.proposals.q,
-                              LABELS_ARRAY[s.outcome], grasp, feasible_q=r.q)
+                              LABELS_ARRAY[s.outcome], grasp, feasible_q=r.q,
+                              alternatives=alternatives, samples_grasp_index=s.grasp_index,
+                              feasible_grasp_index=s.grasp_index[r.idx])
 
     @staticmethod
     def _funnel(s: Sampled) -> OrderedDict:
@@ -494,21 +664,47 @@ class StanceProposer:
         return funnel
 
     @staticmethod
-    def _candidates(r: Ranked) -> list[Candidate]:
-        """The chosen stances as :class:`Candidate` objects (Python floats), best first."""
+    def _candidates(r: Ranked, s: Sampled, grasp: Grasp) -> list[Candidate]:
+        """The chosen stances as :class:`Candidate` objects (Python floats), best first.
+
+        Each carries its grasp (``grasp_index``) and the tool pose it reaches: its
+        target, in the main grasp's frame.
+        """
         chosen = r.chosen
         # one conversion per metric and term
         mcols = {key: v[chosen].tolist() for key, v in r.metrics.items() if key != "q"}
         tcols = {name: v[chosen].tolist() for name, v in r.terms.items()}
-        scores, sample_index = r.score[chosen].tolist(), r.idx[chosen].tolist()
+        rows = r.idx[chosen]
+        scores, sample_index = r.score[chosen].tolist(), rows.tolist()
+        grasp_index = s.grasp_index[rows].tolist()
+        if s.targets is None:
+            poses = [Grasp(tuple(grasp.position), tuple(grasp.orientation), grasp.frame_id)
+                     ] * len(rows)
+        else:
+            tg = s.target[rows]
+            poses = [Grasp(tuple(p), tuple(o), grasp.frame_id) for p, o in zip(
+                s.targets.T[tg, :3, 3].tolist(), s.targets.quat[tg].tolist())]
         cands = []
         for i, row in enumerate(chosen):
             m = {key: col[i] for key, col in mcols.items()}
             m["visible"] = True
             m["sample_index"] = sample_index[i]
             cands.append(Candidate(r.q[row].copy(), scores[i],
-                                   {name: col[i] for name, col in tcols.items()}, m))
+                                   {name: col[i] for name, col in tcols.items()}, m,
+                                   grasp_index[i], poses[i]))
         return cands
+
+
+def _subject(grasps: tuple) -> str:
+    """What a failure reason says the proposals were for, beyond one fixed grasp."""
+    n_free = sum(bool(g.free_roll) for g in grasps)
+    n_sym = sum(bool(g.symmetric and not g.free_roll) for g in grasps)
+    if len(grasps) == 1:
+        return " (free roll)" if n_free else (" (symmetric: both flips)" if n_sym else "")
+    kinds = ", ".join(k for k in (f"{n_free} with a free roll" if n_free else "",
+                                  f"{n_sym} symmetric" if n_sym else "") if k)
+    return (f" for {len(grasps)} grasps" + (f" ({kinds})" if kinds else "")
+            + "; the notes are about the main grasp")
 
 
 def propose(grasp: Grasp, current_base: BasePose | None = None,

@@ -8,11 +8,20 @@
      "candidates": [{"rank": 1, "base": [x, y, yaw], "joints": {name: rad, ...},
                      "score": s, "terms": {...}, "position_error_m": e,
                      "orientation_error_rad": e, "visible": true, "robustness": r,
-                     "visibility_margin_m": m, "manipulability": m, "limit_margin": m, ...}],
+                     "visibility_margin_m": m, "manipulability": m, "limit_margin": m, ...,
+                     "grasp_index": 0,
+                     "tool_pose": {"position": [x, y, z], "orientation": [qx, qy, qz, qw]}}],
      "funnel": {"proposed": n, "unreachable": n, ...}, "timing_ms": {...}}
 
 Candidates are best first; ``base`` is the pose of ``base_footprint`` in the
-grasp's world frame. Adding keys is allowed; renaming or removing them is not.
+grasp's world frame. ``grasp_index`` says which grasp of the request the stance
+serves (0 the main grasp, i its ``alternatives[i - 1]``); ``tool_pose`` is the pose
+of the tool frame it reaches: the grasp, or the grasp turned about its approach
+axis when the grasp is ``symmetric`` or has a ``free_roll``. A request with
+freedom or alternatives adds them to ``request``: ``"symmetric": true``,
+``"free_roll": true`` and ``"alternatives": [{"position", "orientation",
+"symmetric", "free_roll"}, ...]`` (absent otherwise). Adding keys is allowed;
+renaming or removing them is not.
 """
 
 from __future__ import annotations
@@ -23,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from .robot import WholeBodyModel
-from .types import ProposalResult
+from .types import Grasp, ProposalResult
 
 
 def _num(v: Any) -> Any:
@@ -37,6 +46,17 @@ def _num(v: Any) -> Any:
     return v
 
 
+def _pose(g: Grasp) -> dict:
+    """``{"position": [x, y, z], "orientation": [qx, qy, qz, qw]}`` of a pose."""
+    return {"position": [float(v) for v in g.position],
+            "orientation": [float(v) for v in g.orientation]}
+
+
+def _freedom(g: Grasp) -> dict:
+    """The freedom flags of a grasp that are set (none for a fixed grasp)."""
+    return {k: True for k in ("symmetric", "free_roll") if getattr(g, k)}
+
+
 def result_to_dict(result: ProposalResult) -> dict:
     """JSON-ready dict of a :class:`ProposalResult` (schema in the module docstring)."""
     arm_names = result.joint_names[3:]
@@ -48,12 +68,17 @@ def result_to_dict(result: ProposalResult) -> dict:
              "score": float(c.score),
              "terms": {k: _num(v) for k, v in c.terms.items()}}
         d.update({k: _num(v) for k, v in c.metrics.items()})
+        d["grasp_index"] = int(c.grasp_index)
+        d["tool_pose"] = None if c.tool_pose is None else _pose(c.tool_pose)
         cands.append(d)
     req = None
     if result.grasp is not None:
-        req = {"position": [float(v) for v in result.grasp.position],
-               "orientation": [float(v) for v in result.grasp.orientation],
-               "frame_id": result.grasp.frame_id}
+        req = {**_pose(result.grasp), "frame_id": result.grasp.frame_id}
+        req.update(_freedom(result.grasp))
+        if result.alternatives:
+            req["alternatives"] = [{**_pose(g), "symmetric": bool(g.symmetric),
+                                    "free_roll": bool(g.free_roll)}
+                                   for g in result.alternatives]
     return {"ok": bool(result.ok), "reason": result.reason, "sampler": result.sampler,
             "request": req, "candidates": cands,
             "funnel": {k: int(v) for k, v in result.funnel.items()},

@@ -13,6 +13,12 @@ point) or *approximate* (they need refinement):
   shoulder-lift, all branches); no learning; the fallback without a model.
 * :class:`RejectionSampler`: the model-free baseline: base poses in an annulus
   around the grasp facing it with noise, arm seeds, then whole-body refinement.
+
+Each sampler also draws for many target poses at once (``sample_targets``: the
+flips, free rolls and alternatives of one request, ``core/freedom.py``): one call,
+one model run, one closed-form solve over every row, each row solved for its own
+target. A target drawn with noise draws ``0 .. n - 1`` gets exactly the proposals
+that ``sample`` returns for it alone with the same generator.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from typing import Protocol
 import numpy as np
 
 from .canonical import StanceCodec, condition_features
+from .freedom import Targets
 from .geometry import wrap_angle
 from .robot import WholeBodyModel
 
@@ -39,12 +46,15 @@ class Proposals:
         refine_from_afar: approximate rows are seeds for the refinement however
             far their tool is from the grasp (the rejection baseline): the
             pipeline's coarse distance filter does not apply to them.
+        target: ``(n,)`` the target of each row (``sample_targets``), or None (one
+            grasp).
     """
 
     q: np.ndarray
     valid: np.ndarray
     exact: bool
     refine_from_afar: bool = False
+    target: np.ndarray | None = None
 
 
 class Sampler(Protocol):
@@ -54,6 +64,9 @@ class Sampler(Protocol):
 
     def sample(self, T_world_grasp: np.ndarray, n: int, rng: np.random.Generator) -> Proposals:
         """Return ``n`` proposals for one grasp."""
+
+    def sample_targets(self, targets: Targets, rng: np.random.Generator) -> Proposals:
+        """Return proposals for many targets in one batch, ``Proposals.target`` set."""
 
 
 class RejectionSampler:
@@ -88,15 +101,36 @@ class RejectionSampler:
 
     def sample(self, T_world_grasp: np.ndarray, n: int, rng: np.random.Generator) -> Proposals:
         """Draw base poses in the annulus and arm seeds; the pipeline refines them."""
-        g = T_world_grasp[:3, 3]
+        return self._around(T_world_grasp[:3, 3], n, rng)
+
+    def sample_targets(self, targets: Targets, rng: np.random.Generator) -> Proposals:
+        """Draw one annulus pose and seed per noise draw, around each row's target."""
+        props = self._around(targets.T[targets.rows, :3, 3], targets.n_noise, rng,
+                             targets.noise)
+        props.target = targets.rows
+        return props
+
+    def _around(self, g: np.ndarray, n: int, rng: np.random.Generator,
+                draw: np.ndarray | None = None) -> Proposals:
+        """Proposals around grasp positions ``g`` (3,) or (rows, 3) from ``n`` draws.
+
+        ``draw`` ``(rows,)`` picks each row's draw (default: row i takes draw i).
+        """
         r = np.sqrt(rng.uniform(self.r_min ** 2, self.r_max ** 2, n))
         phi = rng.uniform(-np.pi, np.pi, n)
-        q = np.empty((n, self.robot.nq))
-        q[:, 0] = g[0] + r * np.cos(phi)
-        q[:, 1] = g[1] + r * np.sin(phi)
-        q[:, 2] = wrap_angle(phi + np.pi + self.heading_sigma * rng.standard_normal(n))
-        q[:, 3:] = self.arm_seeds[rng.integers(0, len(self.arm_seeds), n)]
-        return Proposals(q, np.ones(n, dtype=bool), exact=False, refine_from_afar=True)
+        heading = self.heading_sigma * rng.standard_normal(n)
+        seeds = self.arm_seeds[rng.integers(0, len(self.arm_seeds), n)]
+        if draw is not None:
+            r, phi, heading, seeds = r[draw], phi[draw], heading[draw], seeds[draw]
+        g = np.asarray(g, dtype=float)
+        gx, gy = (g[0], g[1]) if g.ndim == 1 else (g[:, 0], g[:, 1])
+        m = r.shape[0]
+        q = np.empty((m, self.robot.nq))
+        q[:, 0] = gx + r * np.cos(phi)
+        q[:, 1] = gy + r * np.sin(phi)
+        q[:, 2] = wrap_angle(phi + np.pi + heading)
+        q[:, 3:] = seeds
+        return Proposals(q, np.ones(m, dtype=bool), exact=False, refine_from_afar=True)
 
 
 class GridSampler:
@@ -111,11 +145,44 @@ class GridSampler:
     def __init__(self, manifold) -> None:
         self.manifold = manifold
 
+    def side(self, n: int) -> int:
+        """Pan and lift cells of a grid of about ``n`` stances (square per branch)."""
+        return max(2, int(round(np.sqrt(n / self.manifold.n_branches))))
+
     def sample(self, T_world_grasp: np.ndarray, n: int, rng: np.random.Generator) -> Proposals:
         """Return about ``n`` grid stances (the grid is square per branch); ``rng`` unused."""
-        side = max(2, int(round(np.sqrt(n / self.manifold.n_branches))))
+        side = self.side(n)
         q, valid, _ = self.manifold.grid(T_world_grasp, n_pan=side, n_lift=side)
         return Proposals(q, valid, exact=True)
+
+    def sample_targets(self, targets: Targets, rng: np.random.Generator,
+                       n_roll: int = 8) -> Proposals:
+        """Lay the grid of each target (sized by its rows) out in one batch; solve once.
+
+        The layout of each target is that of :meth:`StanceManifold.grid`
+        (``(roll, branch, pan, lift)`` cell centres, ``n_roll`` free wrist rolls for a
+        vertical approach), so a target's rows equal ``sample`` for it alone.
+        ``rng`` is unused.
+        """
+        m = self.manifold
+        lo, hi = m.robot.lower[3:5], m.robot.upper[3:5]
+        P = targets.T.shape[0]
+        side = np.array([self.side(c) for c in np.bincount(targets.rows, minlength=P)])
+        vertical = m.is_vertical(targets.T)
+        nr = np.where(vertical, max(1, int(n_roll)), 1)
+        nb = m.n_branches
+        count = nr * nb * side * side
+        target = np.repeat(np.arange(P), count)
+        local = np.arange(target.size) - np.repeat(np.cumsum(count) - count, count)
+        s = side[target]
+        i_lift, rest = local % s, local // s
+        i_pan, rest = rest % s, rest // s
+        branch, i_roll = rest % nb, rest // nb
+        pan = lo[0] + (i_pan + 0.5) * ((hi[0] - lo[0]) / s)
+        lift = lo[1] + (i_lift + 0.5) * ((hi[1] - lo[1]) / s)
+        roll = m.roll_zero + (i_roll + 0.5) * (np.pi / nr[target])
+        q, valid = m.solve(targets.T[target], pan, lift, branch, roll=roll)
+        return Proposals(q, valid, exact=True, target=target)
 
 
 class ModelSampler:
@@ -141,12 +208,43 @@ class ModelSampler:
         cond = np.repeat(condition_features(T_world_grasp[None], self.robot.config.reach_m), n,
                          axis=0)
         z = rng.standard_normal((n, self.model.dz)).astype(np.float32)
-        y = self.model.run(cond.astype(np.float32), z)
+        return self._decode(self.model.run(cond.astype(np.float32), z), T_world_grasp, n, rng,
+                            lambda: np.repeat(self._vertical(T_world_grasp), n))
+
+    def sample_targets(self, targets: Targets, rng: np.random.Generator) -> Proposals:
+        """Run the model once over every row, conditioned on the row's own target."""
+        rows = targets.rows
+        cond = condition_features(targets.T, self.robot.config.reach_m)[rows]
+        z = rng.standard_normal((targets.n_noise, self.model.dz)).astype(np.float32)
+        props = self._decode(self.model.run(cond.astype(np.float32), z[targets.noise]),
+                             targets.T[rows], rows.size, rng,
+                             lambda: self._vertical(targets.T)[rows])
+        props.target = rows
+        return props
+
+    def _vertical(self, T: np.ndarray) -> np.ndarray:
+        """``(G,)`` the approach of each grasp is vertical (the wrist roll is free)."""
+        return self.manifold.is_vertical(T)
+
+    def _decode(self, y: np.ndarray, T: np.ndarray, n: int, rng: np.random.Generator,
+                vertical) -> Proposals:
+        """Model outputs ``(n, d)`` -> proposals for grasps ``T`` (4, 4) or (n, 4, 4).
+
+        The model proposes (pan, lift, branch); at a vertical approach the wrist roll
+        is a third free coordinate (the stance set is 3-D, ``core/manifold.py``) that
+        the model does not output: those rows get a roll drawn uniformly (with the
+        roll branch, over the whole circle) instead of one fixed roll, which would
+        leave only two base headings around the grasp. ``vertical`` returns the
+        ``(n,)`` flags (called only for manifold-coordinate models); the roll is
+        drawn only when a row is vertical, so other requests draw what they did.
+        """
         if self.model.output == "manifold_coords":
             from .onnx_sampler import decode_manifold_output
             pan, lift, branch = decode_manifold_output(y, self.robot.lower[3:5],
                                                        self.robot.upper[3:5])
-            q, valid = self.manifold.solve(T_world_grasp, pan, lift, branch)
+            vert = vertical()
+            roll = (self.manifold.roll_zero + np.pi * rng.random(n)) if vert.any() else None
+            q, valid = self.manifold.solve(T, pan, lift, branch, roll=roll)
             return Proposals(q, valid, exact=True)
-        q = self.codec.decode(y, np.repeat(T_world_grasp[None], n, axis=0))
+        q = self.codec.decode(y, T if T.ndim == 3 else np.repeat(T[None], n, axis=0))
         return Proposals(q, np.all(np.isfinite(q), axis=1), exact=False)

@@ -18,17 +18,30 @@ from .geometry import make_transform, quat_to_matrix
 
 @dataclass(frozen=True)
 class Grasp:
-    """Desired pose of the tool frame in a world frame.
+    """Desired pose of the tool frame in a world frame, and the freedom it allows.
+
+    The tool's +z is the approach axis (from the wrist out through the jaws).
 
     Attributes:
         position: ``(3,)`` metres.
         orientation: ``(4,)`` unit quaternion (x, y, z, w).
         frame_id: name of the world frame (informational in the core).
+        symmetric: the grasp flipped by 180 degrees about the approach axis counts
+            as the same grasp (a parallel gripper on a box).
+        free_roll: any rotation about the approach axis counts as the same grasp
+            (a top-down grasp of a can); implies ``symmetric``.
     """
 
     position: tuple
     orientation: tuple
     frame_id: str = ""
+    symmetric: bool = False
+    free_roll: bool = False
+
+    @property
+    def fixed(self) -> bool:
+        """All six degrees are fixed (neither symmetric nor a free roll)."""
+        return not (self.symmetric or self.free_roll)
 
     def matrix(self) -> np.ndarray:
         """``T_world_grasp`` as a ``(4, 4)`` array."""
@@ -54,12 +67,19 @@ class Candidate:
         score: ranking score (higher is better).
         terms: the weighted score terms that add up to ``score``.
         metrics: raw per-candidate figures (errors, margins, robustness, ...).
+        grasp_index: the grasp of the request this stance serves: 0 the main grasp,
+            ``i`` its ``alternatives[i - 1]``.
+        tool_pose: the pose of the tool frame the stance reaches (the requested
+            grasp, or it turned about its approach axis when the grasp allows it);
+            None when unknown.
     """
 
     q: np.ndarray
     score: float
     terms: dict[str, float] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    grasp_index: int = 0
+    tool_pose: Grasp | None = None
 
     @property
     def base(self) -> BasePose:
@@ -82,8 +102,12 @@ class ProposalResult:
         samples_q: ``(M, nq)`` raw proposals (for the donut plot / RViz markers).
         samples_outcome: ``(M,)`` label per raw proposal: the stage that removed
             it, or ``"kept"``.
+        grasp: the main grasp of the request.
         feasible_q: ``(F, nq)`` every verified stance (after refinement, before
             the top-k), e.g. to measure coverage against the ground truth.
+        alternatives: the other grasps of the request (``grasp_index`` 1, 2, ...).
+        samples_grasp_index: ``(M,)`` the grasp each raw proposal was drawn for.
+        feasible_grasp_index: ``(F,)`` the grasp each verified stance serves.
     """
 
     ok: bool
@@ -97,3 +121,6 @@ class ProposalResult:
     samples_outcome: np.ndarray | None = None
     grasp: Grasp | None = None
     feasible_q: np.ndarray | None = None
+    alternatives: tuple = ()
+    samples_grasp_index: np.ndarray | None = None
+    feasible_grasp_index: np.ndarray | None = None

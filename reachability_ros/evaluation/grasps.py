@@ -6,6 +6,8 @@
   evenly over (height, approach elevation) strata by water-filling.
 * :func:`unreachable_grasps`: grasps with no valid, visible stance, of the kinds
   in :data:`UNREACHABLE_KINDS`, for false-success checks.
+* :func:`detector_grasps`: a grasp detector's candidates for one object (grasp
+  sets): perturbed grasps around it with mixed approach directions.
 
 Both return a :class:`GraspSet`: the poses and the quaternions they were made
 from, so a benchmark that sends :class:`~reachability_ros.core.types.Grasp`
@@ -167,11 +169,7 @@ def unreachable_grasps(n: int, rng: np.random.Generator,
         ConfigError: a negative ``n``, no kinds or an unknown kind.
     """
     n = _count(n)
-    kinds = tuple(kinds)
-    bad = [k for k in kinds if k not in UNREACHABLE_KINDS]
-    if not kinds or bad:
-        raise ConfigError(f"unreachable grasp kinds {bad or list(kinds)}: use some of "
-                          f"{sorted(UNREACHABLE_KINDS)}")
+    kinds = _check_kinds(kinds, UNREACHABLE_KINDS, "unreachable grasp kinds")
     T = np.zeros((n, 4, 4))
     quat = np.zeros((n, 4))
     for i in range(n):
@@ -179,12 +177,7 @@ def unreachable_grasps(n: int, rng: np.random.Generator,
         if kind == "from_below":
             el = np.radians(rng.uniform(-90.0, -55.0))
             hd = rng.uniform(-np.pi, np.pi)
-            a = np.array([np.cos(el) * np.cos(hd), np.cos(el) * np.sin(hd), -np.sin(el)])
-            r = rng.normal(size=3)
-            bx = r - (r @ a) * a
-            bx /= np.linalg.norm(bx)
-            R = np.stack([bx, np.cross(a, bx), a], axis=1)
-            q = matrix_to_quat(R)
+            q = matrix_to_quat(_frame_about(_approach(el, hd), rng))
             z = rng.uniform(0.0, 0.3)
         else:
             q = rng.normal(size=4)
@@ -196,6 +189,71 @@ def unreachable_grasps(n: int, rng: np.random.Generator,
         T[i, :3, 3] = (x, y, z)
         T[i, 3, 3] = 1.0
     return GraspSet(T, quat)
+
+
+def _check_kinds(kinds: Sequence[str], known, what: str) -> tuple:
+    """Return the kinds as a tuple; ConfigError for none or an unknown one."""
+    kinds = tuple(kinds)
+    bad = [k for k in kinds if k not in known]
+    if not kinds or bad:
+        raise ConfigError(f"{what} {bad or list(kinds)}: use some of {sorted(known)}")
+    return kinds
+
+
+def _approach(elevation_rad: float, heading_rad: float) -> np.ndarray:
+    """The unit approach axis ``(3,)`` at an elevation below the horizon and a heading."""
+    c = np.cos(elevation_rad)
+    return np.array([c * np.cos(heading_rad), c * np.sin(heading_rad), -np.sin(elevation_rad)])
+
+
+def _frame_about(a: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A rotation ``(3, 3)`` whose z is the unit approach ``a`` and whose x is random."""
+    r = rng.normal(size=3)
+    bx = r - (r @ a) * a
+    bx /= np.linalg.norm(bx)
+    return np.stack([bx, np.cross(a, bx), a], axis=1)
+
+
+#: approach kinds of :func:`detector_grasps`: elevation of the approach below the horizon
+DETECTOR_APPROACHES_DEG = {"top_down": 90.0, "oblique": 45.0, "side": 0.0}
+
+
+def detector_grasps(center_m: Sequence[float], n: int, rng: np.random.Generator, *,
+                    position_sigma_m: float = 0.015, tilt_sigma_deg: float = 10.0,
+                    approaches: Sequence[str] = ("top_down", "oblique", "side")) -> GraspSet:
+    """Draw a grasp detector's candidates for one object: perturbed grasps, mixed approaches.
+
+    Grasp ``i`` approaches the object along kind ``approaches[i % len(approaches)]``
+    (:data:`DETECTOR_APPROACHES_DEG`) from a random heading, its approach axis (the
+    tool's +z) tilted by a Gaussian ``tilt_sigma_deg`` and turned about itself by a
+    uniform roll; its position is ``center_m`` plus Gaussian ``position_sigma_m`` noise
+    per axis. Whether a grasp has a stance is not known (that is what a planner is for).
+
+    Args:
+        center_m: ``(3,)`` the object's position (m).
+        n: number of grasps.
+        rng: random generator (the result is a function of its state).
+        position_sigma_m: std of the position noise (m).
+        tilt_sigma_deg: std of the approach axis' tilt (deg).
+        approaches: the approach kinds, cycled.
+
+    Returns:
+        ``n`` grasps.
+
+    Raises:
+        ConfigError: a negative ``n``, or no or an unknown approach kind.
+    """
+    n = _count(n)
+    approaches = _check_kinds(approaches, DETECTOR_APPROACHES_DEG, "approach kinds")
+    T = np.zeros((n, 4, 4))
+    for i in range(n):
+        el = np.radians(DETECTOR_APPROACHES_DEG[approaches[i % len(approaches)]])
+        a = _approach(el, rng.uniform(-np.pi, np.pi))
+        a = a + np.radians(tilt_sigma_deg) * rng.normal(size=3)
+        T[i, :3, :3] = _frame_about(a / np.linalg.norm(a), rng)
+        T[i, :3, 3] = np.asarray(center_m, dtype=float) + position_sigma_m * rng.normal(size=3)
+        T[i, 3, 3] = 1.0
+    return GraspSet(T, matrix_to_quat(T[:, :3, :3]).reshape(-1, 4))
 
 
 # ----------------------------------------------------------------- strata

@@ -243,3 +243,56 @@ def sample_ground_truth(manifold, gt: dict[str, Any], n: int, rng: np.random.Gen
         if need <= 0:
             break
     return np.concatenate(out)[:n]
+
+
+def free_roll_ground_truth(manifold, T_world_grasp: np.ndarray, visibility=None,
+                           n_roll: int = 36, n_pan: int = 32, n_lift: int = 32,
+                           min_visibility_margin_m: float = 0.0) -> dict[str, Any]:
+    """Return the exact feasible stance set of a grasp whose roll about its approach is free.
+
+    The set is 3-D (the roll about the approach axis, the tool's +z, then the 2-D
+    closed form at that roll): the union over ``n_roll`` evenly spaced rolls
+    ``T_world_grasp Rz(r)`` of :func:`ground_truth`, each point weighted by its cell's
+    area on the manifold times the roll step (uniform over the set's volume).
+
+    Args:
+        manifold: the :class:`~reachability_ros.core.manifold.StanceManifold`.
+        T_world_grasp: ``(4, 4)`` the grasp.
+        visibility: a :class:`~reachability_ros.core.visibility.Visibility`; None = no
+            visibility filter.
+        n_roll: rolls over ``[0, 2 pi)``, 0 (the grasp itself) included.
+        n_pan, n_lift: grid sizes of each roll (see :func:`ground_truth`).
+        min_visibility_margin_m: required visibility margin.
+
+    Returns:
+        A dict: ``q (K, 8)`` the feasible stances, ``roll (K,)`` the roll each reaches
+        the grasp at (rad), ``T_target (K, 4, 4)`` that tool pose, ``weight (K,)``
+        (sum 1, or empty), ``rolls (n_roll,)``, ``n_per_roll (n_roll,)`` feasible
+        points per roll, ``empty`` (no roll has a stance).
+
+    Raises:
+        InvalidRequest: ``T_world_grasp`` is not one ``(4, 4)`` pose.
+    """
+    T = np.asarray(T_world_grasp, dtype=float)
+    if T.shape != (4, 4):
+        raise InvalidRequest(f"free_roll_ground_truth takes one grasp (4, 4), got {T.shape}")
+    rolls = 2.0 * np.pi * np.arange(int(n_roll)) / int(n_roll)
+    q, roll, target, mass, counts = [], [], [], [], []
+    for r in rolls:
+        Rz = np.eye(4)
+        Rz[:2, :2] = [[np.cos(r), -np.sin(r)], [np.sin(r), np.cos(r)]]
+        Tr = T @ Rz
+        gt = ground_truth(manifold, Tr, visibility, n_pan, n_lift,
+                          min_visibility_margin_m=min_visibility_margin_m)
+        k = len(gt["q"])
+        counts.append(k)
+        q.append(gt["q"])
+        roll.append(np.full(k, r))
+        target.append(np.repeat(Tr[None], k, axis=0))
+        mass.append(gt["area"])
+    area = np.concatenate(mass) if mass else np.zeros(0)
+    total = area.sum()
+    weight = area / total if total > 0 else np.full(len(area), 1.0 / max(1, len(area)))
+    return {"q": np.concatenate(q), "roll": np.concatenate(roll),
+            "T_target": np.concatenate(target), "weight": weight, "rolls": rolls,
+            "n_per_roll": np.array(counts), "empty": not sum(counts)}

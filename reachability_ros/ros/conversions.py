@@ -266,7 +266,8 @@ def failure_answer(reason: str, joint_names: Sequence[str] = (),
 
 def answer_request(proposer: Any, goal: PoseInput, start: BasePose | None = None,
                    rng: np.random.Generator | None = None,
-                   lock: threading.Lock | None = None) -> StanceAnswer:
+                   lock: threading.Lock | None = None, symmetric: bool = False,
+                   free_roll: bool = False) -> StanceAnswer:
     """Run the core for a request already expressed in the target frame.
 
     Never raises for a bad request: a :class:`ReachabilityError` becomes a
@@ -279,6 +280,9 @@ def answer_request(proposer: Any, goal: PoseInput, start: BasePose | None = None
         start: the current base pose in the target frame, or None.
         rng: random generator for this request.
         lock: held around the call to the proposer (requests may run concurrently).
+        symmetric: the grasp's flip about its approach axis is as good (the server's
+            ``grasp_symmetric`` parameter).
+        free_roll: any turn about its approach axis is as good (``grasp_free_roll``).
 
     Returns:
         The plain answer.
@@ -291,7 +295,8 @@ def answer_request(proposer: Any, goal: PoseInput, start: BasePose | None = None
             raise InvalidRequest('a grasp needs 3 position and 4 quaternion values, got '
                                  f'{goal.position}, {goal.orientation}')
         grasp = Grasp(tuple(float(v) for v in goal.position),
-                      tuple(float(v) for v in goal.orientation), goal.frame_id)
+                      tuple(float(v) for v in goal.orientation), goal.frame_id,
+                      symmetric=bool(symmetric), free_roll=bool(free_roll))
         with lock if lock is not None else contextlib.nullcontext():
             result = proposer.propose(grasp, start, rng)
     except ReachabilityError as exc:

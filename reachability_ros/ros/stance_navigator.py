@@ -35,14 +35,11 @@ from typing import Any
 
 from geometry_msgs.msg import PoseStamped, Twist
 from nav2_msgs.action import NavigateToPose
-import rclpy
 from rclpy.action import ActionClient, ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.duration import Duration
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
-from rclpy.logging import get_logger
+from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
-from rclpy.signals import SignalHandlerOptions
 from rclpy.time import Time
 from reachability_ros.core.arrival import ArrivalPlanner
 from reachability_ros.core.errors import ConfigError, DescriptionError, ReachabilityError
@@ -58,14 +55,14 @@ from . import messages as msgs
 from .camera_input import camera_entry, CameraInfoInput
 from .conversions import (check_raw_goal, normalize_frame_id, PlanPose, PoseInput,
                           retry_with_latest, tf_remap_arguments, transform_failure_reason)
-from .lifecycle import (clean_up, exit_now, lingering_threads, poll_until, ShutdownRequest,
-                        SPIN_PERIOD_S, spin_until)
+from .lifecycle import poll_until, ShutdownRequest
 from .navigation import (goal_failure, goal_status, GraspNavigator, INTERNAL_ERROR,
                          INVALID_GOAL, NavigationResult, STATUS_CANCELED, STATUS_SUCCEEDED,
                          TF_MISSING)
 from .navigator_io import (navigator_config, navigator_parameter_specs, NavOutcome,
                            ProposeAnswer, robot_config)
-from .parameters import startup_message, unknown_parameters, unknown_parameters_message
+from .node_main import run_node, THREAD_STOP_S
+from .parameters import unknown_parameters, unknown_parameters_message
 from .stance_client import latched_qos, StanceClient, wait_for, WAIT_STEP_S
 from .tf_listener import TfListener
 
@@ -75,8 +72,6 @@ EXECUTOR_THREADS = 4
 NAV2_CANCEL_WAIT_S, NAV2_SHUTDOWN_WAIT_S = 2.0, 0.2
 #: Accepted | |q| - 1 | of the grasp quaternion (the stance server's default).
 QUATERNION_TOLERANCE = 1e-3
-EXECUTOR_SHUTDOWN_S = 0.3
-THREAD_STOP_S = 0.2
 
 
 class StanceNavigator(Node):
@@ -382,59 +377,15 @@ class _GoalRobot:
         return time.monotonic()
 
 
-def _shut_down(node: StanceNavigator | None, executor: MultiThreadedExecutor | None,
-               code: int) -> None:
-    """Stop the base, the executor, the TF thread and the node, each under a deadline."""
-    steps = []
-    if node is not None:
-        steps.append((node.stop_base, THREAD_STOP_S))
-    if executor is not None:
-        steps.append((lambda: executor.shutdown(timeout_sec=EXECUTOR_SHUTDOWN_S),
-                      EXECUTOR_SHUTDOWN_S + 0.1))
-    if node is not None:
-        steps += [(lambda: node.close(THREAD_STOP_S), THREAD_STOP_S + 0.1),
-                  (node.destroy_node, THREAD_STOP_S)]
-    clean_up(steps + [(rclpy.try_shutdown, THREAD_STOP_S)], code)
-
-
 def main(args: list[str] | None = None) -> int:
     """Run the stance navigator until SIGINT or SIGTERM; return the process exit code.
 
     Exit codes: 0 after SIGINT or SIGTERM; 1 when it cannot start (a bad configuration,
     an unknown parameter, a broken description), logged as one FATAL line.
     """
-    stop = ShutdownRequest(raise_on_signal=True)
-    stop.install()
-    node: StanceNavigator | None = None
-    executor: MultiThreadedExecutor | None = None
-    code = 0
-    try:
-        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-        node = StanceNavigator(stop=stop)
-        node.start()
-        executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
-        executor.add_node(node)
-        stop.set_polling()
-        if not stop.is_set():
-            node.log_ready()
-        spin_until(lambda: executor.spin_once(timeout_sec=SPIN_PERIOD_S),
-                   lambda: stop.is_set() or not rclpy.ok(),
-                   on_error=lambda exc: node.get_logger().error(startup_message(exc)),
-                   ends=(ExternalShutdownException,), pause=stop.wait)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception as exc:  # start-up: bad arguments, configuration, description
-        code = 1
-        logger = node.get_logger() if node is not None else get_logger(NODE_NAME)
-        logger.fatal(f'cannot start: {startup_message(exc)}')
-    finally:
-        stop.set_polling()
-        stop.second_exit_code = code
-        stop.request()  # from here on, a second signal exits at once
-        _shut_down(node, executor, code)
-    if lingering_threads():
-        exit_now(code)
-    return code
+    return run_node(NODE_NAME, lambda stop: StanceNavigator(stop=stop),
+                    lambda: MultiThreadedExecutor(num_threads=EXECUTOR_THREADS), args,
+                    stop_first=lambda node: node.stop_base())
 
 
 if __name__ == '__main__':

@@ -35,6 +35,7 @@ with every answer, failures included), ``/propose_stance/markers``
 (``visualization_msgs/MarkerArray``, the robot drawn at the best stance in
 namespace ``robot``) and ``/propose_stance/report`` (``std_msgs/String``, JSON
 with ``header`` and ``sequence`` to match it to its response).
+Grasp sets (``PoseArray`` on ``/propose_stance/grasp_set``) and freedom: :mod:`.grasp_set_node`.
 
 Camera: with the parameter ``camera_info_topic`` set, the intrinsics of the CameraInfo
 received there replace ``robot.camera.*`` (:mod:`.camera_input`); the report's ``camera``
@@ -56,17 +57,14 @@ import sys
 import threading
 from typing import Any, Iterator
 
-from geometry_msgs.msg import PoseStamped
+from geometry_msgs.msg import PoseArray, PoseStamped
 from nav_msgs.srv import GetPlan
 import numpy as np
 from rcl_interfaces.msg import SetParametersResult
-import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-from rclpy.logging import get_logger
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.signals import SignalHandlerOptions
 from rclpy.time import Time
 from reachability_ros.config_io import load_yaml, parameters_section
 from reachability_ros.core.config import StanceConfig
@@ -87,9 +85,10 @@ from .conversions import (answer_request, build_report, check_raw_goal, check_ra
                           plan_poses, pose_request, PoseInput, ReportContext,
                           retry_with_latest, StanceAnswer, tf_remap_arguments,
                           trajectory_layout, transform_failure_reason)
-from .lifecycle import (clean_up, exit_now, lingering_threads, ShutdownRequest,
-                        SPIN_PERIOD_S, spin_until)
+from .grasp_set_node import FREEDOM_PARAMETERS, GraspSetServer
+from .lifecycle import ShutdownRequest
 from .markers import marker_specs
+from .node_main import run_node, THREAD_STOP_S
 from .parameters import (config_from_parameters, node_parameter_specs, NODE_PARAMETERS,
                          parameter_specs, ParameterSpec, plain_parameter_value,
                          resolve_config_paths, startup_message, unknown_parameters,
@@ -109,9 +108,6 @@ POINT_CHUNK = 64
 #: 0.005): a request that arrives while the companion worker builds messages waits at most
 #: about this long for the interpreter.
 SWITCH_INTERVAL_S = 0.0002
-#: Deadlines of the clean-up steps after SIGINT or SIGTERM (s).
-EXECUTOR_SHUTDOWN_S = 0.3
-THREAD_STOP_S = 0.2
 
 
 def latched_qos() -> QoSProfile:
@@ -132,7 +128,7 @@ class CompanionJob:
     camera: dict | None = None
 
 
-class StanceServer(Node):
+class StanceServer(GraspSetServer, Node):
     """ROS 2 node serving ranked whole-body stances. Call :meth:`start` after construction.
 
     Args:
@@ -193,6 +189,7 @@ class StanceServer(Node):
         self._companions = CompanionPublisher(self._companion_steps,
                                               on_error=self._companion_error)
         self._service = self.create_service(GetPlan, SERVICE, self._on_request)
+        self._start_grasp_sets()
         # registered last: rclpy also calls it for every declare_parameter
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._camera_input = follow_camera_info(self, lambda: self._config.robot.camera)
@@ -217,13 +214,13 @@ class StanceServer(Node):
     def _load_config_file(self, path: str) -> StanceConfig:
         """Read the ``config_file`` parameter's YAML (node-level keys are skipped)."""
         params = parameters_section(load_yaml(path), NODE_NAME)
-        params = {k: v for k, v in params.items() if k not in NODE_PARAMETERS}
+        params = {k: v for k, v in params.items() if k not in NODE_PARAMETERS + FREEDOM_PARAMETERS}
         return StanceConfig.from_dict(params)
 
     def _refuse_unknown_parameters(self) -> None:
         """Raise ConfigError for parameters set on the node that it does not declare."""
         given = list(getattr(self, '_parameter_overrides', None) or {})
-        declared = [s.name for s in self._specs] + list(NODE_PARAMETERS)
+        declared = [s.name for s in self._specs] + list(NODE_PARAMETERS + FREEDOM_PARAMETERS)
         declared += [n for n in given if self.has_parameter(n)]
         unknown = unknown_parameters(given, declared)
         if unknown:
@@ -267,6 +264,7 @@ class StanceServer(Node):
             if config_changed:
                 proposer = self._build_proposer(config_from_parameters(values))
             with self._lock:
+                self._freedom = self._freedom_after(params)  # first: it may refuse
                 self._target_frame, self._tf_timeout_s = target_frame, tf_timeout
                 if proposer is not None:
                     self._proposer, self._config = proposer, proposer.config
@@ -386,11 +384,17 @@ class StanceServer(Node):
                     f"'{request.start.header.frame_id}' to '{target}': "
                     f'{type(exc).__name__}: {exc}'.split()))
         rng = np.random.default_rng(config.proposal.seed)
-        answer = answer_request(proposer, goal, start, rng, lock=self._compute_lock)
+        answer = answer_request(proposer, goal, start, rng, self._compute_lock,
+                                self._freedom.symmetric, self._freedom.free_roll)
         answer.notes = notes + answer.notes
         answer.goal_tf_latest = latest
         answer.start_request = start_request
         return answer
+
+    def _on_grasp_set(self, msg: PoseArray) -> None:
+        """Answer a grasp set on the companion topics (:mod:`.grasp_set_node`)."""
+        with self._companions.answering():
+            self._companions.submit(CompanionJob(*self._grasp_set_answer(msg)))
 
     # ------------------------------------------------------------------ companions
     def _companion_steps(self, job: CompanionJob) -> Iterator[None]:
@@ -439,19 +443,6 @@ class StanceServer(Node):
             ' '.join(f'cannot publish the companion topics: {type(exc).__name__}: {exc}'.split()))
 
 
-def _shut_down(node: StanceServer | None, executor: SingleThreadedExecutor | None,
-               code: int) -> None:
-    """Stop the executor, the threads and the node, each under a deadline; exit if one hangs."""
-    steps = []
-    if executor is not None:
-        steps.append((lambda: executor.shutdown(timeout_sec=EXECUTOR_SHUTDOWN_S),
-                      EXECUTOR_SHUTDOWN_S + 0.1))
-    if node is not None:
-        steps += [(lambda: node.close(THREAD_STOP_S), 2 * THREAD_STOP_S + 0.1),
-                  (node.destroy_node, THREAD_STOP_S)]
-    clean_up(steps + [(rclpy.try_shutdown, THREAD_STOP_S)], code)
-
-
 def main(args: list[str] | None = None) -> int:
     """Run the stance server until SIGINT or SIGTERM; return the process exit code.
 
@@ -459,39 +450,8 @@ def main(args: list[str] | None = None) -> int:
     configuration, an unknown parameter, a model that does not match the robot),
     logged as one FATAL line, without a traceback.
     """
-    stop = ShutdownRequest(raise_on_signal=True)
-    stop.install()
-    node: StanceServer | None = None
-    executor: SingleThreadedExecutor | None = None
-    code = 0
-    try:
-        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-        node = StanceServer(stop=stop)
-        node.start()
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        sys.setswitchinterval(SWITCH_INTERVAL_S)
-        stop.set_polling()
-        if not stop.is_set():
-            node.log_ready()
-        spin_until(lambda: executor.spin_once(timeout_sec=SPIN_PERIOD_S),
-                   lambda: stop.is_set() or not rclpy.ok(),
-                   on_error=lambda exc: node.get_logger().error(startup_message(exc)),
-                   ends=(ExternalShutdownException,), pause=stop.wait)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception as exc:  # start-up: bad arguments, configuration, model
-        code = 1
-        logger = node.get_logger() if node is not None else get_logger(NODE_NAME)
-        logger.fatal(f'cannot start: {startup_message(exc)}')
-    finally:
-        stop.set_polling()
-        stop.second_exit_code = code
-        stop.request()  # from here on, a second signal exits at once
-        _shut_down(node, executor, code)
-    if lingering_threads():
-        exit_now(code)
-    return code
+    return run_node(NODE_NAME, lambda stop: StanceServer(stop=stop), SingleThreadedExecutor,
+                    args, before_spin=lambda: sys.setswitchinterval(SWITCH_INTERVAL_S))
 
 
 if __name__ == '__main__':
