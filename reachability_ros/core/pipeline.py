@@ -21,13 +21,23 @@ each a method that takes and returns small typed records:
 7. :meth:`~StanceProposer.robustness`: the nonlinear robustness re-solve for
    the returned stances, and their final order.
 
+With a world (an occupancy grid and/or 3-D boxes, :meth:`~StanceProposer.set_world` or
+``propose(..., world=...)``), :meth:`~StanceProposer.scene_filter` runs after
+verification: the base footprint against the map and the base shapes against the
+boxes (``base_collision``), the arm's shapes against the boxes (``arm_collision``),
+the camera's line of sight to the gripper against the boxes (``scene_occluded``),
+``core/scene.py``; ranking gains a clearance term (``clearance_m`` per candidate).
+When the scene leaves fewer than ``world.min_feasible`` stances, the exact grid is
+searched too (``world.fallback_samples`` proposals, :meth:`~StanceProposer.fallback`).
+Without a world none of this runs and nothing changes.
+
 Every returned stance was re-verified by FK after refinement. When nothing
 survives, ``result.reason`` says why, with the funnel counts and the robot's
 numbers (``core/diagnosis.py``). Each stage's
 wall time is in ``result.timing_ms`` (keys ``sample``, ``coarse_filter`` and
-``refine`` for approximate samplers, ``verify``, ``rank``, ``robustness``,
-``total``). The stages and their typed records are kept in this one module
-(about 500 lines) so that a request reads top to bottom.
+``refine`` for approximate samplers, ``verify``, ``scene`` and ``fallback`` with a
+world, ``rank``, ``robustness``, ``total``). The stages and their typed records are kept
+in this one module (about 600 lines) so that a request reads top to bottom.
 """
 
 from __future__ import annotations
@@ -43,15 +53,17 @@ from .config import ProposalConfig, StanceConfig
 from .diagnosis import FailureDiagnosis
 from .errors import ConfigError, DescriptionError, InvalidRequest
 from .geometry import grasp_in_base_frames, quat_to_matrix, rotation_angle, wrap_angle
-from .outcomes import CODE, LABELS, LABELS_ARRAY, OUTCOMES
+from .outcomes import CODE, LABELS, LABELS_ARRAY, OUTCOMES, WORLD_OUTCOMES
 from .paths import resolve_data_path
-from .ranking import (diverse_top_k, linear_robustness, nonlinear_robustness, perturbations,
-                      robustness_term, score_terms)
+from .ranking import (clearance_term, diverse_top_k, linear_robustness, nonlinear_robustness,
+                      perturbations, robustness_term, score_terms)
 from .refine import refine as refine_lm
 from .robot import WholeBodyModel
 from .samplers import GridSampler, ModelSampler, Proposals, RejectionSampler
+from .scene import SceneChecker
 from .types import BasePose, Candidate, Grasp, ProposalResult
 from .visibility import Visibility, VisibilityResult
+from .world import Boxes, OccupancyGrid, World
 
 MAX_ABS_COORDINATE_M = 1.0e6
 
@@ -137,7 +149,10 @@ class Verified:
         position_error_m: ``(m,)`` tool position error against the grasp.
         orientation_error_rad: ``(m,)`` tool orientation error.
         visibility: the visibility of the tool from the front camera.
-        good: ``(m,)`` also visible with the required margin: feasible.
+        good: ``(m,)`` also visible with the required margin (and clear of the world,
+            after :meth:`StanceProposer.scene_filter`): feasible.
+        clearance_m: ``(m,)`` the stances' clearance to the world (NaN where not
+            measured), or None without a world.
     """
 
     idx: np.ndarray
@@ -147,6 +162,7 @@ class Verified:
     orientation_error_rad: np.ndarray
     visibility: VisibilityResult
     good: np.ndarray
+    clearance_m: np.ndarray | None = None
 
 
 @dataclass
@@ -219,6 +235,9 @@ class StanceProposer:
         self.sampler, self.sampler_name = self._make_sampler(pc)
         self.diagnosis = FailureDiagnosis(self.robot, self.visibility, pc, self.manifold,
                                           self.sampler_name)
+        self.scene = SceneChecker(self.robot, self.visibility.p_base_cam, self.config.world,
+                                  self.diagnosis.facts.footprint_radius_m)
+        self.world: World | None = None
         self.refinement = pc.refinement
         if self.refinement == "auto":
             self.refinement = "exact" if self.manifold is not None else "numerical"
@@ -294,14 +313,21 @@ class StanceProposer:
             raise InvalidRequest(f"top_k must be an integer in [1, 1000], got {top_k!r}")
         return T, k
 
-    def sample(self, T: np.ndarray, rng: np.random.Generator) -> Sampled:
+    def sample(self, T: np.ndarray, rng: np.random.Generator, sampler=None,
+               n: int | None = None) -> Sampled:
         """Draw the proposals; label the rows the sampler marks infeasible.
 
         Rows that are not finite or that the sampler marks invalid are
         ``unreachable``, except finite rows outside the joint limits (exact
         samplers mark those invalid): ``joint_limits``.
+
+        Args:
+            sampler: default the configured one.
+            n: proposals to draw; default ``proposal.n_samples``.
         """
-        props: Proposals = self.sampler.sample(T, self.config.proposal.n_samples, rng)
+        sampler = self.sampler if sampler is None else sampler
+        n = self.config.proposal.n_samples if n is None else n
+        props: Proposals = sampler.sample(T, n, rng)
         n = props.q.shape[0]
         q = props.q.copy()
         finite = np.all(np.isfinite(q), axis=1)
@@ -378,6 +404,79 @@ class StanceProposer:
         s.alive[idx] = labels == 0
         return Verified(idx, s.q[idx], X, dp, dr, vis, labels == 0)
 
+    def set_world(self, grid: OccupancyGrid | None = None, boxes: Boxes | None = None,
+                  grid_pose: tuple | None = None) -> World | None:
+        """Set the world every later request is checked against (None, None: no world).
+
+        The grid's distance field is built here, once (``core/world.py``); requests
+        never do per-map work. ``grid_pose`` is the pose of the grid's frame in the
+        grasps' world frame (default: the grid's own origin, the frames being the same).
+
+        Returns:
+            The prepared :class:`~.world.World` (also for ``propose(..., world=...)``).
+        """
+        world = self.scene.prepare(grid, boxes, grid_pose)
+        self.world = None if world.empty else world
+        return self.world
+
+    def scene_filter(self, world: World, s: Sampled, v: Verified) -> None:
+        """Check the feasible rows against the world; label the failures, in place.
+
+        Base footprint and base shapes (``base_collision``), arm shapes
+        (``arm_collision``), then the camera's line of sight to the tool
+        (``scene_occluded``), each on the rows the previous one kept. Sets
+        ``v.good`` and ``v.clearance_m``.
+        """
+        scene = self.scene
+        good = np.flatnonzero(v.good)
+        clearance = np.full(v.idx.size, np.nan)
+        base = scene.base_collision(world, v.q[good])
+        clearance[good] = base.clearance_m
+        s.remove(v.idx[good[base.collides]], "base_collision")
+        good = good[~base.collides]
+        if good.size:
+            arm = scene.arm_collision(world, v.q[good], v.chain[..., good])
+            s.remove(v.idx[good[arm]], "arm_collision")
+            good = good[~arm]
+        if good.size:
+            p_tool, _ = self.robot.frame_in_chain(v.chain[..., good],
+                                                  self.robot.config.tool_frame)
+            hidden = scene.scene_occlusion(world, v.q[good], p_tool)
+            s.remove(v.idx[good[hidden]], "scene_occluded")
+            good = good[~hidden]
+        v.good = np.zeros(v.idx.size, dtype=bool)
+        v.good[good] = True
+        v.clearance_m = clearance
+
+    def fallback(self, T: np.ndarray, rng: np.random.Generator, world: World, s: Sampled,
+                 v: Verified) -> tuple[Sampled, Verified, int]:
+        """Search more stances when the scene left fewer than ``world.min_feasible``.
+
+        Runs only when the scene removed a stance (a grasp the robot cannot reach or see
+        gains nothing from more proposals): ``world.fallback_samples`` proposals of the
+        exact grid (or, without the closed form, of the configured sampler), verified
+        and checked against the world like the first ones, then appended to them.
+
+        Returns:
+            The merged proposals and verified rows, and the number of extra proposals
+            (0: no fallback).
+        """
+        wc = self.config.world
+        removed = np.isin(s.outcome, [CODE[k] for k in WORLD_OUTCOMES]).any()
+        if not removed or int(v.good.sum()) >= wc.min_feasible:
+            return s, v, 0
+        sampler = _DenseGrid(self.manifold) if self.manifold is not None else self.sampler
+        s2 = self.sample(T, rng, sampler, wc.fallback_samples)
+        if not s2.proposals.exact and s2.alive.any():
+            self.coarse_filter(T, s2)
+            self.refine(T, s2)
+        v2 = self.verify(T, s2)
+        if v2.good.any():
+            self.scene_filter(world, s2, v2)
+        else:
+            v2.clearance_m = np.full(v2.idx.size, np.nan)
+        return _merge_sampled(s, s2), _merge_verified(v, v2, s.n), s2.n
+
     def rank(self, v: Verified, k: int, rng: np.random.Generator,
              current_base: BasePose | None) -> Ranked:
         """Score the feasible stances, estimate the robustness of the best, pick a diverse top-k.
@@ -390,9 +489,11 @@ class StanceProposer:
         robot = self.robot
         idx, qf, dp, dr, X, vis = (v.idx, v.q, v.position_error_m, v.orientation_error_rad,
                                    v.chain, v.visibility)
+        clearance = v.clearance_m
         if not v.good.all():
             g = v.good
             idx, qf, dp, dr, X, vis = idx[g], qf[g], dp[g], dr[g], X[..., g], vis.subset(g)
+            clearance = clearance[g] if clearance is not None else None
         q_base0 = qf.copy()
         q_base0[:, :3] = 0.0
         J = robot.jacobian(q_base0, chain=X)  # base frame, for manipulability and robustness
@@ -409,6 +510,9 @@ class StanceProposer:
         delta = perturbations(rng, pc.robustness_samples, pc)
         rob = np.full(idx.size, np.nan)  # NaN = not measured (reported as null)
         terms = score_terms(metrics, pc, current_base)  # robustness not yet measured: 0
+        if clearance is not None:  # with a world only
+            metrics["clearance_m"] = clearance
+            terms["clearance"] = clearance_term(clearance, self.config.world)
         pre = sum(terms.values())
         if pc.robustness_samples > 0 and pc.robustness_candidates > 0:
             top = np.argsort(-pre)[:pc.robustness_candidates]
@@ -438,7 +542,7 @@ class StanceProposer:
     # ------------------------------------------------------------------ main
     def propose(self, grasp: Grasp, current_base: BasePose | None = None,
                 rng: np.random.Generator | None = None,
-                top_k: int | None = None) -> ProposalResult:
+                top_k: int | None = None, world: World | None = None) -> ProposalResult:
         """Propose ranked stances for one grasp.
 
         Args:
@@ -446,6 +550,8 @@ class StanceProposer:
             current_base: where the base is now (for the travel/turn terms), or None.
             rng: random generator (default: seeded from ``proposal.seed``).
             top_k: number of stances to return (default ``proposal.top_k``).
+            world: the obstacles, in the grasp's world frame (default: the one of
+                :meth:`set_world`, if any).
 
         Returns:
             A :class:`ProposalResult`; ``ok`` is False with a reason and the
@@ -466,10 +572,22 @@ class StanceProposer:
             clock.tick("refine")
         v = self.verify(T, s)
         clock.tick("verify")
-        funnel = self._funnel(s)
+        world = self.world if world is None else world
+        extra = None
+        if world is not None and not world.empty:
+            if v.good.any():
+                self.scene_filter(world, s, v)
+            else:
+                v.clearance_m = np.full(v.idx.size, np.nan)
+            clock.tick("scene")
+            s, v, extra = self.fallback(T, rng, world, s, v)
+            clock.tick("fallback")
+        else:
+            world = None
+        funnel = self._funnel(s, extra)
         if not v.good.any():
             funnel["returned"] = 0
-            reason = self.diagnosis.reason(funnel, s.n, T)  # the robot's numbers, a grid check
+            reason = self.diagnosis.reason(funnel, s.n, T, world)  # the robot's numbers
             return ProposalResult(False, reason, [], self.robot.joint_names,
                                   dict(funnel), clock.total(), self.sampler_name,
                                   s.proposals.q, LABELS_ARRAY[s.outcome], grasp)
@@ -484,11 +602,20 @@ class StanceProposer:
                               LABELS_ARRAY[s.outcome], grasp, feasible_q=r.q)
 
     @staticmethod
-    def _funnel(s: Sampled) -> OrderedDict:
-        """How many proposals each stage removed, and how many are feasible."""
+    def _funnel(s: Sampled, fallback: int | None = None) -> OrderedDict:
+        """How many proposals each stage removed, and how many are feasible.
+
+        Args:
+            fallback: the fallback's extra proposals (counted in ``proposed``), or None
+                without a world (then the world's stages are not listed).
+        """
         counts = np.bincount(s.outcome, minlength=len(LABELS))
         funnel = OrderedDict(proposed=int(s.n))
+        if fallback is not None:
+            funnel["fallback_proposed"] = int(fallback)
         for key in OUTCOMES:
+            if fallback is None and key in WORLD_OUTCOMES:
+                continue
             funnel[key] = int(counts[CODE[key]])
         funnel["feasible"] = int(counts[0])
         return funnel
@@ -509,6 +636,47 @@ class StanceProposer:
             cands.append(Candidate(r.q[row].copy(), scores[i],
                                    {name: col[i] for name, col in tcols.items()}, m))
         return cands
+
+
+class _DenseGrid:
+    """The exact grid with about ``n`` stances in all, a vertical approach's rolls included.
+
+    (:class:`~.samplers.GridSampler` gives a vertical approach 8 rolls on top of ``n``.)
+    """
+
+    name = "grid"
+
+    def __init__(self, manifold) -> None:
+        self.manifold = manifold
+
+    def sample(self, T_world_grasp: np.ndarray, n: int, rng: np.random.Generator) -> Proposals:
+        """Return about ``n`` exact grid stances; ``rng`` unused."""
+        rolls = 8 if self.manifold.is_vertical(T_world_grasp[None])[0] else 1
+        side = max(2, int(round(math.sqrt(n / (self.manifold.n_branches * rolls)))))
+        q, valid, _ = self.manifold.grid(T_world_grasp, n_pan=side, n_lift=side, n_roll=rolls)
+        return Proposals(q, valid, exact=True)
+
+
+def _merge_sampled(a: Sampled, b: Sampled) -> Sampled:
+    """The proposals of two rounds, the second appended."""
+    props = Proposals(np.vstack([a.proposals.q, b.proposals.q]),
+                      np.concatenate([a.proposals.valid, b.proposals.valid]),
+                      a.proposals.exact and b.proposals.exact,
+                      a.proposals.refine_from_afar and b.proposals.refine_from_afar)
+    return Sampled(props, np.vstack([a.q, b.q]), np.concatenate([a.outcome, b.outcome]),
+                   np.concatenate([a.alive, b.alive]))
+
+
+def _merge_verified(a: Verified, b: Verified, offset: int) -> Verified:
+    """The verified rows of two rounds; ``b``'s proposal rows start at ``offset``."""
+    vis = VisibilityResult(*(np.concatenate([getattr(a.visibility, f), getattr(b.visibility, f)])
+                             for f in VisibilityResult.__dataclass_fields__))
+    return Verified(np.concatenate([a.idx, b.idx + offset]), np.vstack([a.q, b.q]),
+                    np.concatenate([a.chain, b.chain], axis=-1),
+                    np.concatenate([a.position_error_m, b.position_error_m]),
+                    np.concatenate([a.orientation_error_rad, b.orientation_error_rad]), vis,
+                    np.concatenate([a.good, b.good]),
+                    np.concatenate([a.clearance_m, b.clearance_m]))
 
 
 def propose(grasp: Grasp, current_base: BasePose | None = None,
