@@ -19,7 +19,9 @@ Exit codes:
 
 Files: a relative --config, --model or --plot is the user's: looked up in the working
 directory first, then in the package's share directory (config and model). The config
-and model actually loaded are printed on stderr. Output files (--output, --plot) are
+and model actually loaded are printed on stderr. --map (a Nav2 map_server YAML file and
+its image) and --obstacles (a YAML list of boxes) are the world the stances must clear,
+in the grasps' frame (reachability_ros/world_io.py). Output files (--output, --plot) are
 written to a temporary file and renamed into place: an interrupted run never leaves a
 half-written file, and --output may not name the --input file.
 """
@@ -198,7 +200,23 @@ def _build_proposer(args):
         print(f"model: {cfg.proposal.model_path}", file=sys.stderr)
     else:
         print(f"model: none (sampler {proposer.sampler_name})", file=sys.stderr)
+    _load_world(args, proposer)
     return proposer
+
+
+def _load_world(args, proposer) -> None:
+    """Read --map and --obstacles into the proposer's world; say what was loaded."""
+    if not (getattr(args, "map", None) or getattr(args, "obstacles", None)):
+        return
+    from reachability_ros.world_io import load_map, load_obstacles
+    grid = load_map(args.map) if args.map else None
+    boxes = load_obstacles(args.obstacles) if args.obstacles else None
+    proposer.set_world(grid, boxes)
+    if grid is not None:
+        h, w = grid.shape
+        print(f"map: {args.map} ({w} x {h} cells of {grid.resolution_m:g} m)", file=sys.stderr)
+    if boxes is not None:
+        print(f"obstacles: {args.obstacles} ({len(boxes)} boxes)", file=sys.stderr)
 
 
 def _print_table(result, base_frame: str, out=sys.stdout) -> None:
@@ -247,7 +265,8 @@ def cmd_propose(args) -> int:
         from reachability_ros.plotting import plot_result
         try:
             plot_result(result, proposer.robot, args.plot, current_base=base,
-                        footprint_radius_m=proposer.diagnosis.facts.footprint_radius_m)
+                        footprint_radius_m=proposer.scene.footprint_outer_m,
+                        world=proposer.world, footprint_polygon=proposer.scene.polygon)
         except OSError as exc:
             raise UserError(f"cannot write --plot {args.plot!r}: {exc.strerror or exc}",
                             "file") from None
@@ -408,6 +427,13 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="ranked stances returned (overrides proposal.top_k)")
     p.add_argument("--seed", type=_seed, default=None,
                    help="random seed (>= 0; default: proposal.seed of the config)")
+    p.add_argument("--map", default=None, metavar="MAP.yaml",
+                   help="Nav2 map_server map (YAML + PGM/PNG image) in the grasps' frame: "
+                   "the base footprint must clear its occupied (and unknown) cells")
+    p.add_argument("--obstacles", default=None, metavar="OBSTACLES.yaml",
+                   help="3-D boxes in the grasps' frame (obstacles: [{name, center, size, "
+                   "yaw}]): no part of the robot may touch them, nor may they hide the "
+                   "gripper from the front camera")
 
 
 def build_parser() -> argparse.ArgumentParser:
