@@ -9,7 +9,7 @@ the standard library): PyYAML and Pillow are dependencies of the CLI and of ROS.
   the default, ``scale`` or ``raw``), read into an
   :class:`~reachability_ros.core.world.OccupancyGrid` the way ``map_server`` reads it
   (``nav2_map_server/src/map_io.cpp``): a pixel's shade is the mean of its colour
-  channels (with the inverted alpha too in trinary mode), its occupancy ``1 - shade``
+  channels (with its opacity too in trinary mode), its occupancy ``1 - shade``
   (``shade`` with ``negate``); trinary: above ``occupied_thresh`` 100, below
   ``free_thresh`` 0, else unknown (-1); scale: the same, in between scaled to 1-99 and
   transparent pixels unknown; raw: the shade times 255 when it is 0-100, else unknown.
@@ -120,8 +120,8 @@ def image_occupancy(path: Path, mode: str = "trinary", negate: bool = False,
     except Exception as exc:  # noqa: BLE001 - Pillow raises OSError, SyntaxError, ValueError...
         raise ConfigError(f"cannot read map image {str(path)!r}: "
                           f"{' '.join(f'{type(exc).__name__}: {exc}'.split())}") from None
-    if mode == "trinary" and alpha is not None:
-        channels = channels + [1.0 - alpha]
+    if mode == "trinary" and alpha is not None:  # map_server averages the opacity in
+        channels = channels + [alpha]
     shade = sum(channels) / len(channels)
     occ = shade if negate else 1.0 - shade
     if mode == "raw":

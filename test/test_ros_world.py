@@ -28,8 +28,8 @@ if have(*ROS_MODULES):
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
     from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-    from reachability_ros.ros.stance_node import MARKERS_TOPIC, REPORT_TOPIC, SERVICE, \
-        StanceServer
+    from reachability_ros.ros.stance_node import (MARKERS_TOPIC, REPORT_TOPIC, SERVICE,
+                                                  StanceServer)
     from reachability_ros.ros.world_subscriber import map_qos, markers_qos
     from std_msgs.msg import String
     import tf2_ros

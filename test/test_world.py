@@ -155,3 +155,17 @@ def test_moving_a_world_keeps_its_field():
     assert World().empty and not world.empty
     with pytest.raises(ConfigError, match="grid pose"):
         world.moved(grid_pose=(1.0, float("nan"), 0.0))
+
+
+def test_the_sure_map_collisions_are_collisions(robot, visibility, rng):
+    from reachability_ros.core.scene import SceneChecker
+    for footprint in ("", "[[0.2, 0.1], [0.2, -0.1], [-0.15, -0.15], [-0.15, 0.15]]"):
+        checker = SceneChecker(robot, visibility.p_base_cam, WorldConfig(footprint=footprint),
+                               0.145)
+        values = np.zeros((40, 40), np.int8)
+        values[rng.random(values.shape) < 0.05] = 100
+        world = checker.prepare(OccupancyGrid(values, 0.05, (-1.0, -1.0, 0.2)))
+        q = robot.random_configurations(2000, rng, base_extent_m=1.5)
+        sure = checker.surely_on_map(world, q)
+        collides = checker.base_collision(world, q).collides
+        assert sure.sum() > 100 and np.all(collides[sure])

@@ -455,7 +455,10 @@ class StanceProposer:
         Runs only when the scene removed a stance (a grasp the robot cannot reach or see
         gains nothing from more proposals): ``world.fallback_samples`` proposals of the
         exact grid (or, without the closed form, of the configured sampler), verified
-        and checked against the world like the first ones, then appended to them.
+        and checked against the world like the first ones, then appended to them. The
+        exact rows whose base the map surely blocks (``SceneChecker.surely_on_map``, one
+        look-up per row) are labelled ``base_collision`` before verification: they
+        would fail whatever the camera sees.
 
         Returns:
             The merged proposals and verified rows, and the number of extra proposals
@@ -467,6 +470,9 @@ class StanceProposer:
             return s, v, 0
         sampler = _DenseGrid(self.manifold) if self.manifold is not None else self.sampler
         s2 = self.sample(T, rng, sampler, wc.fallback_samples)
+        if s2.proposals.exact and s2.alive.any():
+            idx = np.flatnonzero(s2.alive)
+            s2.remove(idx[self.scene.surely_on_map(world, s2.q[idx])], "base_collision")
         if not s2.proposals.exact and s2.alive.any():
             self.coarse_filter(T, s2)
             self.refine(T, s2)

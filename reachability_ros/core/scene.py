@@ -78,7 +78,7 @@ def segment_box_distance(p0: np.ndarray, d: np.ndarray, half: np.ndarray) -> np.
         ``(L,)`` distances (m); 0 where the segment touches or enters the box.
     """
     L = p0.shape[1]
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         cross = np.concatenate([(half - p0) / d, (-half - p0) / d])  # (6, L)
     cross = np.where(np.isfinite(cross), np.clip(cross, 0.0, 1.0), 0.0)
     t = np.sort(np.concatenate([np.zeros((1, L)), np.ones((1, L)), cross]), axis=0)
@@ -91,7 +91,7 @@ def segment_box_distance(p0: np.ndarray, d: np.ndarray, half: np.ndarray) -> np.
     off = p0[:, None] - side * h
     a = (dd * dd).sum(0)
     b = (dd * off).sum(0)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         ts = np.where(a > 0.0, -b / a, lo)
     ts = np.clip(ts, lo, hi)
     g = np.maximum(np.abs(p0[:, None] + ts[None] * d[:, None]) - h, 0.0)
@@ -380,6 +380,28 @@ class SceneChecker:
         zc = world.boxes.center[b, 2]
         dz = np.maximum(np.maximum(zc - half[:, 2] - self.base_top_m, -(zc + half[:, 2])), 0.0)
         return np.hypot(dxy, dz)
+
+    def surely_on_map(self, world: World, q: np.ndarray) -> np.ndarray:
+        """A cheap subset of the map collisions: ``(N,)`` True where the base surely overlaps.
+
+        One look-up per row: the smallest distance from the row's cell to a blocked cell,
+        plus the cell's diagonal, bounds the base origin's distance from above; below the
+        footprint's inscribed radius plus the padding, the footprint overlaps. False
+        everywhere without a map.
+        """
+        field = world.grid_field
+        out = np.zeros(q.shape[0], dtype=bool)
+        if field is None or not q.shape[0]:
+            return out
+        u, v = field.cells_of(world.world_to_grid(q[:, :2].T))
+        h, w = field.lower_bound_m.shape
+        inside = (u >= 0.0) & (u < w) & (v >= 0.0) & (v < h)
+        i, j = u[inside].astype(np.intp), v[inside].astype(np.intp)
+        upper = field.lower_bound_m[j, i] + math.sqrt(2.0) * field.resolution_m
+        out[inside] = upper < self.footprint_inner_m + self.config.footprint_padding_m
+        if field.unknown_is_blocked:
+            out[~inside] = True  # far outside the map: in the blocked outside
+        return out
 
     def arm_collision(self, world: World, q: np.ndarray, chain: np.ndarray) -> np.ndarray:
         """Whether a shape carried by the arm comes within ``box_padding_m`` of a box.
