@@ -97,7 +97,7 @@ def main(argv=None) -> int:
     proposer = StanceProposer(cfg, robot)  # no world of its own: the empty-world pipeline
     pool = reachable_grasps(robot, 4000, np.random.default_rng(SEED)).grasps()
     rows = {k: {"n": 0, "truth": 0, "success": 0, "found_no_truth": 0, "removed": [],
-                "fallback": 0} for k in GRASP_KINDS}
+                "fallback": 0, "invalid": 0, "lat": []} for k in GRASP_KINDS}
     lat_scene, lat_empty, invalid, returned = [], [], [], 0
     build_ms = []
     t_run = time.perf_counter()
@@ -122,6 +122,7 @@ def main(argv=None) -> int:
                 lat_scene.append(ts)
                 truth, ok = scene_ground_truth(proposer, g.matrix(), world)
                 row = rows[kind]
+                row["lat"].append(ts)
                 row["n"] += 1
                 if len(truth["q"]):
                     row["removed"].append(1.0 - ok.mean())
@@ -131,6 +132,7 @@ def main(argv=None) -> int:
                     returned += 1
                     bad = independent_violations(proposer, house, c.q)
                     if bad:
+                        row["invalid"] += 1
                         invalid.append(f"house {h} {kind} #{i} rank {rank + 1}: "
                                        + "; ".join(bad))
                     elif rank == 0:
@@ -146,9 +148,9 @@ def main(argv=None) -> int:
           f"({Path(cfg.proposal.model_path).name or cfg.proposal.sampler}, "
           f"N = {cfg.proposal.n_samples}); one thread; {time.perf_counter() - t_run:.0f} s\n")
     print("| grasps | n | non-empty truth | success@1 | found, truth empty | removed by the "
-          "scene (mean) | fallback runs |")
-    print("|---|---|---|---|---|---|---|")
-    tot = {"n": 0, "truth": 0, "success": 0, "found_no_truth": 0, "fallback": 0}
+          "scene (mean) | collisions returned | fallback runs | p50 ms | p99 ms |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    tot = {"n": 0, "truth": 0, "success": 0, "found_no_truth": 0, "fallback": 0, "invalid": 0}
     removed_all = []
     for kind, row in rows.items():
         for k in tot:
@@ -157,10 +159,12 @@ def main(argv=None) -> int:
         succ = f"{100 * row['success'] / row['truth']:.1f} %" if row["truth"] else "-"
         rem = f"{100 * np.mean(row['removed']):.0f} %" if row["removed"] else "-"
         print(f"| {kind} | {row['n']} | {row['truth']} | {succ} | {row['found_no_truth']} | "
-              f"{rem} | {row['fallback']} |")
+              f"{rem} | {row['invalid']} | {row['fallback']} | "
+              f"{np.percentile(row['lat'], 50):.2f} | {np.percentile(row['lat'], 99):.2f} |")
     succ = f"{100 * tot['success'] / tot['truth']:.1f} %" if tot["truth"] else "-"
     print(f"| all | {tot['n']} | {tot['truth']} | {succ} | {tot['found_no_truth']} | "
-          f"{100 * np.mean(removed_all):.0f} % | {tot['fallback']} |")
+          f"{100 * np.mean(removed_all):.0f} % | {tot['invalid']} | {tot['fallback']} | "
+          f"{np.percentile(lat_scene, 50):.2f} | {np.percentile(lat_scene, 99):.2f} |")
     print(f"\nreturned stances: {returned}; in collision or occluded by the independent "
           f"check: {len(invalid)}")
     for line in invalid[:20]:

@@ -192,6 +192,10 @@ def test_the_map_and_boxes_are_placed_in_the_target_frame():
                                   map_required=False, max_age_s=0.0, lookup=no_tf)
     assert failed.failure.startswith("map: cannot place the map's frame 'map' in 'odom': "
                                      'LookupError: no transform to map')
+    skipped = wi.WorldSnapshot(None, None, None, {}, '', ('obs/2: type 2 is not a CUBE',))
+    answer = wi.world_for_request(skipped, 'map', 10.0, map_topic='', map_required=False,
+                                  max_age_s=0.0, lookup=no_tf)
+    assert answer.notes == ('obstacle markers skipped: obs/2: type 2 is not a CUBE',)
     failed = wi.world_for_request(snapshot(boxes={'base': boxes['map']}), 'map', 10.0,
                                   map_topic='', map_required=False, max_age_s=0.0,
                                   lookup=no_tf)

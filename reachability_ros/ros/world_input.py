@@ -273,6 +273,7 @@ class WorldSnapshot:
         received_s: when the latest map arrived (node clock, s), or None.
         boxes: boxes by frame (the file's and the markers').
         map_error: why the latest map was refused, or "".
+        ignored_markers: why the latest markers that are not boxes were skipped.
     """
 
     grid: OccupancyGrid | None
@@ -280,6 +281,7 @@ class WorldSnapshot:
     received_s: float | None
     boxes: dict
     map_error: str = ''
+    ignored_markers: tuple = ()
 
 
 class WorldState:
@@ -344,7 +346,8 @@ class WorldState:
                 frame = self._file_boxes.frame_id
                 boxes[frame] = (boxes[frame] + self._file_boxes) if frame in boxes else \
                     self._file_boxes
-            return WorldSnapshot(self._grid, self._world, self._received, boxes, self._error)
+            return WorldSnapshot(self._grid, self._world, self._received, boxes, self._error,
+                                 tuple(self.markers.ignored))
 
     def close(self, timeout_s: float = 0.2) -> bool:
         """Stop the grid worker."""
@@ -431,6 +434,8 @@ def world_for_request(snap: WorldSnapshot, target_frame: str, now_s: float, *,
     if len(boxes):
         notes.append(f'obstacles: {len(boxes)} boxes')
         world = world.moved(boxes=boxes) if world is not None else World(boxes=boxes)
+    if snap.ignored_markers:
+        notes.append(f'obstacle markers skipped: {"; ".join(snap.ignored_markers[-3:])}')
     return WorldAnswer(world, '', tuple(notes))
 
 
