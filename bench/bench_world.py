@@ -98,7 +98,7 @@ def main(argv=None) -> int:
     pool = reachable_grasps(robot, 4000, np.random.default_rng(SEED)).grasps()
     rows = {k: {"n": 0, "truth": 0, "success": 0, "found_no_truth": 0, "removed": [],
                 "fallback": 0, "invalid": 0, "lat": []} for k in GRASP_KINDS}
-    lat_scene, lat_empty, invalid, returned = [], [], [], 0
+    lat_scene, lat_empty, invalid, returned, misses = [], [], [], 0, []
     build_ms = []
     t_run = time.perf_counter()
     for h in range(args.houses):
@@ -140,6 +140,9 @@ def main(argv=None) -> int:
                 if ok.any():
                     row["truth"] += 1
                     row["success"] += int(top_ok)
+                    if not top_ok:
+                        misses.append(f"house {h} {kind} #{i}: the truth has {int(ok.sum())} "
+                                      f"stances; {r.reason or 'the top stance is not valid'}")
                 elif r.ok:
                     row["found_no_truth"] += 1
     print(f"{args.houses} houses of {args.size:g} m at {args.resolution:g} m "
@@ -165,6 +168,8 @@ def main(argv=None) -> int:
     print(f"| all | {tot['n']} | {tot['truth']} | {succ} | {tot['found_no_truth']} | "
           f"{100 * np.mean(removed_all):.0f} % | {tot['invalid']} | {tot['fallback']} | "
           f"{np.percentile(lat_scene, 50):.2f} | {np.percentile(lat_scene, 99):.2f} |")
+    for line in misses:
+        print("  missed: " + line)
     print(f"\nreturned stances: {returned}; in collision or occluded by the independent "
           f"check: {len(invalid)}")
     for line in invalid[:20]:
