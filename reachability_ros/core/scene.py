@@ -58,6 +58,8 @@ from .world import Boxes, GridField, OccupancyGrid, World
 VERTICAL_TOL = 1e-9
 #: Sides of the prism around a non-vertical cylinder before fitting capsules to it.
 PRISM_SIDES = 32
+#: Where along a capsule's axis a sure hit is looked for first.
+_ALONG = np.linspace(0.0, 1.0, 5)
 
 
 def segment_box_distance(p0: np.ndarray, d: np.ndarray, half: np.ndarray) -> np.ndarray:
@@ -247,14 +249,21 @@ class SceneChecker:
         """
         boxes = world.boxes
         reach = radius + margin
-        dx = q[:, 0, None] - boxes.center[None, :, 0]
-        dy = q[:, 1, None] - boxes.center[None, :, 1]
-        # bounding circles first, then the rectangles, for the few pairs left
-        near = (dx * dx + dy * dy < (reach[:, None] + boxes.circumradius[None]) ** 2) & (
-            boxes.bottom[None] < (top + margin)[:, None])
-        n, b = np.nonzero(near)
+        # the boxes near the stances' bounding rectangle, then the bounding circles of the
+        # (stance, box) pairs, then the rectangles, for the few pairs left
+        c = boxes.center
+        gx = np.maximum(np.maximum(q[:, 0].min() - c[:, 0], c[:, 0] - q[:, 0].max()), 0.0)
+        gy = np.maximum(np.maximum(q[:, 1].min() - c[:, 1], c[:, 1] - q[:, 1].max()), 0.0)
+        some = np.flatnonzero((gx * gx + gy * gy < (reach.max() + boxes.circumradius) ** 2)
+                              & (boxes.bottom < top.max() + margin))
+        dx = q[:, 0, None] - c[None, some, 0]
+        dy = q[:, 1, None] - c[None, some, 1]
+        near = (dx * dx + dy * dy < (reach[:, None] + boxes.circumradius[None, some]) ** 2) & (
+            boxes.bottom[None, some] < (top + margin)[:, None])
+        n, k = np.nonzero(near)
+        dx, dy = dx[n, k], dy[n, k]
+        b = some[k]
         cb, sb = boxes.cos_yaw[b], boxes.sin_yaw[b]
-        dx, dy = dx[n, b], dy[n, b]
         tx, ty = cb * dx + sb * dy, -sb * dx + cb * dy  # base origin in the box frame
         gx = np.maximum(np.abs(tx) - boxes.half[b, 0], 0.0)
         gy = np.maximum(np.abs(ty) - boxes.half[b, 1], 0.0)
@@ -274,29 +283,44 @@ class SceneChecker:
             return np.stack([x, y, points[2]])
         return np.stack([x + t[0], y + t[1], points[2] - zc])
 
-    def _capsules_to_boxes(self, a: np.ndarray, d: np.ndarray, r: np.ndarray,
-                           world: World, n: np.ndarray, b: np.ndarray, R: np.ndarray,
-                           t: np.ndarray, cap_m: float) -> np.ndarray:
-        """Distance ``(P,)`` of each pair's capsules (``(3, K, P)``, radii ``(K,)`` or
-        ``(K, P)``) to its box, capped at ``cap_m``."""
-        if a.shape[1] == 0 or len(n) == 0:
-            return np.full(len(n), np.inf)
+    def _capsules_near_boxes(self, a: np.ndarray, d: np.ndarray, r: np.ndarray,
+                             world: World, b: np.ndarray, R: np.ndarray, t: np.ndarray,
+                             pad_m: float) -> np.ndarray:
+        """Whether any of each pair's capsules comes within ``pad_m`` of its box, ``(P,)``.
+
+        Args:
+            a, d: ``(3, K, P)`` capsule axis starts and directions in the base frames.
+            r: ``(K,)`` or ``(K, P)`` radii.
+            b, R, t: the pairs' boxes and maps to the box frames (:meth:`_pairs`).
+
+        The gap between a segment's bounding box and the box (a lower bound) clears
+        most capsules, the distance of five points along the axis (an upper bound)
+        catches most others; the exact :func:`segment_box_distance` decides the rest.
+        """
+        P = b.shape[0]
+        if a.shape[1] == 0 or P == 0:
+            return np.zeros(P, dtype=bool)
         boxes = world.boxes
-        half = 0.5 * boxes.size[b].T  # (3, P)
+        half = boxes.half[b].T  # (3, P)
         A = self._to_box(a, R, t, boxes.center[b, 2])
         D = self._to_box(d, R, t, boxes.center[b, 2], vector=True)
         r = np.broadcast_to(np.asarray(r, dtype=float).reshape(a.shape[1], -1), A.shape[1:])
-        # a lower bound: the gap between the segment's bounding box and the box
         E = A + D
         h = half[:, None]
         g = np.maximum(np.maximum(np.minimum(A, E) - h, -h - np.maximum(A, E)), 0.0)
-        bound = np.sqrt((g * g).sum(0)) - r
-        kk, pp = np.nonzero(bound < cap_m)
-        out = np.full(A.shape[1:], np.inf)
+        near = np.zeros(A.shape[1:], dtype=bool)
+        kk, pp = np.nonzero(np.sqrt((g * g).sum(0)) < r + pad_m)
         if len(kk):
-            out[kk, pp] = segment_box_distance(A[:, kk, pp], D[:, kk, pp],
-                                               half[:, pp]) - r[kk, pp]
-        return out.min(axis=0)
+            a_, d_, h_, r_ = A[:, kk, pp], D[:, kk, pp], half[:, pp], r[kk, pp] + pad_m
+            # five points along the axis: a sure hit when one is near enough
+            pts = a_[:, None] + _ALONG[None, :, None] * d_[:, None]
+            gp = np.maximum(np.abs(pts) - h_[:, None], 0.0)
+            hit = ((gp * gp).sum(0) < r_ * r_).any(axis=0)
+            rest = np.flatnonzero(~hit)
+            if rest.size:
+                hit[rest] = segment_box_distance(a_[:, rest], d_[:, rest], h_[:, rest]) < r_[rest]
+            near[kk, pp] = hit
+        return near.any(axis=0)
 
     def _discs_to_boxes(self, world: World, b: np.ndarray, R: np.ndarray,
                         t: np.ndarray) -> np.ndarray:
@@ -364,17 +388,16 @@ class SceneChecker:
                 n, b, R, t = n[near], b[near], R[:, near], t[:, near]
                 a = np.broadcast_to(self._base_a[:, :, None], (3, self._base_r.size, len(n)))
                 dv = np.broadcast_to(self._base_d[:, :, None], a.shape)
-                dist = np.minimum(self._capsules_to_boxes(a, dv, self._base_r, world, n, b, R, t,
-                                                          pad),
-                                  self._discs_to_boxes(world, b, R, t))
-                on_box[n[dist < pad]] = True
+                hit = self._capsules_near_boxes(a, dv, self._base_r, world, b, R, t, pad) | (
+                    self._discs_to_boxes(world, b, R, t) < pad)
+                on_box[n[hit]] = True
         return BaseCheck(on_map | on_box, on_map, np.minimum(clearance, cap))
 
     def _cylinder_to_boxes(self, world: World, b: np.ndarray, t: np.ndarray,
                            radius: float) -> np.ndarray:
         """Distance ``(P,)`` from the upright cylinder ``radius`` x [0, base top] around each
         pair's base origin (``t``: in the box frame) to the box."""
-        half = 0.5 * world.boxes.size[b]
+        half = world.boxes.half[b]
         g = np.maximum(np.abs(t.T) - half[:, :2], 0.0)
         dxy = np.maximum(np.hypot(g[:, 0], g[:, 1]) - radius, 0.0)
         zc = world.boxes.center[b, 2]
@@ -430,9 +453,8 @@ class SceneChecker:
         n, b, R, t = self._pairs(world, q, reach + rmax, top + rmax, pad)
         if not len(n):
             return out
-        dist = self._capsules_to_boxes(a[:, :, n], d[:, :, n], self._arm_r, world, n, b, R, t,
-                                       pad)
-        out[n[dist < pad]] = True
+        out[n[self._capsules_near_boxes(a[:, :, n], d[:, :, n], self._arm_r, world, b, R, t,
+                                        pad)]] = True
         return out
 
     def scene_occlusion(self, world: World, q: np.ndarray, p_tool: np.ndarray) -> np.ndarray:
@@ -459,8 +481,7 @@ class SceneChecker:
             return out
         a = np.broadcast_to(cam[:, None, None], (3, 1, len(n)))
         d = (p_tool[:, n] - cam[:, None])[:, None, :]
-        dist = self._capsules_to_boxes(a, d, np.zeros(1), world, n, b, R, t, pad)
-        out[n[dist < pad]] = True
+        out[n[self._capsules_near_boxes(a, d, np.zeros(1), world, b, R, t, pad)]] = True
         return out
 
     def feasible(self, world: World, q: np.ndarray, chain: np.ndarray | None = None
