@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 import pytest
-from ros_support import have, requires_ros, spinning
+from ros_support import have, rclpy_context, requires_ros, spinning
 
 ROS_MODULES = ('rclpy', 'tf2_ros', 'tf2_geometry_msgs', 'tf_transformations', 'nav_msgs',
                'visualization_msgs', 'trajectory_msgs')
@@ -45,42 +45,39 @@ TIMEOUT_S = 30.0
 
 @pytest.fixture(scope='module')
 def ros():
-    owns_context = not rclpy.ok()
-    if owns_context:
-        rclpy.init()
-    server = StanceServer(parameter_overrides=[
-        Parameter('config_file', value=str(REPO / 'config' / 'lekiwi.yaml')),
-        Parameter('target_frame', value='map'),
-        Parameter('tf_timeout_s', value=0.5),
-        Parameter('map_topic', value=MAP_TOPIC),
-        Parameter('map_required', value=True),
-        Parameter('obstacles_topic', value=OBSTACLES_TOPIC),
-    ])
-    server.start()
-    node = rclpy.create_node('stance_world_test_client')
-    reports = []
-    markers = []
-    history = QoSProfile(depth=100, history=HistoryPolicy.KEEP_LAST,
-                         durability=DurabilityPolicy.TRANSIENT_LOCAL,
-                         reliability=ReliabilityPolicy.RELIABLE)
-    node.create_subscription(String, REPORT_TOPIC, reports.append, history)
-    node.create_subscription(MarkerArray, MARKERS_TOPIC, markers.append, history)
-    map_pub = node.create_publisher(OccupancyGrid, MAP_TOPIC, map_qos())
-    marker_pub = node.create_publisher(MarkerArray, OBSTACLES_TOPIC, markers_qos())
-    executor = SingleThreadedExecutor()
-    executor.add_node(server)
-    executor.add_node(node)
-    with spinning(executor):
-        client = node.create_client(GetPlan, SERVICE)
-        assert client.wait_for_service(timeout_sec=TIMEOUT_S)
-        yield {'server': server, 'node': node, 'client': client, 'reports': reports,
-               'markers': markers, 'map_pub': map_pub, 'marker_pub': marker_pub}
-    executor.shutdown(timeout_sec=1.0)
-    assert server.close(1.0)
-    node.destroy_node()
-    server.destroy_node()
-    if owns_context:
-        rclpy.try_shutdown()
+    with rclpy_context():
+        server = StanceServer(parameter_overrides=[
+            Parameter('config_file', value=str(REPO / 'config' / 'lekiwi.yaml')),
+            Parameter('tf_timeout_s', value=0.5),
+            Parameter('map_topic', value=MAP_TOPIC),
+            Parameter('map_required', value=True),
+            Parameter('obstacles_topic', value=OBSTACLES_TOPIC),
+        ])
+        server.start()
+        node = rclpy.create_node('stance_world_test_client')
+        got = {'reports': [], 'markers': []}
+        history = QoSProfile(depth=100, history=HistoryPolicy.KEEP_LAST,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                             reliability=ReliabilityPolicy.RELIABLE)
+        for msg_type, topic, key in ((String, REPORT_TOPIC, 'reports'),
+                                     (MarkerArray, MARKERS_TOPIC, 'markers')):
+            node.create_subscription(msg_type, topic, got[key].append, history)
+        executor = SingleThreadedExecutor()
+        for n in (server, node):
+            executor.add_node(n)
+        try:
+            with spinning(executor):
+                client = node.create_client(GetPlan, SERVICE)
+                assert client.wait_for_service(timeout_sec=TIMEOUT_S)
+                yield dict(got, server=server, node=node, client=client,
+                           map_pub=node.create_publisher(OccupancyGrid, MAP_TOPIC, map_qos()),
+                           marker_pub=node.create_publisher(MarkerArray, OBSTACLES_TOPIC,
+                                                            markers_qos()))
+        finally:
+            executor.shutdown(timeout_sec=1.0)
+            assert server.close(1.0)
+            for n in (node, server):
+                n.destroy_node()
 
 
 def _request(frame='map'):
