@@ -188,3 +188,22 @@ def test_no_returned_stance_touches_the_world(robot, proposer, seed):
 def test_the_property_saw_returned_stances():
     """The property above is not vacuous: its rooms let some stances through."""
     assert sum(RETURNED) >= 10, RETURNED
+
+
+def _default_footprint(model, want):
+    r = footprint_radius(model.model, model.geom_model, model.config.base_frame)
+    checker = SceneChecker(model, np.zeros(3), WorldConfig(), r)
+    assert checker.footprint_outer_m == pytest.approx(want, abs=1e-4)
+    assert SceneChecker(model, np.zeros(3), WorldConfig(robot_radius_m=0.2),
+                        r).footprint_outer_m == 0.2
+    # every base shape lies within the circle's cylinder, up to the capsules' slack
+    assert checker.base_radius_m <= r + CAPSULE_SLACK_M
+
+
+def test_the_default_footprint_is_the_descriptions(robot):
+    _default_footprint(robot, 0.1445)
+
+
+def test_the_reference_descriptions_footprint(reference_robot):
+    """The reference LeKiwi (meshes, wheels included) reaches 0.166 m (issue 14)."""
+    _default_footprint(reference_robot, 0.1663)
