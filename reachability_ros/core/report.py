@@ -12,7 +12,10 @@
      "funnel": {"proposed": n, "unreachable": n, ...}, "timing_ms": {...}}
 
 Candidates are best first; ``base`` is the pose of ``base_footprint`` in the
-grasp's world frame. Adding keys is allowed; renaming or removing them is not.
+grasp's world frame. With a world (``core/world.py``), and only then, the funnel also
+has ``fallback_proposed``, ``base_collision``, ``arm_collision`` and ``scene_occluded``,
+and each candidate ``clearance_m`` (and the term ``clearance``). Adding keys is allowed;
+renaming or removing them is not.
 """
 
 from __future__ import annotations
