@@ -100,7 +100,7 @@ def _call(ros):
 
 
 def _stamped(ros, key, response):
-    """The report (dict) or marker array published with the response's stamp."""
+    """Return the report (dict) or marker array published with the response's stamp."""
     want = (response.plan.header.stamp.sec, response.plan.header.stamp.nanosec)
     deadline = time.monotonic() + TIMEOUT_S
     while time.monotonic() < deadline:

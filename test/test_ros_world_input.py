@@ -147,7 +147,7 @@ def no_tf(frame):
 
 
 def test_a_request_without_a_usable_map():
-    kw = dict(map_topic='/global_costmap/costmap', max_age_s=0.0, lookup=no_tf)
+    kw = {'map_topic': '/global_costmap/costmap', 'max_age_s': 0.0, 'lookup': no_tf}
     answer = wi.world_for_request(snapshot(), 'map', 10.0, map_required=False, **kw)
     assert answer.world is None and not answer.failure
     assert answer.notes == ('no map received yet on /global_costmap/costmap: the stances '
@@ -211,6 +211,7 @@ def test_planar_transforms_only():
 
 
 class Candidate:
+
     def __init__(self, q, clearance):
         self.q = np.asarray(q, float)
         self.metrics = {} if clearance is None else {'clearance_m': clearance}

@@ -91,7 +91,7 @@ from .parameters import (config_from_parameters, node_parameter_specs, NODE_PARA
                          resolve_config_paths, startup_message, unknown_parameters,
                          unknown_parameters_message)
 from .tf_listener import TfListener
-from .world_subscriber import WORLD_PARAMETERS, world_parameter_specs, WorldInputs
+from .world_subscriber import world_parameter_specs, WORLD_PARAMETERS, WorldInputs
 
 
 NODE_NAME = 'stance_server'

@@ -53,7 +53,7 @@ def world_parameter_specs(map_topic: str = DEFAULT_MAP_TOPIC) -> list[ParameterS
         ParameterSpec('map_topic', 'string', map_topic,
                       'nav_msgs/OccupancyGrid topic the base footprint must clear (a Nav2 map '
                       'or costmap, subscribed keep last 1, reliable, transient local as Nav2 '
-                      "publishes them); empty = no map. Cells >= world.cost_threshold block "
+                      'publishes them); empty = no map. Cells >= world.cost_threshold block '
                       'the base; the map is placed in target_frame with TF', None, True),
         ParameterSpec('map_required', 'bool', False,
                       'answer a request only with a map: before the first one arrives, or '
@@ -61,7 +61,7 @@ def world_parameter_specs(map_topic: str = DEFAULT_MAP_TOPIC) -> list[ParameterS
                       '(false: without a map the stances ignore it, and the report says so)',
                       None, True),
         ParameterSpec('map_max_age_s', 'double', 0.0,
-                      "a map whose header stamp is older than this fails the request (s); 0 = "
+                      'a map whose header stamp is older than this fails the request (s); 0 = '
                       'any age (a map_server map is published once) [range 0, 1e6]',
                       (0.0, 1e6), True),
         ParameterSpec('obstacles_file', 'string', '',
@@ -127,13 +127,13 @@ def grid_from_fields(width: int, height: int, resolution: float,
 
 
 def normalize_frame(frame_id: str) -> str:
-    """A frame name without the leading slash tf2 rejects."""
+    """Return a frame name without the leading slash tf2 rejects."""
     return str(frame_id).strip().lstrip('/')
 
 
 def marker_box(position: Sequence[float], orientation: Sequence[float],
                scale: Sequence[float], name: str) -> dict:
-    """An upright box record around a CUBE marker (exact when it is rotated about z only).
+    """Return the upright box record around a CUBE marker (exact when it turns about z only).
 
     Raises:
         ConfigError: non-finite values, a zero quaternion, a scale that is not positive.
@@ -198,7 +198,7 @@ class MarkerBoxes:
         self.ignored = (self.ignored + [reason])[-10:]
 
     def by_frame(self) -> dict[str, Boxes]:
-        """The boxes grouped by frame."""
+        """Return the boxes grouped by frame."""
         groups: dict[str, list] = {}
         for frame, rec in self.boxes.values():
             groups.setdefault(frame, []).append(rec)
@@ -305,18 +305,18 @@ class WorldState:
         self._builder = GridBuilder(prepare, self._ready, self._failed)
 
     def set_grid(self, grid: OccupancyGrid, received_s: float) -> None:
-        """A new map arrived: keep it, build its field off the request path."""
+        """Keep a new map and build its field off the request path."""
         with self._lock:
             self._grid, self._received, self._error = grid, received_s, ''
         self._builder.submit(grid)
 
     def refuse_grid(self, reason: str) -> None:
-        """A map arrived that cannot be used: requests that need one say why."""
+        """Record why a map that arrived cannot be used (requests that need one say it)."""
         with self._lock:
             self._error = reason
 
     def set_prepare(self, prepare: Callable[[OccupancyGrid], World]) -> None:
-        """The proposer changed (its footprint or thresholds): rebuild the latest map's field."""
+        """Rebuild the latest map's field with a new proposer's checker (config change)."""
         with self._lock:
             grid, self._world, self._prepare = self._grid, None, prepare
         self._builder.set_build(prepare)
@@ -339,7 +339,7 @@ class WorldState:
                 self._error = ' '.join(f'{type(exc).__name__}: {exc}'.split())
 
     def snapshot(self) -> WorldSnapshot:
-        """The current state (immutable pieces only)."""
+        """Return the current state (immutable pieces only)."""
         with self._lock:
             boxes = dict(self.markers.by_frame()) if self.markers.boxes else {}
             if self._file_boxes is not None and len(self._file_boxes):
@@ -441,7 +441,7 @@ def world_for_request(snap: WorldSnapshot, target_frame: str, now_s: float, *,
 
 def _placed(origin: tuple, frame: str, target: str,
             lookup: Callable[[str], tuple[float, float, float, float]]) -> tuple:
-    """The grid origin ``(x, y, yaw)`` in ``frame``, expressed in ``target``."""
+    """Express the grid origin ``(x, y, yaw)`` in ``frame`` in ``target``."""
     ox, oy, oyaw = origin
     if frame == target:
         return (ox, oy, oyaw)

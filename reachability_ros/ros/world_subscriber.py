@@ -28,23 +28,22 @@ from visualization_msgs.msg import MarkerArray
 
 from .lifecycle import poll_until
 from .tf_listener import POLL_S, TfListener
-from .world_input import (grid_from_fields, normalize_frame, planar_pose,
-                          WORLD_PARAMETERS, world_parameter_specs, WorldAnswer,
-                          world_for_request, WorldState)
+from .world_input import (grid_from_fields, normalize_frame, planar_pose, world_for_request,
+                          world_parameter_specs, WORLD_PARAMETERS, WorldAnswer, WorldState)
 
 __all__ = ['WORLD_PARAMETERS', 'WorldInputs', 'map_qos', 'markers_qos',
            'world_parameter_specs']
 
 
 def map_qos() -> QoSProfile:
-    """The QoS of Nav2's maps and costmaps: keep last 1, reliable, transient local."""
+    """Return the QoS of Nav2's maps and costmaps: keep last 1, reliable, transient local."""
     return QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
                       durability=DurabilityPolicy.TRANSIENT_LOCAL,
                       reliability=ReliabilityPolicy.RELIABLE)
 
 
 def markers_qos() -> QoSProfile:
-    """The obstacle markers' QoS: keep last 10, reliable, volatile."""
+    """Return the obstacle markers' QoS: keep last 10, reliable, volatile."""
     return QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST,
                       durability=DurabilityPolicy.VOLATILE,
                       reliability=ReliabilityPolicy.RELIABLE)
@@ -115,11 +114,11 @@ class WorldInputs:
         return self._node.get_clock().now().nanoseconds * 1e-9
 
     def set_prepare(self, prepare: Callable) -> None:
-        """The proposer changed: rebuild the map's field with its checker."""
+        """Rebuild the map's field with a new proposer's checker."""
         self.state.set_prepare(prepare)
 
     def for_request(self, target_frame: str, timeout_s: float) -> WorldAnswer:
-        """This request's world in ``target_frame`` (or why there is none)."""
+        """Return this request's world in ``target_frame`` (or why there is none)."""
 
         def lookup(frame: str) -> tuple[float, float, float, float]:
             frame = normalize_frame(frame)
