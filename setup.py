@@ -40,6 +40,8 @@ setup(
     install_requires=[
         "setuptools",
         "numpy>=1.26,<3",
+        "scipy>=1.11,<2",
+        "pillow>=10.2,<14",
         "pin>=3.3,<5",
         "onnxruntime>=1.20,<2",
         "pyyaml>=6.0,<7",

@@ -27,7 +27,9 @@ main grasp, i ``alternatives[i - 1]``) and the tool pose it reaches (``tool_pose
 
 Files: a relative --config, --model or --plot is the user's: looked up in the working
 directory first, then in the package's share directory (config and model). The config
-and model actually loaded are printed on stderr. Output files (--output, --plot) are
+and model actually loaded are printed on stderr. --map (a Nav2 map_server YAML file and
+its image) and --obstacles (a YAML list of boxes) are the world the stances must clear,
+in the grasps' frame (reachability_ros/world_io.py). Output files (--output, --plot) are
 written to a temporary file and renamed into place: an interrupted run never leaves a
 half-written file, and --output may not name the --input file.
 """
@@ -35,7 +37,6 @@ half-written file, and --output may not name the --input file.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -44,11 +45,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from reachability_ros.core.errors import ConfigError, InvalidRequest, ReachabilityError
+from reachability_ros.batch import answer_lines, dumps_record, error_record, result_record
+from reachability_ros.core.requests import MAX_ABS_COORDINATE_M
 from reachability_ros.training import COMMANDS as TRAINING_COMMANDS  # no torch import
 
 EXIT_OK, EXIT_NO_STANCE, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a reader that went away
-MAX_ABS_COORDINATE_M = 1.0e6  # the pipeline's own bound on grasp x, y (1,000 km)
 
 
 class UserError(Exception):
@@ -80,40 +82,6 @@ def _seed(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"seed must be >= 0, got {value}")
     return value
-
-
-# ------------------------------------------------------------------ answers as JSON
-def error_record(reason: str, error: str, sampler: str = "",
-                 request: dict | None = None) -> dict:
-    """The JSON answer of a request that was not proposed for (the batch line schema).
-
-    Args:
-        reason: one line saying what was wrong.
-        error: ``usage``, ``invalid_request``, ``config``, ``file``, ``interrupted`` or
-            ``internal``.
-        sampler: the sampler's name when the proposer was built, else "".
-        request: the parsed request, if any.
-    """
-    return {"ok": False, "reason": reason, "error": error, "sampler": sampler,
-            "request": request, "candidates": [], "funnel": {}, "timing_ms": {}}
-
-
-def result_record(result) -> dict:
-    """The JSON answer of a proposal: ``result_to_dict`` with ``"error": null``."""
-    from reachability_ros.core.report import result_to_dict
-    d = result_to_dict(result)
-    return {"ok": d["ok"], "reason": d["reason"], "error": None, **d}
-
-
-def _dumps(record: dict, indent: int | None = None) -> str:
-    """Strict JSON (no NaN); a record that cannot be written becomes an internal error."""
-    try:
-        return json.dumps(record, indent=indent, allow_nan=False)
-    except ValueError as exc:
-        rec = error_record(f"internal error: {exc}", "internal", str(record.get("sampler", "")))
-        if "id" in record:
-            rec = {"id": str(record["id"]), **rec}
-        return json.dumps(rec, indent=indent)
 
 
 # ------------------------------------------------------------------ inputs
@@ -215,7 +183,23 @@ def _build_proposer(args):
         print(f"model: {cfg.proposal.model_path}", file=sys.stderr)
     else:
         print(f"model: none (sampler {proposer.sampler_name})", file=sys.stderr)
+    _load_world(args, proposer)
     return proposer
+
+
+def _load_world(args, proposer) -> None:
+    """Read --map and --obstacles into the proposer's world; say what was loaded."""
+    if not (getattr(args, "map", None) or getattr(args, "obstacles", None)):
+        return
+    from reachability_ros.world_io import load_map, load_obstacles
+    grid = load_map(args.map) if args.map else None
+    boxes = load_obstacles(args.obstacles) if args.obstacles else None
+    proposer.set_world(grid, boxes)
+    if grid is not None:
+        h, w = grid.shape
+        print(f"map: {args.map} ({w} x {h} cells of {grid.resolution_m:g} m)", file=sys.stderr)
+    if boxes is not None:
+        print(f"obstacles: {args.obstacles} ({len(boxes)} boxes)", file=sys.stderr)
 
 
 def _print_table(result, base_frame: str, out=sys.stdout) -> None:
@@ -273,113 +257,18 @@ def cmd_propose(args) -> int:
         from reachability_ros.plotting import plot_result
         try:
             plot_result(result, proposer.robot, args.plot, current_base=base,
-                        footprint_radius_m=proposer.diagnosis.facts.footprint_radius_m)
+                        footprint_radius_m=proposer.scene.footprint_outer_m,
+                        world=proposer.world, footprint_polygon=proposer.scene.polygon)
         except OSError as exc:
             raise UserError(f"cannot write --plot {args.plot!r}: {exc.strerror or exc}",
                             "file") from None
     if args.json:
-        print(_dumps(result_record(result), indent=2))
+        print(dumps_record(result_record(result), indent=2))
     else:
         _print_table(result, proposer.robot.config.base_frame)
     if args.plot:
         print(f"plot written to {args.plot}", file=sys.stderr if args.json else sys.stdout)
     return EXIT_OK if result.ok else EXIT_NO_STANCE
-
-
-def _json_id(value, lineno: int):
-    """The record id as JSON-safe data: a string, or an int; anything else becomes its str."""
-    if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
-        return value
-    return f"line{lineno}" if value is None else str(value)
-
-
-def _parse_pose(rec: dict, where: str) -> tuple[tuple, tuple, bool, bool]:
-    """Read ``position``, ``orientation``, ``symmetric`` and ``free_roll`` of one grasp.
-
-    Raises:
-        InvalidRequest: a pose that is not 3 and 4 numbers, a flag that is not a boolean.
-    """
-    values = {}
-    for key, n in (("position", 3), ("orientation", 4)):
-        v = rec.get(key)
-        if not isinstance(v, list) or len(v) != n or not all(
-                isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
-            raise InvalidRequest(f"{where}: {key!r} must be a list of {n} numbers")
-        try:
-            values[key] = tuple(float(x) for x in v)
-        except OverflowError:
-            raise InvalidRequest(f"{where}: {key!r} has a number too large for a "
-                                 "float") from None
-    flags = []
-    for key in ("symmetric", "free_roll"):
-        v = rec.get(key, False)
-        if not isinstance(v, bool):
-            raise InvalidRequest(f"{where}: {key!r} must be true or false, got {v!r}")
-        flags.append(v)
-    return values["position"], values["orientation"], flags[0], flags[1]
-
-
-#: Keys of one entry of a batch line's ``alternatives`` (anything else is refused).
-ALTERNATIVE_KEYS = ("position", "orientation", "symmetric", "free_roll")
-
-
-def _parse_alternatives(value, where: str, frame_id: str) -> list:
-    """Read a batch line's ``alternatives`` (checked in size before any entry).
-
-    Raises:
-        InvalidRequest: not a list, more than ``MAX_ALTERNATIVES`` entries, or an entry
-            that is not an object of :data:`ALTERNATIVE_KEYS` with a valid pose (the
-            reason names it: ``alternatives[36] (grasp_index 37)``).
-    """
-    from reachability_ros.core.freedom import entry_name, MAX_ALTERNATIVES
-    from reachability_ros.core.types import Grasp
-    if not isinstance(value, list):
-        raise InvalidRequest(f"{where}: 'alternatives' must be a list of grasps "
-                             '({"position": [...], "orientation": [...]}), got '
-                             f"{type(value).__name__}")
-    if len(value) > MAX_ALTERNATIVES:
-        raise InvalidRequest(f"{where}: 'alternatives' has {len(value)} entries; at most "
-                             f"{MAX_ALTERNATIVES} per line (split the set over several lines)")
-    out = []
-    for i, entry in enumerate(value, start=1):
-        at = f"{where}: {entry_name(i)}"
-        if not isinstance(entry, dict):
-            raise InvalidRequest(f"{at}: expected a JSON object")
-        unknown = sorted(str(k) for k in entry if k not in ALTERNATIVE_KEYS)
-        if unknown:
-            raise InvalidRequest(f"{at}: unknown key(s) {unknown}; an alternative has "
-                                 f"{', '.join(ALTERNATIVE_KEYS)}")
-        p, o, sym, free = _parse_pose(entry, at)
-        out.append(Grasp(p, o, frame_id, symmetric=sym, free_roll=free))
-    return out
-
-
-def _parse_line(line: str, lineno: int):
-    """Parse one batch line into ``(id, Grasp, alternatives)``.
-
-    Raises:
-        InvalidRequest: anything but an object with a 3-number ``position`` and a
-            4-number ``orientation`` (boolean ``symmetric`` / ``free_roll`` and a list of
-            ``alternatives`` optional).
-    """
-    from reachability_ros.core.types import Grasp
-    try:
-        rec = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise InvalidRequest(f"line {lineno}: not valid JSON ({exc.msg})") from None
-    except (RecursionError, ValueError) as exc:
-        raise InvalidRequest(f"line {lineno}: not valid JSON ({type(exc).__name__})") from None
-    if not isinstance(rec, dict):
-        raise InvalidRequest(f"line {lineno}: expected a JSON object")
-    gid = _json_id(rec.get("id"), lineno)
-    where = f"line {lineno} (id {gid!r})"
-    position, orientation, sym, free = _parse_pose(rec, where)
-    frame_id = str(rec.get("frame_id", ""))
-    alternatives = []
-    if "alternatives" in rec:
-        alternatives = _parse_alternatives(rec["alternatives"], where, frame_id)
-    return gid, Grasp(position, orientation, frame_id, symmetric=sym,
-                      free_roll=free), alternatives
 
 
 def _open_batch_files(args):
@@ -407,43 +296,6 @@ def _open_batch_files(args):
         raise UserError(f"cannot read --input {args.input!r}: {exc.strerror}", "file") from None
 
 
-def _answer_lines(proposer, fin, fout, seed: int) -> tuple[int, int, int, int]:
-    """Write one JSON line per input line; return the counts (ok, no stance, bad, internal)."""
-    import numpy as np
-
-    n_ok = n_fail = n_bad = n_internal = 0
-    for lineno, raw in enumerate(fin, start=1):
-        gid = f"line{lineno}"
-        try:
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise InvalidRequest(f"line {lineno}: not UTF-8 text") from None
-            if not line.strip():
-                raise InvalidRequest(f"line {lineno}: empty line")
-            try:
-                gid = _json_id(json.loads(line).get("id"), lineno)
-            except Exception:  # reported by _parse_line below
-                pass
-            gid, grasp, alternatives = _parse_line(line, lineno)
-            rec = result_record(proposer.propose(grasp, rng=np.random.default_rng(
-                [seed, lineno]), alternatives=alternatives))
-            n_ok += rec["ok"]
-            n_fail += not rec["ok"]
-        except ReachabilityError as exc:
-            rec = error_record(str(exc), "invalid_request", proposer.sampler_name)
-            n_bad += 1
-        except Exception as exc:  # a bug: this line says so, the batch goes on
-            if os.environ.get("REACHABILITY_ROS_DEBUG"):
-                raise
-            rec = error_record(f"internal error: {type(exc).__name__}: {exc}", "internal",
-                               proposer.sampler_name)
-            n_internal += 1
-        fout.write(_dumps({"id": gid, **rec}) + "\n")
-        fout.flush()
-    return n_ok, n_fail, n_bad, n_internal
-
-
 def cmd_propose_batch(args) -> int:
     """``propose-batch``: JSONL in, JSONL out; exit 0 unless the files or the config fail."""
     from reachability_ros.atomic import AtomicFile, is_regular_or_new
@@ -453,10 +305,10 @@ def cmd_propose_batch(args) -> int:
         seed = proposer.config.proposal.seed if args.seed is None else args.seed
         t0 = time.perf_counter()
         if args.output == "-":
-            counts = _answer_lines(proposer, fin, sys.stdout, seed)
+            counts = answer_lines(proposer, fin, sys.stdout, seed)
         elif not is_regular_or_new(args.output):  # /dev/stdout, a FIFO: write in place
             with open(args.output, "w") as fout:
-                counts = _answer_lines(proposer, fin, fout, seed)
+                counts = answer_lines(proposer, fin, fout, seed)
         else:
             try:
                 target = AtomicFile(args.output)
@@ -464,7 +316,7 @@ def cmd_propose_batch(args) -> int:
                 raise UserError(f"cannot write --output {args.output!r}: {exc.strerror}",
                                 "file") from None
             with target, open(target.tmp_path, "w") as fout:
-                counts = _answer_lines(proposer, fin, fout, seed)
+                counts = answer_lines(proposer, fin, fout, seed)
     finally:
         if fin is not sys.stdin.buffer:
             fin.close()
@@ -495,6 +347,13 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="camera calibration YAML (as camera_calibration writes it: "
                    "image_width, image_height, camera_matrix): the visibility check uses its "
                    "intrinsics instead of robot.camera of the config")
+    p.add_argument("--map", default=None, metavar="MAP.yaml",
+                   help="Nav2 map_server map (YAML + PGM/PNG image) in the grasps' frame: "
+                   "the base footprint must clear its occupied (and unknown) cells")
+    p.add_argument("--obstacles", default=None, metavar="OBSTACLES.yaml",
+                   help="3-D boxes in the grasps' frame (obstacles: [{name, center, size, "
+                   "yaw}]): no part of the robot may touch them, nor may they hide the "
+                   "gripper from the front camera")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -547,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _report(exc_text: str, kind: str, code: int, json_mode: bool, sampler: str = "") -> int:
     print(f"error: {exc_text}" if kind != "interrupted" else exc_text, file=sys.stderr)
     if json_mode:
-        print(_dumps(error_record(exc_text, kind, sampler), indent=2))
+        print(dumps_record(error_record(exc_text, kind, sampler), indent=2))
     return code
 
 

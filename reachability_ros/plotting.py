@@ -3,7 +3,9 @@
 One picture serves a success and a failure alike: every sampled base position coloured by
 the stage that removed it (or kept), the ranked stances as heading arrows with the robot's
 footprint around each, the best stance's camera view, the grasp with its approach axis and
-the current base. Everything drawn is in the legend; the view is at least
+the current base. With a world: the map's blocked and unknown cells under everything, the
+boxes' floor plans (shaded by height, labelled with it), and each stance's footprint
+coloured by its clearance. Everything drawn is in the legend; the view is at least
 ``MIN_EXTENT_M`` wide, so that a failure with nothing but the grasp is not a thin strip;
 the title is wrapped and names files by their base name only.
 """
@@ -26,6 +28,8 @@ FAR_BASE_M = 3.0
 #: Formats the Agg backend cannot write without extra software.
 _UNSUPPORTED = {"pgf": "needs LaTeX"}
 BEST, OTHER, GRASP, CURRENT, VIEW = "#d62728", "#8c1c13", "k", "#1f77b4", "#d62728"
+#: Footprints are coloured by clearance from 0 (dark) to this (bright), m.
+CLEARANCE_SCALE_M = 0.2
 
 
 def plot_formats() -> set[str]:
@@ -50,7 +54,8 @@ def _extent(points: np.ndarray) -> tuple[tuple[float, float], tuple[float, float
 
 
 def plot_result(result, robot, path: str, title: str | None = None, *,
-                current_base=None, footprint_radius_m: float = 0.0) -> None:
+                current_base=None, footprint_radius_m: float = 0.0, world=None,
+                footprint_polygon=None) -> None:
     """Write a top-down picture of a proposal (format from the extension), atomically.
 
     Args:
@@ -62,6 +67,10 @@ def plot_result(result, robot, path: str, title: str | None = None, *,
             or None.
         footprint_radius_m: radius of the base's footprint drawn around each stance and
             the current base (0: not drawn); e.g. ``RobotFacts.footprint_radius_m``.
+        world: the :class:`~reachability_ros.core.world.World` the stances were checked
+            against, or None.
+        footprint_polygon: ``(E, 2)`` the footprint polygon in the base frame, drawn
+            instead of the circle when given (Nav2's ``footprint``).
 
     Raises:
         ValueError: ``path`` has an extension matplotlib cannot write.
@@ -73,7 +82,8 @@ def plot_result(result, robot, path: str, title: str | None = None, *,
         raise ValueError(f"cannot write a plot as {path!r}: use one of "
                          f"{', '.join(sorted(plot_formats()))}")
     fig = draw_result(result, robot, title, current_base=current_base,
-                      footprint_radius_m=footprint_radius_m)
+                      footprint_radius_m=footprint_radius_m, world=world,
+                      footprint_polygon=footprint_polygon)
     try:
         with AtomicFile(path) as target:
             fig.savefig(target.tmp_path, format=ext, bbox_inches="tight", pad_inches=0.15)
@@ -82,7 +92,7 @@ def plot_result(result, robot, path: str, title: str | None = None, *,
 
 
 def draw_result(result, robot, title: str | None = None, *, current_base=None,
-                footprint_radius_m: float = 0.0):
+                footprint_radius_m: float = 0.0, world=None, footprint_polygon=None):
     """Draw the picture of :func:`plot_result` and return the matplotlib ``Figure``.
 
     The caller closes it (``matplotlib.pyplot.close(fig)``).
@@ -91,7 +101,7 @@ def draw_result(result, robot, title: str | None = None, *, current_base=None,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
-    from matplotlib.patches import Circle
+    from matplotlib.patches import Circle, Polygon
 
     from reachability_ros.core.geometry import quat_to_matrix
     from reachability_ros.core.report import frustum_segments
@@ -116,11 +126,26 @@ def draw_result(result, robot, title: str | None = None, *, current_base=None,
         if fin.any():
             points.append(q[fin, :2])
     r = float(footprint_radius_m)
+    polygon = None if footprint_polygon is None or not len(footprint_polygon) else \
+        np.asarray(footprint_polygon, dtype=float).reshape(-1, 2)
+    if world is not None:
+        handles += draw_world(ax, world)
+    cmap = matplotlib.colormaps["viridis"]
+    clear_cap = None
     for rank, c in reversed(list(enumerate(result.candidates, start=1))):
         x, y, yaw = (float(v) for v in c.q[:3])
         colour = BEST if rank == 1 else OTHER
-        if r > 0:
-            ax.add_patch(Circle((x, y), r, fill=False, lw=0.6, color=colour, alpha=0.5,
+        clearance = c.metrics.get("clearance_m")
+        ring = colour
+        if clearance is not None and world is not None:
+            clear_cap = max(clear_cap or 0.0, float(clearance))
+            ring = cmap(min(max(float(clearance), 0.0) / CLEARANCE_SCALE_M, 1.0))
+        if polygon is not None:
+            ax.add_patch(Polygon(_placed(polygon, x, y, yaw), closed=True, fill=False,
+                                 lw=0.8, color=ring, alpha=0.8, zorder=2))
+        elif r > 0:
+            ax.add_patch(Circle((x, y), r, fill=False, lw=0.8 if world is not None else 0.6,
+                                color=ring, alpha=0.8 if world is not None else 0.5,
                                 zorder=2))
         ax.annotate("", (x + 0.1 * np.cos(yaw), y + 0.1 * np.sin(yaw)), (x, y),
                     arrowprops=dict(arrowstyle="-|>", color=colour, lw=1.6), zorder=4)
@@ -141,8 +166,15 @@ def draw_result(result, robot, title: str | None = None, *, current_base=None,
         handles.append(Line2D([], [], color=VIEW, lw=0.8, ls="--",
                               label="front camera view of #1 (edges, 0.6 m deep)"))
     if r > 0 and (result.candidates or current_base is not None):
+        what = "polygon" if polygon is not None else f"r = {r:.3f} m"
         handles.append(Line2D([], [], ls="", marker="o", ms=9, mfc="none", color="0.4",
-                              label=f"robot footprint (r = {r:.3f} m) at each base"))
+                              label=f"robot footprint ({what}) at each base"))
+    if clear_cap is not None:
+        for value in (0.0, 0.5 * CLEARANCE_SCALE_M, CLEARANCE_SCALE_M):
+            handles.append(Line2D([], [], ls="", marker="o", ms=9, mfc="none",
+                                  color=cmap(value / CLEARANCE_SCALE_M),
+                                  label=f"footprint colour: clearance {value:.2f} m"
+                                  + (" or more" if value == CLEARANCE_SCALE_M else "")))
     far_base = None
     if current_base is not None:
         x, y, yaw = current_base.x, current_base.y, current_base.yaw
@@ -195,3 +227,56 @@ def draw_result(result, robot, title: str | None = None, *, current_base=None,
     ax.set_title("\n".join(textwrap.wrap(_short(title), 110)), fontsize=8, loc="left")
     fig.tight_layout()
     return fig
+
+
+def _placed(polygon: np.ndarray, x: float, y: float, yaw: float) -> np.ndarray:
+    """A base-frame polygon ``(E, 2)`` at the base pose ``(x, y, yaw)``."""
+    c, s = np.cos(yaw), np.sin(yaw)
+    return np.stack([x + c * polygon[:, 0] - s * polygon[:, 1],
+                     y + s * polygon[:, 0] + c * polygon[:, 1]], axis=1)
+
+
+def draw_world(ax, world) -> list:
+    """Draw a world's grid (blocked and unknown cells) and boxes on ``ax``; return handles.
+
+    The grid is drawn in full under everything (the view stays on the grasp); each box
+    is its floor plan, darker the higher its top, labelled with its top's height.
+    """
+    import matplotlib
+    from matplotlib.colors import ListedColormap
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Polygon
+    from matplotlib.transforms import Affine2D
+
+    handles = []
+    field = world.grid_field
+    if field is not None:
+        grid = field.grid
+        blocked = field.blocked[field.pad:-field.pad, field.pad:-field.pad]
+        shown = np.where(blocked & (grid.values >= 0), 2, np.where(grid.values < 0, 1, 0))
+        h, w = grid.shape
+        res = grid.resolution_m
+        x0, y0, yaw = world.grid_pose
+        cmap = ListedColormap([(1, 1, 1, 0), (0.75, 0.75, 0.75, 0.5), (0.15, 0.15, 0.15, 0.8)])
+        img = ax.imshow(shown, origin="lower", extent=(0, w * res, 0, h * res), cmap=cmap,
+                        vmin=0, vmax=2, interpolation="nearest", zorder=0)
+        img.set_transform(Affine2D().rotate(yaw).translate(x0, y0) + ax.transData)
+        handles.append(Line2D([], [], ls="", marker="s", ms=7, color=(0.15, 0.15, 0.15),
+                              label="map: blocked cells"))
+        if (grid.values < 0).any():
+            handles.append(Line2D([], [], ls="", marker="s", ms=7, color=(0.75, 0.75, 0.75),
+                                  label="map: unknown cells"))
+    boxes = world.boxes
+    if len(boxes):
+        tops = boxes.center[:, 2] + 0.5 * boxes.size[:, 2]
+        cmap = matplotlib.colormaps["Oranges"]
+        for corners, top, name in zip(boxes.corners_xy(), tops, boxes.names):
+            shade = cmap(0.3 + 0.6 * min(max(top, 0.0) / 1.0, 1.0))
+            ax.add_patch(Polygon(corners, closed=True, fc=(*shade[:3], 0.35), ec=shade,
+                                 lw=0.8, zorder=1))
+            cx, cy = corners.mean(axis=0)
+            ax.annotate(f"{top:.2f} m", (cx, cy), fontsize=6, ha="center", va="center",
+                        color="0.25", zorder=1, annotation_clip=True)
+        handles.append(Line2D([], [], ls="", marker="s", ms=7, color=cmap(0.6),
+                              label=f"boxes ({len(boxes)}): floor plan, top height"))
+    return handles

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Create .venv (if missing) and install reachability_ros into it, editable.
 #
-#   bash scripts/setup.sh        what proposing stances needs: numpy, Pinocchio (pip: pin),
-#                                onnxruntime, PyYAML, matplotlib. No torch.
+#   bash scripts/setup.sh        what proposing stances needs: numpy, scipy, Pinocchio (pip:
+#                                pin), onnxruntime, PyYAML, Pillow, matplotlib. No torch.
 #   bash scripts/setup.sh test   the same, plus what the tests and the trainer need:
 #                                torch==2.13.0 (the CPU build), onnx, tqdm, pytest, hypothesis.
 #

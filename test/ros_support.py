@@ -38,3 +38,17 @@ def spinning(executor, period_s: float = 0.05):
     finally:
         stop.set()
         thread.join(5.0)
+
+
+@contextlib.contextmanager
+def rclpy_context():
+    """rclpy initialized for the block (unless it already is), shut down after it."""
+    import rclpy
+    owns = not rclpy.ok()
+    if owns:
+        rclpy.init()
+    try:
+        yield
+    finally:
+        if owns:
+            rclpy.try_shutdown()

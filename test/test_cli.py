@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from reachability_ros.cli import _parse_line
+from reachability_ros.batch import parse_line as _parse_line
 from reachability_ros.core.errors import InvalidRequest
 
 REPO = Path(__file__).resolve().parents[1]

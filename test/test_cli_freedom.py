@@ -4,7 +4,7 @@ import json
 
 from hypothesis import given, settings, strategies as st
 
-from reachability_ros.cli import _parse_line
+from reachability_ros.batch import parse_line as _parse_line
 from reachability_ros.core.errors import InvalidRequest
 from reachability_ros.core.freedom import MAX_ALTERNATIVES, roll_between
 from test_cli import run

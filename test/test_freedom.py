@@ -16,7 +16,8 @@ from reachability_ros.core.errors import InvalidRequest
 from reachability_ros.core.freedom import (expand_targets, flip_quaternion, MAX_ALTERNATIVES,
                                            roll_between, roll_quaternions)
 from reachability_ros.core.geometry import grasp_in_base_frames, quat_to_matrix
-from reachability_ros.core.pipeline import StanceProposer, validate_grasp
+from reachability_ros.core.pipeline import StanceProposer
+from reachability_ros.core.requests import validate_grasp
 from reachability_ros.core.ranking import nonlinear_robustness
 from reachability_ros.core.report import result_to_dict
 from reachability_ros.core.types import BasePose, Grasp

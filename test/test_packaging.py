@@ -69,6 +69,7 @@ def test_a_plain_install_needs_no_torch(wheel):
             if line.startswith("Requires-Dist: ") and "extra ==" not in line]
     names = {r.split(";")[0].split("<")[0].split(">")[0].split("=")[0].strip().lower()
              for r in core}
-    assert names == {"setuptools", "numpy", "pin", "onnxruntime", "pyyaml", "matplotlib"}
+    assert names == {"setuptools", "numpy", "scipy", "pin", "onnxruntime", "pyyaml", "pillow",
+                     "matplotlib"}
     assert any(line.startswith("Requires-Dist: torch==2.13.0; extra == \"test\"")
                for line in meta)

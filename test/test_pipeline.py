@@ -9,7 +9,8 @@ from hypothesis import given, settings, strategies as st
 from reachability_ros.core.config import ProposalConfig, StanceConfig
 from reachability_ros.core.errors import InvalidRequest
 from reachability_ros.core.geometry import matrix_to_quat, pose_error
-from reachability_ros.core.pipeline import StanceProposer, validate_grasp
+from reachability_ros.core.pipeline import StanceProposer
+from reachability_ros.core.requests import validate_grasp
 from reachability_ros.core.types import BasePose, Grasp
 
 

@@ -106,3 +106,47 @@ def test_plot_files_are_written_whole(tmp_path, robot, proposer):
     with pytest.raises(OSError):
         plot_result(r, robot, str(tmp_path / "missing" / "p.png"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.pdf", "p.png", "p.svg"]
+
+
+def test_a_world_is_drawn_with_footprints_coloured_by_clearance(robot, proposer, tmp_path):
+    from matplotlib.image import AxesImage
+    from matplotlib.patches import Polygon
+
+    from reachability_ros.core.world import Boxes, OccupancyGrid
+    values = np.zeros((40, 40), np.int8)
+    values[:, 34:] = 100  # a wall 1.7 m from the grid's corner (the grid is turned by 0.3)
+    values[:2] = -1
+    grid = OccupancyGrid(values, 0.05, (1.0, 0.0, 0.3))
+    boxes = Boxes.from_records([{"name": "bin", "center": [2.4, 1.4, 0.1],
+                                 "size": [0.2, 0.3, 0.2], "yaw": 0.4}])
+    world = proposer.scene.prepare(grid, boxes)
+    r = proposer.propose(Grasp((2.0, 1.0, 0.1), DOWN, "map"), rng=np.random.default_rng(0),
+                         world=world)
+    assert r.ok
+    radius = proposer.scene.footprint_outer_m
+    fig = draw_result(r, robot, footprint_radius_m=radius, world=world)
+    try:
+        ax = fig.axes[0]
+        labels = _legend(fig)
+        for words in ("map: blocked cells", "map: unknown cells", "boxes (1): floor plan",
+                      "footprint colour: clearance 0.00 m", "sample: base collision"):
+            assert any(label.startswith(words) for label in labels), (words, labels)
+        images = [a for a in ax.get_children() if isinstance(a, AxesImage)]
+        assert len(images) == 1 and images[0].get_array().shape == (40, 40)
+        boxes_drawn = [p for p in ax.patches if isinstance(p, Polygon)]
+        assert len(boxes_drawn) == 1
+        assert np.allclose(boxes_drawn[0].get_xy()[:4], boxes.corners_xy()[0])
+        rings = {c.get_edgecolor() for c in ax.patches if isinstance(c, Circle)}
+        assert len(rings) >= 1  # coloured by clearance, not by rank
+    finally:
+        plt.close(fig)
+    square = np.array([[0.2, 0.2], [0.2, -0.2], [-0.2, -0.2], [-0.2, 0.2]])
+    fig = draw_result(r, robot, footprint_radius_m=radius, world=world,
+                      footprint_polygon=square)
+    try:
+        polys = [p for p in fig.axes[0].patches if isinstance(p, Polygon)]
+        assert len(polys) == 1 + len(r.candidates)  # the box and one footprint each
+    finally:
+        plt.close(fig)
+    plot_result(r, robot, str(tmp_path / "world.png"), footprint_radius_m=radius, world=world)
+    assert (tmp_path / "world.png").stat().st_size > 10_000

@@ -34,7 +34,8 @@ MODULE_KEYS = {
     'pinocchio': 'pinocchio',
     # Pinocchio's collision library (coal; hpp-fcl before it) comes with the pinocchio key
     'coal': 'pinocchio', 'hppfcl': 'pinocchio',
-    'numpy': 'python3-numpy', 'yaml': 'python3-yaml',
+    'numpy': 'python3-numpy', 'yaml': 'python3-yaml', 'scipy': 'python3-scipy',
+    'PIL': 'python3-pil',
     'matplotlib': 'python3-matplotlib', 'tqdm': 'python3-tqdm',
     'onnxruntime': 'python3-onnxruntime-pip',  # rosdistro rosdep/python.yaml: a pip key
     'pytest': 'python3-pytest', 'hypothesis': 'python3-hypothesis',

@@ -10,6 +10,8 @@ the robot's collision shapes), kept apart from the camera model:
   slab and a lower bound outside it (the sign is exact);
 * :func:`point_cylinder_distance`: a point against a cylinder, with the
   direction in which a segment starting there can only move away;
+* :func:`segment_box_distance`: a segment against an axis-aligned box, exact (the
+  world's boxes, ``core/scene.py``);
 * :func:`merge_capsules`: the description's capsules (a cylinder and two
   spheres) recognised and merged.
 
@@ -224,3 +226,41 @@ def point_cylinder_distance(p: np.ndarray, T_cyl: np.ndarray, r: float, h: float
     gap = c - near
     d = float(np.linalg.norm(gap))
     return d, T_cyl[:3, :3] @ gap / d
+
+
+def segment_box_distance(p0: np.ndarray, d: np.ndarray, half: np.ndarray) -> np.ndarray:
+    """Exact distance between segments ``p0 + t d`` (t in [0, 1]) and centred boxes.
+
+    The squared distance to the box ``|x_a| <= h_a`` is ``f(t) = sum_a max(|p0_a + t d_a|
+    - h_a, 0)^2``: convex and quadratic between the (at most six) values of ``t`` where a
+    coordinate crosses a face plane. On each of the seven pieces between them the active
+    faces are fixed, so the minimizer is the quadratic's, clipped into the piece; the
+    smallest of the seven is the minimum.
+
+    Args:
+        p0: ``(3, L)`` segment starts in the boxes' frames.
+        d: ``(3, L)`` segment directions (end - start); zero for a point.
+        half: ``(3, L)`` half side lengths.
+
+    Returns:
+        ``(L,)`` distances (m); 0 where the segment touches or enters the box.
+    """
+    L = p0.shape[1]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        cross = np.concatenate([(half - p0) / d, (-half - p0) / d])  # (6, L)
+    cross = np.where(np.isfinite(cross), np.clip(cross, 0.0, 1.0), 0.0)
+    t = np.sort(np.concatenate([np.zeros((1, L)), np.ones((1, L)), cross]), axis=0)
+    lo, hi = t[:-1], t[1:]  # (7, L) pieces
+    mid = 0.5 * (lo + hi)
+    s = p0[:, None] + mid[None] * d[:, None]  # (3, 7, L)
+    h = half[:, None]
+    side = (s > h).astype(float) - (s < -h)  # +1 above the +face, -1 below the -face
+    dd = d[:, None] * (side != 0)
+    off = p0[:, None] - side * h
+    a = (dd * dd).sum(0)
+    b = (dd * off).sum(0)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        ts = np.where(a > 0.0, -b / a, lo)
+    ts = np.clip(ts, lo, hi)
+    g = np.maximum(np.abs(p0[:, None] + ts[None] * d[:, None]) - h, 0.0)
+    return np.sqrt((g * g).sum(0).min(0))

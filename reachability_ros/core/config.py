@@ -338,11 +338,93 @@ class ProposalConfig(ConfigSection):
                               f"proposal.min_height_m = {self.min_height_m}")
 
 
+def parse_footprint(text: str) -> tuple[tuple[float, float], ...]:
+    """Parse a Nav2 ``footprint`` string, ``"[[x, y], [x, y], ...]"`` (m, base frame).
+
+    The format of Nav2's costmap parameter ``footprint`` (a string: a list of at least
+    three ``[x, y]`` points). An empty string or ``"[]"`` means no polygon (the circle
+    of ``world.robot_radius_m`` is used).
+
+    Returns:
+        The polygon's vertices, or ``()``.
+
+    Raises:
+        ConfigError: not that format, fewer than three points, non-finite numbers, or a
+            polygon without area.
+    """
+    import json
+    text = text.strip()
+    if text in ("", "[]"):
+        return ()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    ok = isinstance(data, list) and all(
+        isinstance(p, list) and len(p) == 2 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in p) for p in data)
+    if not ok:
+        raise ConfigError(f"world.footprint {text!r} must read [[x, y], [x, y], ...] (metres, "
+                          "as Nav2's footprint parameter), or be empty for a circle")
+    points = tuple((float(x), float(y)) for x, y in data)
+    if len(points) < 3:
+        raise ConfigError(f"world.footprint {text!r} needs at least 3 points")
+    if not all(math.isfinite(v) for p in points for v in p):
+        raise ConfigError(f"world.footprint {text!r} has non-finite values")
+    area = 0.5 * sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in
+                     zip(points, points[1:] + points[:1]))
+    if abs(area) < 1e-6:
+        raise ConfigError(f"world.footprint {text!r} has no area")
+    return points
+
+
+@dataclass(frozen=True)
+class WorldConfig(ConfigSection):
+    """How the robot must clear the world: the map's cells, 3-D boxes, the ranking term.
+
+    The world itself (an occupancy grid, boxes) is an input (``--map``, ``--obstacles``,
+    the ROS topics); these settings say how it is used (``core/world.py``). The footprint
+    follows Nav2's costmap conventions (``robot_radius`` or ``footprint``, plus
+    ``footprint_padding``).
+    """
+
+    robot_radius_m: float = _f(0.0, "radius of the base footprint (m), Nav2's robot_radius; 0 = "
+                               "measured from the description: the horizontal extent of the "
+                               "base's collision geometry, wheels included", 0.0, 10.0)
+    footprint: str = _f("", "base footprint polygon in the base frame, Nav2's format "
+                        "'[[x, y], [x, y], ...]' (m); empty = the circle of robot_radius_m")
+    footprint_padding_m: float = _f(0.01, "the footprint must stay this far from blocked cells "
+                                    "(m), Nav2's footprint_padding", 0.0, 1.0)
+    cost_threshold: int = _f(100, "grid cells with a value >= this (0-100 scale) block the "
+                             "base; 100 = lethal only (a Nav2 costmap's 99 marks cells where "
+                             "Nav2's own footprint would touch an obstacle: counting them "
+                             "inflates twice)", 1, 100)
+    unknown_is_blocked: bool = _f(True, "unknown cells (-1), and the outside of the map, "
+                                  "block the base")
+    box_padding_m: float = _f(0.01, "no part of the robot may come closer than this to a box "
+                              "(m)", 0.0, 1.0)
+    occlusion_padding_m: float = _f(0.01, "the front camera's line of sight to the gripper must "
+                                    "pass at least this far from every box (m)", 0.0, 1.0)
+    clearance_cap_m: float = _f(0.2, "clearances beyond this score the same (m)", 0.001, 10.0)
+    w_clearance: float = _f(1.0, "weight of the clearance term: w * min(clearance, cap) / cap",
+                            0.0, 1e6)
+    min_feasible: int = _f(3, "when the scene leaves fewer feasible stances than this, the "
+                           "exact grid is searched too (fallback_samples more proposals); 0 = "
+                           "never", 0, 1000)
+    fallback_samples: int = _f(4096, "proposals of the exact-grid fallback", 1, 1_000_000)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        parse_footprint(self.footprint)
+
+
 @dataclass(frozen=True)
 class StanceConfig(ConfigSection):
-    """Everything the stance service needs: the robot and the proposal settings."""
+    """Everything the stance service needs: the robot, the proposal and world settings."""
 
     robot: RobotConfig = field(default_factory=RobotConfig,
                                metadata={"description": "robot description"})
     proposal: ProposalConfig = field(default_factory=ProposalConfig,
                                      metadata={"description": "proposal pipeline"})
+    world: WorldConfig = field(default_factory=WorldConfig,
+                               metadata={"description": "obstacles: map cells and boxes"})

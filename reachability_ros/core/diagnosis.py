@@ -34,7 +34,7 @@ import numpy as np
 
 from .config import ProposalConfig
 from .errors import DescriptionError
-from .outcomes import OUTCOMES
+from .outcomes import OUTCOMES, WORLD_OUTCOMES
 from .robot import WholeBodyModel
 
 #: Width of the approach-elevation bins of "pointing as requested" (degrees).
@@ -343,28 +343,35 @@ class FailureDiagnosis:
             from .samplers import GridSampler
             self._grid = GridSampler(manifold)
 
-    def reason(self, funnel: dict, n: int, T_world_grasp: np.ndarray, subject: str = "",
-               grid_check: bool = True) -> str:
+    def reason(self, funnel: dict, n: int, T_world_grasp: np.ndarray, world=None,
+               subject: str = "", grid_check: bool = True) -> str:
         """Return the one-line reason of a request that got no stance.
 
         Args:
             funnel: the pipeline's counts per outcome label.
             n: proposals drawn.
             T_world_grasp: ``(4, 4)`` the validated (main) grasp.
+            world: the :class:`~.world.World` the stances were checked against, or None.
             subject: what the proposals were for, after "of n proposals" (e.g.
                 `` for 100 grasps``); "" for one fixed grasp.
             grid_check: run the exact grid on ``T_world_grasp`` (meaningful for one
-                fixed grasp only).
+                fixed grasp only; never with a world, whose fallback searched the grid).
         """
-        head = _head(funnel, n)
+        scene = world_head(funnel, n, world) if world is not None else ""
+        head = scene or _head(funnel, n)
         parts = [f"{funnel[k]} {k.replace('_', ' ')}" for k in OUTCOMES if funnel.get(k)]
         text = f"{head}: of {n} proposals{subject}: " if subject else \
             f"{head}: of {n} proposals "
         text += ", ".join(parts)
         notes = self._height_notes(T_world_grasp)
-        grid = self._grid_note(T_world_grasp) if grid_check else ""
-        if grid:
-            notes.append(grid)
+        if scene:
+            if funnel.get("fallback_proposed"):
+                notes.append(f"The exact grid was searched too "
+                             f"({funnel['fallback_proposed']} of the proposals)")
+        elif grid_check:
+            grid = self._grid_note(T_world_grasp)
+            if grid:
+                notes.append(grid)
         return text + "".join(f". {s}" for s in notes) + ("." if notes else "")
 
     def _height_notes(self, T: np.ndarray) -> list[str]:
@@ -434,3 +441,31 @@ def _head(funnel: dict, n: int) -> str:
     if reach == n:
         return "unreachable"
     return "no feasible stance"
+
+
+def world_head(funnel: dict, n: int, world) -> str:
+    """The first words of a failure the scene caused ("" when it did not).
+
+    The scene caused it when some proposals were reachable and visible and the world's
+    checks removed every one of them. Clients match ``"reachable and visible, but"``.
+    """
+    counts = {k: funnel.get(k, 0) for k in WORLD_OUTCOMES}
+    removed = sum(counts.values())
+    before = sum(funnel.get(k, 0) for k in _REACH_KEYS + _VIEW_KEYS)
+    if not removed or before >= n:
+        return ""
+    has_map, has_boxes = world.grid_field is not None, len(world.boxes) > 0
+    things = ("the map's obstacles or a box" if has_map and has_boxes
+              else "the map's obstacles" if has_map else "a box")
+    says = {"base_collision": f"the base overlaps {things}",
+            "arm_collision": "the arm comes too close to a box",
+            "scene_occluded": "a box hides the gripper from the front camera"}
+    kinds = [k for k in WORLD_OUTCOMES if counts[k]]
+    if len(kinds) == 1:
+        only = {"base_collision": f"every stance's base overlaps {things}",
+                "arm_collision": "at every stance the arm comes too close to a box",
+                "scene_occluded": "at every stance a box hides the gripper from the front "
+                                  "camera"}
+        return f"reachable and visible, but {only[kinds[0]]}"
+    listed = ", ".join(f"{says[k]} ({counts[k]})" for k in kinds)
+    return f"reachable and visible, but the scene rules out every stance: {listed}"

@@ -120,6 +120,23 @@ class Targets:
         """Number of ranking groups (2 when a symmetric grasp is in the request)."""
         return int(self.group.max()) + 1 if self.group.size else 1
 
+    def concat(self, other: Targets) -> Targets:
+        """Return these targets and ``other``'s, with ``other``'s rows after these.
+
+        The two rounds of proposals of one request (the world's fallback after the first
+        round) keep their own noise draws.
+        """
+        P = self.T.shape[0]
+        return Targets(np.concatenate([self.T, other.T]),
+                       np.concatenate([self.quat, other.quat]),
+                       np.concatenate([self.grasp_index, other.grasp_index]),
+                       np.concatenate([self.roll_rad, other.roll_rad]),
+                       np.concatenate([self.group, other.group]),
+                       np.concatenate([self.free, other.free]),
+                       np.concatenate([self.rows, other.rows + P]),
+                       np.concatenate([self.noise, other.noise + self.n_noise]),
+                       self.n_noise + other.n_noise)
+
 
 def check_flags(grasp: Grasp, where: str) -> None:
     """Refuse freedom flags that are not booleans.

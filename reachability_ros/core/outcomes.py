@@ -12,7 +12,10 @@ import numpy as np
 
 #: Stages that remove a proposal, in pipeline order.
 OUTCOMES = ("unreachable", "far_from_grasp", "refine_failed", "joint_limits", "fk_mismatch",
-            "not_visible", "occluded", "low_visibility_margin")
+            "not_visible", "occluded", "low_visibility_margin", "base_collision", "arm_collision",
+            "scene_occluded")
+#: The stages that need a world (map or boxes); their funnel counts appear only with one.
+WORLD_OUTCOMES = ("base_collision", "arm_collision", "scene_occluded")
 #: Every label of a raw proposal; the pipeline codes a label as its index here.
 LABELS = ("kept",) + OUTCOMES
 LABELS_ARRAY = np.array(LABELS)
@@ -29,6 +32,9 @@ OUTCOME_COLOURS = {
     "not_visible": (0.20, 0.40, 1.00, 0.7),
     "occluded": (0.65, 0.20, 0.85, 0.8),
     "low_visibility_margin": (0.30, 0.80, 0.90, 0.8),
+    "base_collision": (0.45, 0.25, 0.10, 0.8),
+    "arm_collision": (0.95, 0.35, 0.60, 0.8),
+    "scene_occluded": (0.35, 0.10, 0.45, 0.8),
 }
 
 

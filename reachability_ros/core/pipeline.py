@@ -27,13 +27,25 @@ each a method that takes and returns small typed records:
 7. :meth:`~StanceProposer.robustness`: the nonlinear robustness re-solve for
    the returned stances (for the pool of every group), and their final order.
 
+With a world (an occupancy grid and/or 3-D boxes, :meth:`~StanceProposer.set_world` or
+``propose(..., world=...)``), :meth:`~StanceProposer.scene_filter` runs after
+verification: the base footprint against the map and the base shapes against the
+boxes (``base_collision``), the arm's shapes against the boxes (``arm_collision``),
+the camera's line of sight to the gripper against the boxes (``scene_occluded``),
+``core/scene.py``; ranking gains a clearance term (``clearance_m`` per candidate).
+When the scene leaves fewer than ``world.min_feasible`` stances, the exact grid is
+searched too (``world.fallback_samples`` proposals, :meth:`~StanceProposer.fallback`).
+Without a world none of this runs and nothing changes.
+
 Every returned stance was re-verified by FK after refinement. When nothing
 survives, ``result.reason`` says why, with the funnel counts and the robot's
-numbers (``core/diagnosis.py``). Each stage's
-wall time is in ``result.timing_ms`` (keys ``sample``, ``coarse_filter`` and
-``refine`` for approximate samplers, ``verify``, ``rank``, ``robustness``,
-``total``). The stages and their typed records are kept in this one module
-(about 500 lines) so that a request reads top to bottom.
+numbers (``core/diagnosis.py``). Each stage's wall time is in ``result.timing_ms``
+(keys ``sample``, ``coarse_filter`` and ``refine`` for approximate samplers,
+``verify``, ``scene`` and ``fallback`` with a world, ``rank``, ``robustness``,
+``total``). The typed records of the stages and their merging are in
+``core/stages.py``, the request checks in ``core/requests.py``; this module is the
+orchestration, one method per stage. It is over 500 lines on purpose: the stages of one
+request (with grasp freedom and a world) read top to bottom in one class.
 """
 
 from __future__ import annotations
@@ -41,209 +53,27 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
 
 import numpy as np
 
-from .config import ProposalConfig, StanceConfig
+from .config import StanceConfig
 from .diagnosis import FailureDiagnosis
 from .errors import ConfigError, DescriptionError, InvalidRequest
-from .freedom import (check_alternatives, check_flags, entry_name, expand_targets, GRID_ROLLS,
+from .freedom import (check_alternatives, check_flags, entry_name, expand_targets,
                       samples_per_grasp, Targets)
-from .geometry import grasp_in_base_frames, quat_to_matrix, rotation_angle, wrap_angle
-from .outcomes import CODE, LABELS, LABELS_ARRAY, OUTCOMES
-from .paths import resolve_data_path
-from .ranking import (diverse_top_k, grouped_top_k, linear_robustness, nonlinear_robustness,
-                      perturbations, robustness_term, score_terms)
+from .geometry import grasp_in_base_frames, rotation_angle, wrap_angle
+from .outcomes import CODE, LABELS, LABELS_ARRAY, OUTCOMES, WORLD_OUTCOMES
+from .ranking import (clearance_term, diverse_top_k, grouped_top_k, linear_robustness,
+                      nonlinear_robustness, perturbations, robustness_term, score_terms)
 from .refine import refine as refine_lm
+from .requests import subject_of, validate_grasp, validate_grasps
 from .robot import WholeBodyModel
-from .samplers import GridSampler, ModelSampler, Proposals, RejectionSampler
+from .samplers import DenseGridSampler, make_sampler, Proposals
+from .scene import SceneChecker
+from .stages import merge_sampled, merge_verified, Ranked, Sampled, target_rows, Verified
 from .types import BasePose, Candidate, Grasp, ProposalResult
-from .visibility import Visibility, VisibilityResult
-
-MAX_ABS_COORDINATE_M = 1.0e6
-
-
-def validate_grasp(grasp: Grasp, cfg: ProposalConfig) -> np.ndarray:
-    """Check a grasp request and return ``T_world_grasp`` (4, 4).
-
-    Raises:
-        InvalidRequest: non-finite or wrongly sized values, a quaternion whose
-            norm is off by more than ``cfg.quaternion_tolerance``, a height
-            outside ``[cfg.min_height_m, cfg.max_height_m]`` or coordinates
-            beyond 1,000 km.
-    """
-    try:
-        p = np.asarray(grasp.position, dtype=float).reshape(-1)
-        q = np.asarray(grasp.orientation, dtype=float).reshape(-1)
-    except (TypeError, ValueError) as exc:
-        raise InvalidRequest(f"grasp position/orientation must be numbers: {exc}") from None
-    if p.shape != (3,):
-        raise InvalidRequest(f"grasp position must have 3 numbers, got {p.size}")
-    if q.shape != (4,):
-        raise InvalidRequest(f"grasp orientation must be a quaternion (x, y, z, w), got {q.size}"
-                             " numbers")
-    if not np.all(np.isfinite(p)):
-        raise InvalidRequest(f"grasp position has non-finite values: {p.tolist()}")
-    if not np.all(np.isfinite(q)):
-        raise InvalidRequest(f"grasp orientation has non-finite values: {q.tolist()}")
-    norm = math.hypot(*q.tolist())  # no overflow (a 1e308 quaternion has norm 2e308)
-    if abs(norm - 1.0) > cfg.quaternion_tolerance:
-        raise InvalidRequest(
-            f"grasp orientation must be a unit quaternion (x, y, z, w); its norm is {norm:.6g} "
-            f"(tolerance {cfg.quaternion_tolerance}). Normalize it (a zero quaternion has no "
-            "orientation)")
-    if np.any(np.abs(p[:2]) > MAX_ABS_COORDINATE_M):
-        raise InvalidRequest(f"grasp position {p.tolist()} is more than 1,000 km from the origin")
-    if not cfg.min_height_m <= p[2] <= cfg.max_height_m:
-        raise InvalidRequest(
-            f"grasp height z = {p[2]:.4g} m is outside [{cfg.min_height_m}, {cfg.max_height_m}] m "
-            "above the floor of the target frame (is the grasp in the right frame?)")
-    T = np.empty((4, 4))
-    T[:3, :3] = quat_to_matrix(q)
-    T[:3, 3] = p
-    T[3] = (0.0, 0.0, 0.0, 1.0)
-    return T
-
-
-def _valid_poses(grasps: tuple, cfg: ProposalConfig) -> np.ndarray | None:
-    """``T_world_grasp`` ``(G, 4, 4)`` of grasps that :func:`validate_grasp` accepts, else None.
-
-    The same checks, vectorized (a set of 1,000 grasps); None when any grasp fails one
-    (the caller then asks :func:`validate_grasp` which and why).
-    """
-    try:
-        p = np.array([g.position for g in grasps], dtype=float)
-        q = np.array([g.orientation for g in grasps], dtype=float)
-    except (TypeError, ValueError):
-        return None
-    if p.shape != (len(grasps), 3) or q.shape != (len(grasps), 4):
-        return None
-    with np.errstate(over="ignore", invalid="ignore"):
-        norm = np.array([math.hypot(*row) for row in q.tolist()])
-        good = (np.isfinite(p).all(axis=1) & np.isfinite(q).all(axis=1)
-                & (np.abs(norm - 1.0) <= cfg.quaternion_tolerance)
-                & (np.abs(p[:, :2]) <= MAX_ABS_COORDINATE_M).all(axis=1)
-                & (cfg.min_height_m <= p[:, 2]) & (p[:, 2] <= cfg.max_height_m))
-    if not good.all():
-        return None
-    T = np.zeros((len(grasps), 4, 4))
-    T[:, :3, :3] = quat_to_matrix(q)
-    T[:, :3, 3] = p
-    T[:, 3, 3] = 1.0
-    return T
-
-
-@dataclass
-class Sampled:
-    """The proposals of one request and what has happened to each so far.
-
-    Attributes:
-        proposals: what the sampler returned (``q`` untouched).
-        q: ``(n, nq)`` working copy; refinement writes into it.
-        outcome: ``(n,)`` int8 code of each row's label (``outcomes.CODE``;
-            0 = ``kept`` so far).
-        alive: ``(n,)`` rows still in the running.
-        T: the grasp of the rows: ``(4, 4)`` one for all, or ``(n, 4, 4)`` each
-            row's own target (a grasp turned about its approach axis, an
-            alternative).
-        grasp_index: ``(n,)`` the grasp of the request each row serves (0 = main).
-        target: ``(n,)`` each row's target among ``targets``, or None.
-        targets: the request's targets (``core/freedom.py``), or None (one grasp).
-    """
-
-    proposals: Proposals
-    q: np.ndarray
-    outcome: np.ndarray
-    alive: np.ndarray
-    T: np.ndarray | None = None
-    grasp_index: np.ndarray | None = None
-    target: np.ndarray | None = None
-    targets: Targets | None = None
-
-    @property
-    def group(self) -> np.ndarray | None:
-        """``(n,)`` ranking group of each row (``Targets.group``), or None (one group)."""
-        if self.targets is None or self.targets.n_groups == 1:
-            return None
-        return self.targets.group[self.target]
-
-    @property
-    def free_roll(self) -> np.ndarray | None:
-        """``(n,)`` the row's grasp takes any roll about its approach, or None (none does)."""
-        if self.targets is None or not self.targets.free.any():
-            return None
-        return self.targets.free[self.target]
-
-    @property
-    def n(self) -> int:
-        """Number of proposals."""
-        return self.q.shape[0]
-
-    def remove(self, rows: np.ndarray, label: str) -> None:
-        """Label rows (indices) as removed by a stage."""
-        self.outcome[rows] = CODE[label]
-        self.alive[rows] = False
-
-
-@dataclass
-class Verified:
-    """The proposals that passed limits and the FK check, with what ranking reuses.
-
-    Attributes:
-        idx: ``(m,)`` their rows among the proposals.
-        q: ``(m, nq)`` their (refined) configurations.
-        chain: ``(njoints, 3, 4, m)`` joint poses in each base frame.
-        position_error_m: ``(m,)`` tool position error against the grasp.
-        orientation_error_rad: ``(m,)`` tool orientation error.
-        visibility: the visibility of the tool from the front camera.
-        good: ``(m,)`` also visible with the required margin: feasible.
-    """
-
-    idx: np.ndarray
-    q: np.ndarray
-    chain: np.ndarray
-    position_error_m: np.ndarray
-    orientation_error_rad: np.ndarray
-    visibility: VisibilityResult
-    good: np.ndarray
-
-
-@dataclass
-class Ranked:
-    """The feasible stances, scored, and the diverse top-k chosen among them.
-
-    Attributes:
-        idx: ``(f,)`` rows of the feasible stances among the proposals.
-        q: ``(f, nq)`` the feasible stances.
-        chain: ``(njoints, 3, 4, f)`` their joint poses in the base frames.
-        metrics: raw per-stance figures ``(f,)`` (and ``q``).
-        terms: weighted score terms ``(f,)``.
-        base_score: ``(f,)`` the score without the robustness term.
-        score: ``(f,)`` the score.
-        chosen: indices into the feasible stances, best first.
-        perturbations: ``(S, 3)`` base errors of the robustness estimates.
-        k: stances to return.
-        pooled: ``chosen`` is the pool of several ranking groups (each group's
-            diverse top-k); :meth:`StanceProposer.robustness` picks the final top-k.
-    """
-
-    idx: np.ndarray
-    q: np.ndarray
-    chain: np.ndarray
-    metrics: dict
-    terms: dict
-    base_score: np.ndarray
-    score: np.ndarray
-    chosen: np.ndarray
-    perturbations: np.ndarray
-    k: int = 0
-    pooled: bool = False
-
-
-def _rows(T: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """The grasp of rows ``idx``: ``T`` when one (4, 4) serves all, else ``T[idx]``."""
-    return T if T.ndim == 2 else T[idx]
+from .visibility import Visibility
+from .world import Boxes, OccupancyGrid, World
 
 
 class _Stopwatch:
@@ -286,9 +116,12 @@ class StanceProposer:
             self.manifold = StanceManifold(self.robot)
         except (ImportError, DescriptionError):
             self.manifold = None
-        self.sampler, self.sampler_name = self._make_sampler(pc)
+        self.sampler, self.sampler_name = make_sampler(pc, self.robot, self.manifold)
         self.diagnosis = FailureDiagnosis(self.robot, self.visibility, pc, self.manifold,
                                           self.sampler_name)
+        self.scene = SceneChecker(self.robot, self.visibility.p_base_cam, self.config.world,
+                                  self.diagnosis.facts.footprint_radius_m)
+        self.world: World | None = None
         self.refinement = pc.refinement
         if self.refinement == "auto":
             self.refinement = "exact" if self.manifold is not None else "numerical"
@@ -298,31 +131,6 @@ class StanceProposer:
         if self.refinement == "exact" and self.manifold is None:
             raise ConfigError("proposal.refinement 'exact' needs the closed-form manifold, "
                               "which this description does not have; use 'numerical'")
-
-    def _make_sampler(self, pc: ProposalConfig) -> tuple:
-        kind = pc.sampler
-        if kind not in ("auto", "model", "grid", "rejection"):
-            raise ConfigError(f"proposal.sampler {kind!r}: use auto, model, grid or rejection")
-        if kind == "auto":
-            kind = "model" if pc.model_path else ("grid" if self.manifold else "rejection")
-            fallback = kind != "model"
-        else:
-            fallback = False
-        if kind == "model":
-            if not pc.model_path:
-                raise ConfigError("proposal.sampler is 'model' but proposal.model_path is empty")
-            from .onnx_sampler import OnnxStanceModel
-            model = OnnxStanceModel(resolve_data_path(pc.model_path), self.robot)
-            s = ModelSampler(model, self.robot, self.manifold)
-            return s, f"{s.name} ({pc.model_path})"
-        if kind == "grid":
-            if self.manifold is None:
-                raise ConfigError("the grid sampler needs the closed-form manifold of the LeKiwi")
-            s = GridSampler(self.manifold)
-        else:
-            s = RejectionSampler(self.robot)
-        name = s.name + (" (fallback: no model configured)" if fallback else "")
-        return s, name
 
     def _tool_error(self, q: np.ndarray, T: np.ndarray, chain: np.ndarray | None = None
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -384,7 +192,7 @@ class StanceProposer:
         if not alternatives:
             return alternatives, []
         pc = self.config.proposal
-        T = _valid_poses(alternatives, pc)  # all at once, when every one is fine
+        T = validate_grasps(alternatives, pc)  # all at once, when every one is fine
         if T is None:  # one by one: the first bad one raises with validate_grasp's reason
             Ts = []
             for i, g in enumerate(alternatives, start=1):
@@ -397,21 +205,24 @@ class StanceProposer:
             check_flags(g, f"{entry_name(i)}: ")
         return alternatives, list(T)
 
-    def expand(self, grasps: tuple, T_grasps: list, rng: np.random.Generator) -> Targets:
+    def expand(self, grasps: tuple, T_grasps: list, rng: np.random.Generator,
+               sampler=None, budget: tuple[int, int] | None = None) -> Targets:
         """Expand the grasps of a request with freedom or alternatives into targets.
 
-        Each grasp gets ``samples_per_grasp`` proposals (``proposal.n_samples``
-        alone, a share of ``proposal.set_samples`` in a set); a symmetric one as
-        many per flip, a free roll one roll per proposal (the grid sampler: an even
-        grid of ``freedom.GRID_ROLLS`` rolls).
+        Each grasp gets ``samples_per_grasp`` proposals (``budget``: the proposals of a
+        request with one grasp and of a set, default ``proposal.n_samples`` and
+        ``proposal.set_samples``); a symmetric one as many per flip, a free roll one
+        roll per proposal (a sampler without noise, the grid: an even grid of
+        ``sampler.roll_grid`` rolls).
         """
         pc = self.config.proposal
-        n = samples_per_grasp(len(grasps), pc.n_samples, pc.set_samples)
-        roll_grid = GRID_ROLLS if isinstance(self.sampler, GridSampler) else None
-        return expand_targets(grasps, T_grasps, n, rng, roll_grid)
+        sampler = self.sampler if sampler is None else sampler
+        n_one, n_set = (pc.n_samples, pc.set_samples) if budget is None else budget
+        n = samples_per_grasp(len(grasps), n_one, n_set)
+        return expand_targets(grasps, T_grasps, n, rng, sampler.roll_grid)
 
     def sample(self, T: np.ndarray, rng: np.random.Generator,
-               targets: Targets | None = None) -> Sampled:
+               targets: Targets | None = None, sampler=None, n: int | None = None) -> Sampled:
         """Draw the proposals; label the rows the sampler marks infeasible.
 
         Rows that are not finite or that the sampler marks invalid are
@@ -422,11 +233,15 @@ class StanceProposer:
             T: ``(4, 4)`` the (main) grasp.
             rng: the request's generator.
             targets: the request's targets (:meth:`expand`), or None: one fixed grasp.
+            sampler: default the configured one.
+            n: proposals to draw for one fixed grasp; default ``proposal.n_samples``.
         """
+        sampler = self.sampler if sampler is None else sampler
         if targets is None:
-            props: Proposals = self.sampler.sample(T, self.config.proposal.n_samples, rng)
+            n = self.config.proposal.n_samples if n is None else n
+            props: Proposals = sampler.sample(T, n, rng)
         else:
-            props = self.sampler.sample_targets(targets, rng)
+            props = sampler.sample_targets(targets, rng)
         n = props.q.shape[0]
         q = props.q.copy()
         finite = np.all(np.isfinite(q), axis=1)
@@ -455,7 +270,7 @@ class StanceProposer:
             return
         pc = self.config.proposal
         idx = np.flatnonzero(s.alive)
-        dp, dr, _ = self._tool_error(s.q[idx], _rows(T, idx))
+        dp, dr, _ = self._tool_error(s.q[idx], target_rows(T, idx))
         far = (dp > pc.coarse_position_tol_m) | (dr > np.radians(pc.coarse_orientation_tol_deg))
         s.remove(idx[far], "far_from_grasp")
 
@@ -472,9 +287,9 @@ class StanceProposer:
             return
         pc = self.config.proposal
         if self.refinement == "exact":
-            qr, _ = self.manifold.project(s.q[idx], _rows(T, idx))
+            qr, _ = self.manifold.project(s.q[idx], target_rows(T, idx))
         else:
-            qr = refine_lm(self.robot, s.q[idx], _rows(T, idx),
+            qr = refine_lm(self.robot, s.q[idx], target_rows(T, idx),
                            iterations=pc.refine_iterations,
                            position_tol_m=0.5 * pc.refine_position_tol_m,
                            orientation_tol_rad=0.5 * np.radians(pc.refine_orientation_tol_deg)).q
@@ -497,7 +312,7 @@ class StanceProposer:
         s.remove(idx[~lim], "joint_limits")
         idx = idx[lim]
         X = robot.base_chain(s.q[idx])
-        dp, dr, p_tool = self._tool_error(s.q[idx], _rows(T, idx), X)
+        dp, dr, p_tool = self._tool_error(s.q[idx], target_rows(T, idx), X)
         bad = (dp > pc.refine_position_tol_m) | (dr > np.radians(pc.refine_orientation_tol_deg))
         s.remove(idx[bad], "fk_mismatch" if s.proposals.exact else "refine_failed")
         if bad.any():
@@ -511,6 +326,91 @@ class StanceProposer:
         s.outcome[idx] = labels
         s.alive[idx] = labels == 0
         return Verified(idx, s.q[idx], X, dp, dr, vis, labels == 0)
+
+    def set_world(self, grid: OccupancyGrid | None = None, boxes: Boxes | None = None,
+                  grid_pose: tuple | None = None) -> World | None:
+        """Set the world every later request is checked against (None, None: no world).
+
+        The grid's distance field is built here, once (``core/world.py``); requests
+        never do per-map work. ``grid_pose`` is the pose of the grid's frame in the
+        grasps' world frame (default: the grid's own origin, the frames being the same).
+
+        Returns:
+            The prepared :class:`~.world.World` (also for ``propose(..., world=...)``).
+        """
+        world = self.scene.prepare(grid, boxes, grid_pose)
+        self.world = None if world.empty else world
+        return self.world
+
+    def scene_filter(self, world: World, s: Sampled, v: Verified) -> None:
+        """Check the feasible rows against the world; label the failures, in place.
+
+        Base footprint and base shapes (``base_collision``), arm shapes
+        (``arm_collision``), then the camera's line of sight to the tool
+        (``scene_occluded``), each on the rows the previous one kept. Sets
+        ``v.good`` and ``v.clearance_m``.
+        """
+        scene = self.scene
+        good = np.flatnonzero(v.good)
+        clearance = np.full(v.idx.size, np.nan)
+        base = scene.base_collision(world, v.q[good])
+        clearance[good] = base.clearance_m
+        s.remove(v.idx[good[base.collides]], "base_collision")
+        good = good[~base.collides]
+        if good.size:
+            arm = scene.arm_collision(world, v.q[good], v.chain[..., good])
+            s.remove(v.idx[good[arm]], "arm_collision")
+            good = good[~arm]
+        if good.size:
+            p_tool, _ = self.robot.frame_in_chain(v.chain[..., good],
+                                                  self.robot.config.tool_frame)
+            hidden = scene.scene_occlusion(world, v.q[good], p_tool)
+            s.remove(v.idx[good[hidden]], "scene_occluded")
+            good = good[~hidden]
+        v.good = np.zeros(v.idx.size, dtype=bool)
+        v.good[good] = True
+        v.clearance_m = clearance
+
+    def fallback(self, T: np.ndarray, rng: np.random.Generator, world: World, s: Sampled,
+                 v: Verified, grasps: tuple = (), T_grasps: list = ()
+                 ) -> tuple[Sampled, Verified, int]:
+        """Search more stances when the scene left fewer than ``world.min_feasible``.
+
+        Runs only when the scene removed a stance (a grasp the robot cannot reach or see
+        gains nothing from more proposals): ``world.fallback_samples`` proposals of the
+        exact grid (or, without the closed form, of the configured sampler), for the same
+        targets as the first round (a grasp set's, a symmetric or free-roll grasp's: each
+        grasp's share of the budget), verified and checked against the world like the
+        first ones, then appended to them. The exact rows whose base the map surely
+        blocks (``SceneChecker.surely_on_map``, one look-up per row) are labelled
+        ``base_collision`` before verification: they would fail whatever the camera sees.
+
+        Returns:
+            The merged proposals and verified rows, and the number of extra proposals
+            (0: no fallback).
+        """
+        wc = self.config.world
+        removed = np.isin(s.outcome, [CODE[k] for k in WORLD_OUTCOMES]).any()
+        if not removed or int(v.good.sum()) >= wc.min_feasible:
+            return s, v, 0
+        sampler = DenseGridSampler(self.manifold) if self.manifold is not None else self.sampler
+        targets = None
+        if s.targets is not None:
+            budget = (wc.fallback_samples, wc.fallback_samples)
+            targets = self.expand(grasps, T_grasps, rng, sampler, budget)
+        s2 = self.sample(T, rng, targets, sampler, wc.fallback_samples)
+        if s2.proposals.exact and s2.alive.any():
+            idx = np.flatnonzero(s2.alive)
+            s2.remove(idx[self.scene.surely_on_map(world, s2.q[idx])], "base_collision")
+        if not s2.proposals.exact and s2.alive.any():
+            self.coarse_filter(s2.T, s2)
+            self.refine(s2.T, s2)
+        v2 = self.verify(s2.T, s2)
+        if v2.good.any():
+            self.scene_filter(world, s2, v2)
+        else:
+            v2.clearance_m = np.full(v2.idx.size, np.nan)
+        return merge_sampled(s, s2), merge_verified(v, v2, s.n), s2.n
 
     def rank(self, v: Verified, k: int, rng: np.random.Generator,
              current_base: BasePose | None, group: np.ndarray | None = None) -> Ranked:
@@ -528,9 +428,11 @@ class StanceProposer:
         robot = self.robot
         idx, qf, dp, dr, X, vis = (v.idx, v.q, v.position_error_m, v.orientation_error_rad,
                                    v.chain, v.visibility)
+        clearance = v.clearance_m
         if not v.good.all():
             g = v.good
             idx, qf, dp, dr, X, vis = idx[g], qf[g], dp[g], dr[g], X[..., g], vis.subset(g)
+            clearance = clearance[g] if clearance is not None else None
         q_base0 = qf.copy()
         q_base0[:, :3] = 0.0
         J = robot.jacobian(q_base0, chain=X)  # base frame, for manipulability and robustness
@@ -546,7 +448,11 @@ class StanceProposer:
         }
         delta = perturbations(rng, pc.robustness_samples, pc)
         rob = np.full(idx.size, np.nan)  # NaN = not measured (reported as null)
+        if clearance is not None:  # with a world only
+            metrics["clearance_m"] = clearance
         terms = score_terms(metrics, pc, current_base)  # robustness not yet measured: 0
+        if clearance is not None:
+            terms["clearance"] = clearance_term(clearance, self.config.world)
         pre = sum(terms.values())
         if pc.robustness_samples > 0 and pc.robustness_candidates > 0:
             top = np.argsort(-pre)[:pc.robustness_candidates]
@@ -574,7 +480,7 @@ class StanceProposer:
         if pc.robustness_samples > 0 and r.chosen.size:
             rob = r.metrics["robustness"].copy()
             rob[r.chosen] = nonlinear_robustness(
-                self.robot, self.visibility, r.q[r.chosen], _rows(T, r.idx[r.chosen]),
+                self.robot, self.visibility, r.q[r.chosen], target_rows(T, r.idx[r.chosen]),
                 r.perturbations, pc, iterations=pc.robustness_iterations,
                 chain=r.chain[..., r.chosen],
                 free_roll=None if free_roll is None else free_roll[r.idx[r.chosen]])
@@ -592,7 +498,8 @@ class StanceProposer:
     # ------------------------------------------------------------------ main
     def propose(self, grasp: Grasp, current_base: BasePose | None = None,
                 rng: np.random.Generator | None = None,
-                top_k: int | None = None, alternatives=()) -> ProposalResult:
+                top_k: int | None = None, alternatives=(),
+                world: World | None = None) -> ProposalResult:
         """Propose ranked stances for a grasp, or for any grasp of a set.
 
         Args:
@@ -605,6 +512,8 @@ class StanceProposer:
                 ``freedom.MAX_ALTERNATIVES``), any of which will do: the stances are
                 ranked across all of them and each says which it serves
                 (``Candidate.grasp_index``: 0 = ``grasp``, i = ``alternatives[i - 1]``).
+            world: the obstacles, in the grasp's world frame (default: the one of
+                :meth:`set_world`, if any).
 
         Returns:
             A :class:`ProposalResult`; ``ok`` is False with a reason and the
@@ -630,11 +539,23 @@ class StanceProposer:
             clock.tick("refine")
         v = self.verify(s.T, s)
         clock.tick("verify")
-        funnel = self._funnel(s)
+        world = self.world if world is None else world
+        extra = None
+        if world is not None and not world.empty:
+            if v.good.any():
+                self.scene_filter(world, s, v)
+            else:
+                v.clearance_m = np.full(v.idx.size, np.nan)
+            clock.tick("scene")
+            s, v, extra = self.fallback(T, rng, world, s, v, grasps, [T, *T_alt])
+            clock.tick("fallback")
+        else:
+            world = None
+        funnel = self._funnel(s, extra)
         if not v.good.any():
             funnel["returned"] = 0
             # the robot's numbers, and a grid check of a fixed grasp
-            reason = self.diagnosis.reason(funnel, s.n, T, subject=_subject(grasps),
+            reason = self.diagnosis.reason(funnel, s.n, T, world, subject=subject_of(grasps),
                                            grid_check=targets is None)
             return ProposalResult(False, reason, [], self.robot.joint_names,
                                   dict(funnel), clock.total(), self.sampler_name,
@@ -654,11 +575,20 @@ class StanceProposer:
                               feasible_grasp_index=s.grasp_index[r.idx])
 
     @staticmethod
-    def _funnel(s: Sampled) -> OrderedDict:
-        """How many proposals each stage removed, and how many are feasible."""
+    def _funnel(s: Sampled, fallback: int | None = None) -> OrderedDict:
+        """How many proposals each stage removed, and how many are feasible.
+
+        Args:
+            fallback: the fallback's extra proposals (counted in ``proposed``), or None
+                without a world (then the world's stages are not listed).
+        """
         counts = np.bincount(s.outcome, minlength=len(LABELS))
         funnel = OrderedDict(proposed=int(s.n))
+        if fallback is not None:
+            funnel["fallback_proposed"] = int(fallback)
         for key in OUTCOMES:
+            if fallback is None and key in WORLD_OUTCOMES:
+                continue
             funnel[key] = int(counts[CODE[key]])
         funnel["feasible"] = int(counts[0])
         return funnel
@@ -693,18 +623,6 @@ class StanceProposer:
                                    {name: col[i] for name, col in tcols.items()}, m,
                                    grasp_index[i], poses[i]))
         return cands
-
-
-def _subject(grasps: tuple) -> str:
-    """What a failure reason says the proposals were for, beyond one fixed grasp."""
-    n_free = sum(bool(g.free_roll) for g in grasps)
-    n_sym = sum(bool(g.symmetric and not g.free_roll) for g in grasps)
-    if len(grasps) == 1:
-        return " (free roll)" if n_free else (" (symmetric: both flips)" if n_sym else "")
-    kinds = ", ".join(k for k in (f"{n_free} with a free roll" if n_free else "",
-                                  f"{n_sym} symmetric" if n_sym else "") if k)
-    return (f" for {len(grasps)} grasps" + (f" ({kinds})" if kinds else "")
-            + "; the notes are about the main grasp")
 
 
 def propose(grasp: Grasp, current_base: BasePose | None = None,

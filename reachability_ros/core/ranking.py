@@ -11,6 +11,14 @@ Score of a stance (higher is better), every term documented and weighted by
             - w_pose_error     * (pos_err / 0.1 mm + ori_err / 0.05 deg)
             - w_travel         * distance from the current base (m)  (when it is known)
             - w_turn           * |yaw change| from the current base (rad)
+            + w_clearance      * min(clearance / cap, 1)             (with a world only)
+
+The clearance (``core/scene.py``) is the distance from the base footprint to the
+nearest blocked map cell, or from the base's shapes to the nearest box, whichever is
+smaller; ``w_clearance`` and the cap are ``world.w_clearance`` and
+``world.clearance_cap_m``. Like Stretch's FUNMAP, which picks the base cell farthest
+from the edge of the feasible region, it prefers stances that a navigation error does
+not push into an obstacle, up to the cap.
 
 Robustness is the "ball of feasible configurations" (seed 000 §1.2(3)): the
 fraction of perturbed base poses (Gaussian, sigma_xy, sigma_yaw) from which the
@@ -325,6 +333,17 @@ def nonlinear_robustness(robot: WholeBodyModel, visibility: Visibility, q: np.nd
 def robustness_term(robustness: np.ndarray, cfg: ProposalConfig) -> np.ndarray:
     """Weighted robustness term ``(M,)``; NaN (not measured) counts as 0."""
     return cfg.w_robustness * np.where(np.isnan(robustness), 0.0, robustness)
+
+
+def clearance_term(clearance_m: np.ndarray, cfg) -> np.ndarray:
+    """Weighted clearance term ``(M,)``: ``w_clearance * clip(clearance / cap, 0, 1)``.
+
+    Args:
+        clearance_m: ``(M,)`` clearances (m) of the stances.
+        cfg: the :class:`~.config.WorldConfig` (``w_clearance``, ``clearance_cap_m``).
+    """
+    return cfg.w_clearance * clamp(np.asarray(clearance_m, dtype=float) / cfg.clearance_cap_m,
+                                   0.0, 1.0)
 
 
 def score_terms(metrics: dict, cfg: ProposalConfig, current_base=None) -> dict:

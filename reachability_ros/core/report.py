@@ -20,7 +20,10 @@ of the tool frame it reaches: the grasp, or the grasp turned about its approach
 axis when the grasp is ``symmetric`` or has a ``free_roll``. A request with
 freedom or alternatives adds them to ``request``: ``"symmetric": true``,
 ``"free_roll": true`` and ``"alternatives": [{"position", "orientation",
-"symmetric", "free_roll"}, ...]`` (absent otherwise). Adding keys is allowed;
+"symmetric", "free_roll"}, ...]`` (absent otherwise). With a world
+(``core/world.py``), and only then, the funnel also has ``fallback_proposed``,
+``base_collision``, ``arm_collision`` and ``scene_occluded``, and each candidate
+``clearance_m`` (and the term ``clearance``). Adding keys is allowed;
 renaming or removing them is not.
 """
 

@@ -29,8 +29,10 @@ from typing import Protocol
 import numpy as np
 
 from .canonical import StanceCodec, condition_features
-from .freedom import Targets
+from .errors import ConfigError
+from .freedom import GRID_ROLLS, Targets
 from .geometry import wrap_angle
+from .paths import resolve_data_path
 from .robot import WholeBodyModel
 
 
@@ -61,6 +63,9 @@ class Sampler(Protocol):
     """What the pipeline needs from a sampler."""
 
     name: str
+    #: None: the sampler draws one free roll per proposal with its noise; an int: an
+    #: even grid of that many rolls per free-roll grasp (a sampler without noise)
+    roll_grid: int | None
 
     def sample(self, T_world_grasp: np.ndarray, n: int, rng: np.random.Generator) -> Proposals:
         """Return ``n`` proposals for one grasp."""
@@ -84,6 +89,7 @@ class RejectionSampler:
     """
 
     name = "rejection"
+    roll_grid = None  # free rolls are drawn with the noise
 
     def __init__(self, robot: WholeBodyModel, rng: np.random.Generator | None = None,
                  heading_sigma_deg: float = 25.0) -> None:
@@ -141,6 +147,8 @@ class GridSampler:
     """
 
     name = "grid"
+    #: a free-roll grasp gets an even grid of this many rolls (no noise to draw them)
+    roll_grid = GRID_ROLLS
 
     def __init__(self, manifold) -> None:
         self.manifold = manifold
@@ -200,6 +208,7 @@ class ModelSampler:
         self.manifold = manifold
         self.codec = StanceCodec(robot.config.reach_m, robot.lower[3:], robot.upper[3:])
         self.name = f"model:{model.family}"
+        self.roll_grid = None  # free rolls are drawn with the noise
         if model.output == "manifold_coords" and manifold is None:
             raise ValueError("a manifold_coords model needs the closed-form manifold solver")
 
@@ -248,3 +257,58 @@ class ModelSampler:
             return Proposals(q, valid, exact=True)
         q = self.codec.decode(y, T if T.ndim == 3 else np.repeat(T[None], n, axis=0))
         return Proposals(q, np.all(np.isfinite(q), axis=1), exact=False)
+
+
+class DenseGridSampler(GridSampler):
+    """The exact grid with about ``n`` stances in all, a vertical approach's rolls included.
+
+    (:class:`GridSampler` gives a vertical approach 8 rolls on top of ``n``.) The world's
+    fallback searches with it when the scene leaves too few stances.
+    """
+
+    def sample(self, T_world_grasp: np.ndarray, n: int, rng: np.random.Generator) -> Proposals:
+        """Return about ``n`` exact grid stances; ``rng`` unused."""
+        rolls = 8 if self.manifold.is_vertical(T_world_grasp[None])[0] else 1
+        side = max(2, int(round(np.sqrt(n / (self.manifold.n_branches * rolls)))))
+        q, valid, _ = self.manifold.grid(T_world_grasp, n_pan=side, n_lift=side, n_roll=rolls)
+        return Proposals(q, valid, exact=True)
+
+
+def make_sampler(pc, robot: WholeBodyModel, manifold=None) -> tuple:
+    """Build the configured sampler; return it and its name for reports.
+
+    Args:
+        pc: the :class:`~.config.ProposalConfig` (``sampler``, ``model_path``).
+        robot: the whole-body model.
+        manifold: the closed-form solver, or None when the description has none.
+
+    Returns:
+        ``(sampler, name)``; ``auto`` is the ONNX model when a model path is set, else
+        the exact grid (or, without the closed form, the rejection baseline), and the
+        name then says it is a fallback.
+
+    Raises:
+        ConfigError: an unknown sampler, ``model`` without a model path, the grid
+            without the closed form.
+        ModelMismatch: the model was exported for another robot or description.
+    """
+    kind = pc.sampler
+    if kind not in ("auto", "model", "grid", "rejection"):
+        raise ConfigError(f"proposal.sampler {kind!r}: use auto, model, grid or rejection")
+    fallback = kind == "auto" and not pc.model_path
+    if kind == "auto":
+        kind = "model" if pc.model_path else ("grid" if manifold is not None else "rejection")
+    if kind == "model":
+        if not pc.model_path:
+            raise ConfigError("proposal.sampler is 'model' but proposal.model_path is empty")
+        from .onnx_sampler import OnnxStanceModel
+        model = OnnxStanceModel(resolve_data_path(pc.model_path), robot)
+        s = ModelSampler(model, robot, manifold)
+        return s, f"{s.name} ({pc.model_path})"
+    if kind == "grid":
+        if manifold is None:
+            raise ConfigError("the grid sampler needs the closed-form manifold of the LeKiwi")
+        s = GridSampler(manifold)
+    else:
+        s = RejectionSampler(robot)
+    return s, s.name + (" (fallback: no model configured)" if fallback else "")

@@ -95,7 +95,7 @@ def check_raw_goal(position: Sequence[float], orientation: Sequence[float],
     tf2's ``do_transform_pose`` (Jazzy) turns a zero quaternion into the identity,
     normalizes any other one and raises ``numpy.linalg.LinAlgError`` on NaN, so the
     goal must be checked in its own frame. Same rules and wording as
-    ``core.pipeline.validate_grasp`` except the height check, which only makes
+    ``core.requests.validate_grasp`` except the height check, which only makes
     sense in the target frame (the core does it after the transform).
 
     Args:
@@ -232,8 +232,12 @@ class StanceAnswer:
         start: the current base pose used for the travel terms, or None.
         start_request: that start pose as the report's ``start`` entry
             (:func:`pose_request` of the transformed start), or None.
-        notes: remarks for the report (TF fallbacks, an ignored start pose).
+        notes: remarks for the report (TF fallbacks, an ignored start pose, the world).
         goal_tf_latest: the goal was transformed with the latest transform.
+        world_boxes: the obstacle boxes the stances were checked against (drawn in the
+            markers), or None.
+        footprint: ``(radius_m, polygon, clearance_cap_m)`` of the base footprint the
+            stances were checked with (drawn in the markers), or None without a world.
     """
 
     ok: bool
@@ -246,6 +250,8 @@ class StanceAnswer:
     start_request: dict | None = None
     notes: list = field(default_factory=list)
     goal_tf_latest: bool = False
+    world_boxes: Any = None
+    footprint: tuple | None = None
 
 
 def pose_request(pose: PoseInput) -> dict:
@@ -267,7 +273,7 @@ def failure_answer(reason: str, joint_names: Sequence[str] = (),
 def answer_request(proposer: Any, goal: PoseInput, start: BasePose | None = None,
                    rng: np.random.Generator | None = None,
                    lock: threading.Lock | None = None, symmetric: bool = False,
-                   free_roll: bool = False) -> StanceAnswer:
+                   free_roll: bool = False, world: Any = None) -> StanceAnswer:
     """Run the core for a request already expressed in the target frame.
 
     Never raises for a bad request: a :class:`ReachabilityError` becomes a
@@ -283,6 +289,7 @@ def answer_request(proposer: Any, goal: PoseInput, start: BasePose | None = None
         symmetric: the grasp's flip about its approach axis is as good (the server's
             ``grasp_symmetric`` parameter).
         free_roll: any turn about its approach axis is as good (``grasp_free_roll``).
+        world: the obstacles in the target frame (``core.world.World``), or None.
 
     Returns:
         The plain answer.
@@ -297,14 +304,21 @@ def answer_request(proposer: Any, goal: PoseInput, start: BasePose | None = None
         grasp = Grasp(tuple(float(v) for v in goal.position),
                       tuple(float(v) for v in goal.orientation), goal.frame_id,
                       symmetric=bool(symmetric), free_roll=bool(free_roll))
+        extra = {'world': world} if world is not None else {}
         with lock if lock is not None else contextlib.nullcontext():
-            result = proposer.propose(grasp, start, rng)
+            result = proposer.propose(grasp, start, rng, **extra)
     except ReachabilityError as exc:
         return failure_answer(f'bad request: {exc}', names, request, sampler)
     ok = bool(result.ok) and bool(result.candidates)
     reason = '' if ok else ' '.join(str(result.reason or 'no feasible stance').split())
-    return StanceAnswer(ok, reason, [str(n) for n in result.joint_names], sampler, request,
-                        result, start)
+    answer = StanceAnswer(ok, reason, [str(n) for n in result.joint_names], sampler, request,
+                          result, start)
+    if world is not None:
+        scene = proposer.scene
+        answer.world_boxes = world.boxes if len(world.boxes) else None
+        answer.footprint = (scene.footprint_outer_m, scene.polygon,
+                            proposer.config.world.clearance_cap_m)
+    return answer
 
 
 def trajectory_layout(answer: StanceAnswer) -> tuple[list[str], list[list[float]]]:

@@ -13,7 +13,11 @@ Namespaces (toggle them in RViz's MarkerArray display):
 - ``grasp``: the grasp's axes (x red, y green, z = approach axis blue);
 - ``frustum``: the best stance's front-camera frustum as a LINE_LIST;
 - ``robot``: the robot at the best stance, drawn from its primitive collision
-  geometry (one CYLINDER or SPHERE per ``WholeBodyModel.primitives`` entry).
+  geometry (one CYLINDER or SPHERE per ``WholeBodyModel.primitives`` entry);
+- ``footprints``: with a world, each ranked stance's base footprint as a closed
+  LINE_STRIP on the floor, coloured by its clearance (red at 0, green at
+  ``world.clearance_cap_m`` or more);
+- ``obstacles``: with boxes, each box the stances were checked against, a CUBE.
 
 The first marker is always a DELETEALL, so the markers of a previous request
 are removed even when this one has fewer.
@@ -29,9 +33,10 @@ from reachability_ros.core.geometry import matrix_to_quat, rot_z
 from reachability_ros.core.outcomes import outcome_colour, OUTCOME_COLOURS
 from reachability_ros.core.types import Grasp, ProposalResult
 
-__all__ = ['MARKER_ACTIONS', 'MARKER_TYPES', 'OUTCOME_COLOURS', 'delete_all_marker',
-           'frustum_marker', 'grasp_markers', 'marker_specs', 'primitive_poses',
-           'robot_markers', 'sample_markers', 'stance_markers', 'yaw_quaternion']
+__all__ = ['MARKER_ACTIONS', 'MARKER_TYPES', 'OUTCOME_COLOURS', 'clearance_colour',
+           'delete_all_marker', 'footprint_markers', 'frustum_marker', 'grasp_markers',
+           'marker_specs', 'obstacle_markers', 'primitive_poses', 'robot_markers',
+           'sample_markers', 'stance_markers', 'yaw_quaternion']
 
 #: ``visualization_msgs/Marker`` type constants.
 MARKER_TYPES = {'ARROW': 0, 'CUBE': 1, 'SPHERE': 2, 'CYLINDER': 3, 'LINE_STRIP': 4,
@@ -44,6 +49,9 @@ BEST_COLOUR = (0.05, 0.95, 0.05, 1.0)
 OTHER_COLOUR = (1.0, 0.85, 0.1, 0.8)
 FRUSTUM_COLOUR = (0.0, 0.9, 0.9, 1.0)
 ROBOT_COLOUR = (0.75, 0.75, 0.8, 0.6)
+OBSTACLE_COLOUR = (0.95, 0.55, 0.15, 0.5)
+FOOTPRINT_HEIGHT_M = 0.003
+FOOTPRINT_SEGMENTS = 32
 AXIS_COLOURS = ((1.0, 0.1, 0.1, 1.0), (0.1, 1.0, 0.1, 1.0), (0.1, 0.3, 1.0, 1.0))
 
 SAMPLE_HEIGHT_M = 0.005
@@ -206,8 +214,58 @@ def robot_markers(robot: Any, q: np.ndarray | None) -> list[dict]:
     return out
 
 
+def clearance_colour(clearance_m: float, cap_m: float) -> tuple[float, float, float, float]:
+    """Red (0 m) through yellow to green (``cap_m`` or more), opaque."""
+    t = min(max(float(clearance_m) / float(cap_m), 0.0), 1.0) if cap_m > 0 else 1.0
+    return (float(min(1.0, 2.0 * (1.0 - t))), float(min(1.0, 2.0 * t)), 0.1, 1.0)
+
+
+def footprint_markers(candidates: Sequence[Any], radius_m: float,
+                      polygon: np.ndarray | None = None, cap_m: float = 0.2) -> list[dict]:
+    """Return a closed LINE_STRIP per ranked stance: its footprint, coloured by clearance.
+
+    Args:
+        candidates: the ranked stances; those without ``clearance_m`` are skipped.
+        radius_m: the footprint circle's radius (when ``polygon`` is empty).
+        polygon: ``(E, 2)`` Nav2 footprint polygon in the base frame, or None.
+        cap_m: the clearance drawn fully green.
+    """
+    poly = None if polygon is None or not len(polygon) else np.asarray(polygon, float)
+    if poly is None:
+        a = np.linspace(0.0, 2.0 * np.pi, FOOTPRINT_SEGMENTS, endpoint=False)
+        poly = radius_m * np.stack([np.cos(a), np.sin(a)], axis=1)
+    out = []
+    for rank, c in enumerate(candidates, start=1):
+        clearance = getattr(c, 'metrics', {}).get('clearance_m')
+        if clearance is None or not np.isfinite(clearance):
+            continue
+        x, y, yaw = (float(v) for v in np.asarray(c.q, dtype=float)[:3])
+        cs, sn = np.cos(yaw), np.sin(yaw)
+        pts = [(x + cs * px - sn * py, y + sn * px + cs * py, FOOTPRINT_HEIGHT_M)
+               for px, py in np.vstack([poly, poly[:1]])]
+        out.append(_marker('footprints', rank, 'LINE_STRIP', scale=(LINE_WIDTH_M, 0.0, 0.0),
+                           color=clearance_colour(clearance, cap_m),
+                           points=[tuple(float(v) for v in p) for p in pts]))
+    return out
+
+
+def obstacle_markers(boxes: Any) -> list[dict]:
+    """Return a CUBE per obstacle box (``core.world.Boxes``), ids in box order."""
+    if boxes is None:
+        return []
+    out = []
+    for i in range(len(boxes)):
+        out.append(_marker('obstacles', i, 'CUBE',
+                           position=tuple(float(v) for v in boxes.center[i]),
+                           orientation=yaw_quaternion(float(boxes.yaw[i])),
+                           scale=tuple(float(v) for v in boxes.size[i]),
+                           color=OBSTACLE_COLOUR))
+    return out
+
+
 def marker_specs(result: ProposalResult | None, grasp: Grasp | None = None,
-                 frustum: np.ndarray | None = None, robot: Any = None) -> list[dict]:
+                 frustum: np.ndarray | None = None, robot: Any = None,
+                 footprint: tuple | None = None, boxes: Any = None) -> list[dict]:
     """Return all markers of one request, DELETEALL first.
 
     Args:
@@ -216,6 +274,9 @@ def marker_specs(result: ProposalResult | None, grasp: Grasp | None = None,
         frustum: ``(K, 2, 3)`` world segments of the best stance's camera frustum
             (``core.report.frustum_segments``), or None.
         robot: the ``WholeBodyModel`` to draw at the best stance, or None.
+        footprint: ``(radius_m, polygon, clearance_cap_m)`` to draw the stances'
+            footprints (with a world), or None.
+        boxes: the obstacle boxes the stances were checked against, or None.
 
     Returns:
         Marker dicts with keys ``ns, id, type, action, position, orientation,
@@ -231,4 +292,7 @@ def marker_specs(result: ProposalResult | None, grasp: Grasp | None = None,
     if result is not None and result.candidates:
         out += frustum_marker(frustum)
         out += robot_markers(robot, result.candidates[0].q)
+        if footprint is not None:
+            out += footprint_markers(result.candidates, *footprint)
+    out += obstacle_markers(boxes)
     return out

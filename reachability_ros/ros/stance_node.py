@@ -47,7 +47,8 @@ thread spins the TF node. SIGINT or SIGTERM: exit within a second, code 0 (:mod:
 
 This module is a thin wrapper: every decision lives in :mod:`.conversions`,
 :mod:`.parameters`, :mod:`.markers`, :mod:`.companions`, :mod:`.lifecycle` and
-the core, which are tested without ROS.
+the core, which are tested without ROS. The world (the map on ``map_topic``, the boxes of
+``obstacles_file`` and ``obstacles_topic``) comes in through :mod:`.world_subscriber`.
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ from .parameters import (config_from_parameters, node_parameter_specs, NODE_PARA
                          resolve_config_paths, startup_message, unknown_parameters,
                          unknown_parameters_message)
 from .tf_listener import TfListener
+from .world_subscriber import world_parameter_specs, WORLD_PARAMETERS, WorldInputs
 
 
 NODE_NAME = 'stance_server'
@@ -149,6 +151,7 @@ class StanceServer(GraspSetServer, Node):
         self._sequence = 0
         self._tf: TfListener | None = None
         self._companions: CompanionPublisher | None = None
+        self._world: WorldInputs | None = None
 
     # ------------------------------------------------------------------ start-up
     def start(self) -> None:
@@ -162,7 +165,7 @@ class StanceServer(GraspSetServer, Node):
             rclpy.exceptions.InvalidParameterValueException: a parameter override
                 of the wrong type or out of range.
         """
-        for spec in node_parameter_specs():
+        for spec in node_parameter_specs() + world_parameter_specs():
             self.declare_parameter(spec.name, spec.default, msgs.descriptor_from_spec(spec))
         config_file = self.get_parameter('config_file').value
         self._target_frame = normalize_frame_id(self.get_parameter('target_frame').value)
@@ -182,6 +185,8 @@ class StanceServer(GraspSetServer, Node):
 
         self._tf = TfListener(f'{NODE_NAME}_tf', self.get_namespace(),
                               tf_remap_arguments(self.resolve_topic_name))
+        self._world = WorldInputs(self, self._tf, self._proposer.scene.prepare,
+                                  self._stop.is_set)
         qos = latched_qos()
         self._pub_candidates = self.create_publisher(JointTrajectory, CANDIDATES_TOPIC, qos)
         self._pub_markers = self.create_publisher(MarkerArray, MARKERS_TOPIC, qos)
@@ -209,12 +214,14 @@ class StanceServer(GraspSetServer, Node):
             ok = self._companions.close(timeout_s) and ok
         if self._tf is not None:
             ok = self._tf.close(timeout_s) and ok
+        ok = (self._world is None or self._world.close(timeout_s)) and ok
         return ok
 
     def _load_config_file(self, path: str) -> StanceConfig:
         """Read the ``config_file`` parameter's YAML (node-level keys are skipped)."""
         params = parameters_section(load_yaml(path), NODE_NAME)
-        params = {k: v for k, v in params.items() if k not in NODE_PARAMETERS + FREEDOM_PARAMETERS}
+        skip = NODE_PARAMETERS + FREEDOM_PARAMETERS + WORLD_PARAMETERS
+        params = {k: v for k, v in params.items() if k not in skip}
         return StanceConfig.from_dict(params)
 
     def _refuse_unknown_parameters(self) -> None:
@@ -269,6 +276,7 @@ class StanceServer(GraspSetServer, Node):
                 if proposer is not None:
                     self._proposer, self._config = proposer, proposer.config
             if proposer is not None:
+                self._world.set_prepare(proposer.scene.prepare)  # the map's field depends on it
                 self.get_logger().info(f'configuration updated; sampler {proposer.sampler_name}')
             return SetParametersResult(successful=True)
         except Exception as exc:  # refuse the change, keep serving with the old config
@@ -383,10 +391,14 @@ class StanceServer(GraspSetServer, Node):
                     f'start pose ignored (no travel term): cannot transform it from '
                     f"'{request.start.header.frame_id}' to '{target}': "
                     f'{type(exc).__name__}: {exc}'.split()))
+        world = self._world.for_request(target, timeout_s)
+        if world.failure:
+            return failure_answer(world.failure, names, pose_request(goal), sampler, notes)
         rng = np.random.default_rng(config.proposal.seed)
         answer = answer_request(proposer, goal, start, rng, self._compute_lock,
-                                self._freedom.symmetric, self._freedom.free_roll)
-        answer.notes = notes + answer.notes
+                                self._freedom.symmetric, self._freedom.free_roll,
+                                world=world.world)
+        answer.notes = notes + list(world.notes) + answer.notes
         answer.goal_tf_latest = latest
         answer.start_request = start_request
         return answer
@@ -409,7 +421,8 @@ class StanceServer(GraspSetServer, Node):
             with self._compute_lock:  # the robot's FK is shared with the pipeline
                 frustum = frustum_segments(job.robot, best_q)
             robot = job.robot
-        specs = marker_specs(answer.result, frustum=frustum, robot=robot)
+        specs = marker_specs(answer.result, frustum=frustum, robot=robot,
+                             footprint=answer.footprint, boxes=answer.world_boxes)
         yield
         markers = MarkerArray()
         for spec in specs:
