@@ -38,6 +38,8 @@ def test_readme_block_runs_as_written(tmp_path, block):
                          capture_output=True, timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "Traceback" not in res.stderr and "Warning" not in res.stderr, res.stderr
+    if "room.png" in block:
+        assert "base_collision" in res.stdout and (tmp_path / "room.png").is_file()
     if "stances.png" in block:
         assert (tmp_path / "stances.png").stat().st_size > 10_000
     if "stance.json" in block:
