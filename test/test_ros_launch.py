@@ -66,6 +66,7 @@ def test_rviz_gets_the_target_frame_as_its_fixed_frame(frame, expected):
 def _load_launch_with_stand_ins(monkeypatch):
     """Import launch/lekiwi.launch.py against minimal stand-ins of launch and launch_ros."""
     class Arg:
+
         def __init__(self, name, **kw):
             self.name, self.kw = name, kw
 
@@ -73,10 +74,12 @@ def _load_launch_with_stand_ins(monkeypatch):
             return context[self.name]
 
     class Node:
+
         def __init__(self, **kw):
             self.kw = kw
 
     class Typed:
+
         def __init__(self, value, value_type=None):
             self.value, self.value_type = value, value_type
 
@@ -84,6 +87,7 @@ def _load_launch_with_stand_ins(monkeypatch):
             return (self.value, self.value_type) == (other.value, other.value_type)
 
     class Join:
+
         def __init__(self, parts):
             self.parts = parts
 

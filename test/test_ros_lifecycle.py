@@ -189,6 +189,8 @@ def test_a_second_signal_calls_the_exit_with_the_code():
 
 
 class FakeClock:
+    """A clock that advances only when it sleeps."""
+
     def __init__(self):
         self.now = 0.0
 
