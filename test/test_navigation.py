@@ -3,14 +3,17 @@ stance order and fallback, when to correct, the arm solved from the landed base,
 codes, cancel, the report. Every arm command is re-checked with Pinocchio FK from the
 simulated base's true pose."""
 
+from dataclasses import replace
 import json
 import math
 
 import numpy as np
 import pytest
+import yaml
 
 from reachability_ros.core.arrival import ArrivalConfig, ArrivalPlanner
-from reachability_ros.core.config import ProposalConfig, StanceConfig
+from reachability_ros.core.config import ProposalConfig, RobotConfig, StanceConfig
+from reachability_ros.core.errors import ConfigError
 from reachability_ros.core.geometry import pose_error
 from reachability_ros.core.pipeline import StanceProposer
 from reachability_ros.core.types import Grasp
@@ -18,7 +21,7 @@ from reachability_ros.evaluation.sim_base import SimulatedRobot
 from reachability_ros.ros import navigation as nav
 from reachability_ros.ros.navigator_io import (arms_from_candidates, navigator_launch_parameters,
                                                navigator_parameter_specs, NavigatorConfig,
-                                               ProposeAnswer, report_reason)
+                                               ProposeAnswer, report_reason, robot_config)
 
 SIDE_GRASP = Grasp((1.0, 0.5, 0.1), (0.0, 0.7071068, 0.0, 0.7071068), 'map')
 HIGH_GRASP = Grasp((1.0, 0.5, 0.8), (0.0, 0.0, 0.0, 1.0), 'map')  # beyond the arm
@@ -279,6 +282,22 @@ def test_the_report_reason_is_taken_only_from_the_matching_answer():
     assert report_reason(text, (3, 6)) is None
     assert report_reason('not json', (3, 5)) is None
     assert report_reason(json.dumps({'reason': 'x'}), (3, 5)) is None
+
+
+def test_the_navigators_robot_is_the_robot_section_of_the_servers_file(tmp_path):
+    """A server file with node-level keys (``map_topic``, ``use_sim_time``) starts both."""
+    path = tmp_path / 'server.yaml'
+    section = {'target_frame': 'odom', 'map_topic': '/map', 'use_sim_time': True,
+               'grasp_free_roll': True, 'robot': {'camera': {'hfov_deg': 100.0}}}
+    path.write_text(yaml.safe_dump({'stance_server': {'ros__parameters': section}}))
+    robot = robot_config(str(path))
+    assert robot.camera.hfov_deg == 100.0
+    assert robot == RobotConfig(camera=replace(RobotConfig().camera, hfov_deg=100.0))
+    assert robot_config('') == RobotConfig()
+    section['robot']['camera']['hfov'] = 1.0
+    path.write_text(yaml.safe_dump({'stance_server': {'ros__parameters': section}}))
+    with pytest.raises(ConfigError, match='hfov'):
+        robot_config(str(path))
 
 
 def test_the_launch_parameters_of_the_navigator():

@@ -40,12 +40,10 @@ from reachability_ros.core.types import BasePose, Grasp
 
 from .conversions import (check_raw_goal, failure_answer, normalize_frame_id, pose_request,
                           PoseInput, StanceAnswer, transform_failure_reason)
-from .parameters import ParameterSpec
+from .parameters import FREEDOM_PARAMETERS, ParameterSpec
 
 #: The topic of grasp sets (``geometry_msgs/PoseArray``).
 GRASP_SET_TOPIC = '/propose_stance/grasp_set'
-#: The stance server's freedom parameters (booleans, changeable at run time).
-FREEDOM_PARAMETERS = ('grasp_symmetric', 'grasp_free_roll')
 #: Most poses in one grasp set: the main grasp and ``MAX_ALTERNATIVES`` others.
 MAX_POSES = MAX_ALTERNATIVES + 1
 

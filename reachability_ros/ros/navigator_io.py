@@ -25,7 +25,8 @@ from reachability_ros.core.arrival import ArrivalConfig
 from reachability_ros.core.config import config_field, ConfigSection, RobotConfig
 
 from .launch_args import parse_bool, target_frame
-from .parameters import parameter_specs, ParameterSpec, plain_parameter_value
+from .parameters import (parameter_specs, ParameterSpec, plain_parameter_value, resolve_urdf,
+                         stance_config_file)
 
 _f = config_field
 
@@ -95,13 +96,18 @@ def navigator_config(values: Mapping[str, Any]) -> NavigatorConfig:
 def robot_config(config_file: str) -> RobotConfig:
     """Return the ``robot`` section of the stance server's YAML (the defaults when empty).
 
+    The file is read as the stance server reads it (:func:`.parameters.stance_config_file`:
+    its node-level keys such as ``target_frame`` or ``map_topic`` are skipped), and a
+    relative ``robot.urdf`` is resolved as the server resolves it, so both nodes load the
+    same robot.
+
     Raises:
         ConfigError: the file cannot be read or is not a valid stance configuration.
     """
     if not config_file:
         return RobotConfig()
-    from reachability_ros.config_io import load_stance_config
-    return load_stance_config(config_file).robot
+    from reachability_ros.core.paths import resolve_data_path
+    return resolve_urdf(stance_config_file(config_file).robot, resolve_data_path)
 
 
 def navigator_launch_parameters(config: str, frame: str = 'map', use_sim_time: str = 'false',

@@ -67,7 +67,6 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.time import Time
-from reachability_ros.config_io import load_yaml, parameters_section
 from reachability_ros.core.config import StanceConfig
 from reachability_ros.core.errors import ConfigError, ReachabilityError
 from reachability_ros.core.paths import resolve_data_path
@@ -86,16 +85,16 @@ from .conversions import (answer_request, build_report, check_raw_goal, check_ra
                           plan_poses, pose_request, PoseInput, ReportContext,
                           retry_with_latest, StanceAnswer, tf_remap_arguments,
                           trajectory_layout, transform_failure_reason)
-from .grasp_set_node import FREEDOM_PARAMETERS, GraspSetServer
+from .grasp_set_node import GraspSetServer
 from .lifecycle import ShutdownRequest
 from .markers import marker_specs
 from .node_main import run_node, THREAD_STOP_S
-from .parameters import (config_from_parameters, node_parameter_specs, NODE_PARAMETERS,
-                         parameter_specs, ParameterSpec, plain_parameter_value,
-                         resolve_config_paths, startup_message, unknown_parameters,
-                         unknown_parameters_message)
+from .parameters import (config_from_parameters, FREEDOM_PARAMETERS, node_parameter_specs,
+                         NODE_PARAMETERS, parameter_specs, ParameterSpec,
+                         plain_parameter_value, resolve_config_paths, stance_config_file,
+                         startup_message, unknown_parameters, unknown_parameters_message)
 from .tf_listener import TfListener
-from .world_subscriber import world_parameter_specs, WORLD_PARAMETERS, WorldInputs
+from .world_subscriber import world_parameter_specs, WorldInputs
 
 
 NODE_NAME = 'stance_server'
@@ -172,7 +171,7 @@ class StanceServer(GraspSetServer, Node):
         if not self._target_frame:
             raise ConfigError("parameter target_frame is empty; set it to e.g. 'map'")
         self._tf_timeout_s = float(self.get_parameter('tf_timeout_s').value)
-        base = self._load_config_file(config_file) if config_file else StanceConfig()
+        base = stance_config_file(config_file, NODE_NAME) if config_file else StanceConfig()
         self._specs = parameter_specs(defaults=base.to_flat())
         for spec in self._specs:
             value: Any = spec.default
@@ -216,13 +215,6 @@ class StanceServer(GraspSetServer, Node):
             ok = self._tf.close(timeout_s) and ok
         ok = (self._world is None or self._world.close(timeout_s)) and ok
         return ok
-
-    def _load_config_file(self, path: str) -> StanceConfig:
-        """Read the ``config_file`` parameter's YAML (node-level keys are skipped)."""
-        params = parameters_section(load_yaml(path), NODE_NAME)
-        skip = NODE_PARAMETERS + FREEDOM_PARAMETERS + WORLD_PARAMETERS
-        params = {k: v for k, v in params.items() if k not in skip}
-        return StanceConfig.from_dict(params)
 
     def _refuse_unknown_parameters(self) -> None:
         """Raise ConfigError for parameters set on the node that it does not declare."""

@@ -34,11 +34,8 @@ from reachability_ros.core.errors import ConfigError
 from reachability_ros.core.geometry import quat_to_matrix
 from reachability_ros.core.world import Boxes, OccupancyGrid, World
 
-from .parameters import ParameterSpec
-
-#: Node-level parameters of the world inputs (not part of ``StanceConfig``).
-WORLD_PARAMETERS = ('map_topic', 'map_required', 'map_max_age_s', 'obstacles_file',
-                    'obstacles_topic')
+# WORLD_PARAMETERS: the names of the parameters declared here (re-exported)
+from .parameters import ParameterSpec, WORLD_PARAMETERS  # noqa: F401
 #: Nav2's global costmap (ros2-nav-reference.md: the planner server's costmap node).
 DEFAULT_MAP_TOPIC = '/global_costmap/costmap'
 #: A transform counts as planar when its roll and pitch are below this (rad).
