@@ -19,7 +19,9 @@ from reachability_ros.core.pipeline import StanceProposer
 from reachability_ros.core.types import Grasp
 from reachability_ros.evaluation.sim_base import SimulatedRobot
 from reachability_ros.ros import navigation as nav
-from reachability_ros.ros.navigator_io import (arms_from_candidates, navigator_launch_parameters,
+from reachability_ros.ros.navigator_io import (arms_from_candidates, NAVIGATOR_START_UP_PARAMETERS,
+                                               navigator_config_update,
+                                               navigator_launch_parameters,
                                                navigator_parameter_specs, NavigatorConfig,
                                                ProposeAnswer, report_reason, robot_config)
 
@@ -263,6 +265,24 @@ def test_the_node_parameters_derive_from_the_config():
     cfg = NavigatorConfig.from_flat({'max_attempts': 5, 'arrival.tolerance_deg': 0.5})
     assert cfg.max_attempts == 5 and cfg.arrival == ArrivalConfig(tolerance_deg=0.5)
     assert cfg.report_topic == '/navigate_to_grasp/report'
+
+
+def test_parameters_change_at_run_time_except_what_the_node_creates_at_start_up():
+    specs = {s.name: s for s in navigator_parameter_specs()}
+    assert {n for n, s in specs.items() if s.read_only} == set(NAVIGATOR_START_UP_PARAMETERS)
+    cfg = NavigatorConfig()
+    new = navigator_config_update(cfg, {'max_attempts': 5, 'arrival.tolerance_m': 0.003,
+                                        'navigation_timeout_s': 30.0, 'use_sim_time': True})
+    assert new.max_attempts == 5 and new.navigation_timeout_s == 30.0
+    assert new.arrival == replace(cfg.arrival, tolerance_m=0.003)
+    assert navigator_config_update(cfg, {}) == cfg
+    for name, value, words in (('target_frame', 'odom', 'start-up only'),
+                               ('cmd_vel_topic', '/x', 'start-up only'),
+                               ('max_attempts', 0, 'max_attempts'),
+                               ('arrival.tolerance_m', 'a', 'tolerance_m'),
+                               ('max_attempt', 2, 'unknown parameter')):
+        with pytest.raises(ConfigError, match=words):
+            navigator_config_update(cfg, {name: value})
 
 
 # ------------------------------------------------------------------ the node's plain data

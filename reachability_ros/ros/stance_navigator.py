@@ -35,6 +35,7 @@ from typing import Any
 
 from geometry_msgs.msg import PoseStamped, Twist
 from nav2_msgs.action import NavigateToPose
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.action import ActionClient, ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.duration import Duration
@@ -59,8 +60,8 @@ from .lifecycle import poll_until, ShutdownRequest
 from .navigation import (goal_failure, goal_status, GraspNavigator, INTERNAL_ERROR,
                          INVALID_GOAL, NavigationResult, STATUS_CANCELED, STATUS_SUCCEEDED,
                          TF_MISSING)
-from .navigator_io import (navigator_config, navigator_parameter_specs, NavOutcome,
-                           ProposeAnswer, robot_config)
+from .navigator_io import (navigator_config, navigator_config_update,
+                           navigator_parameter_specs, NavOutcome, ProposeAnswer, robot_config)
 from .node_main import run_node, THREAD_STOP_S
 from .parameters import unknown_parameters, unknown_parameters_message
 from .stance_client import latched_qos, StanceClient, wait_for, WAIT_STEP_S
@@ -87,6 +88,7 @@ class StanceNavigator(Node):
         self._stop = stop if stop is not None else ShutdownRequest(raise_on_signal=False)
         self._group = ReentrantCallbackGroup()
         self._busy = threading.Lock()  # held while a goal runs
+        self._planner_lock = threading.Lock()  # around replacing the arrival planner
         self._tf: TfListener | None = None
         self._camera_input: CameraInfoInput | None = None
         self._pub_twist = None
@@ -135,6 +137,19 @@ class StanceNavigator(Node):
         self._server = ActionServer(self, NavigateToPose, cfg.action_name, self._execute,
                                     callback_group=group, goal_callback=self._on_goal,
                                     cancel_callback=lambda _request: CancelResponse.ACCEPT)
+        # registered last: rclpy also calls it for every declare_parameter
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+    def _on_set_parameters(self, params: list) -> SetParametersResult:
+        """Apply run-time changes (attempts, timeouts, ``arrival.*``); refuse bad ones."""
+        try:
+            cfg = navigator_config_update(self._config, {p.name: p.value for p in params})
+        except ConfigError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        with self._planner_lock:  # the camera callback replaces the planner too
+            self._config = self._navigator.config = cfg  # the next reads of a goal use it
+            self._navigator.planner = replace(self._navigator.planner, config=cfg.arrival)
+        return SetParametersResult(successful=True)
 
     def log_ready(self) -> None:
         """Log the one 'ready' line."""
@@ -167,7 +182,8 @@ class StanceNavigator(Node):
             visibility = Visibility(self._robot, camera)
         except (ReachabilityError, ValueError) as exc:
             return str(exc)
-        self._navigator.planner = replace(self._navigator.planner, visibility=visibility)
+        with self._planner_lock:
+            self._navigator.planner = replace(self._navigator.planner, visibility=visibility)
         return ''
 
     # ------------------------------------------------------------------ goals
