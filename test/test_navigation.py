@@ -228,6 +228,18 @@ def test_candidates_that_do_not_match_the_answer_are_not_used(proposer):
         np.testing.assert_allclose(q, c.q, atol=1e-6)
 
 
+def test_a_cancel_while_the_stances_are_asked_for_ends_the_goal_at_once(proposer):
+    s = sim(proposer)
+
+    def propose(grasp, start):  # the node's wait ends early on the cancel
+        s.cancel = True
+        return ProposeAnswer([], failure='interrupted')
+    s.propose = propose
+    r = navigator(proposer).run(s, SIDE_GRASP)
+    assert r.code == nav.CANCELED and 'while the stances were asked for' in r.message
+    assert s.goals == [] and s.arm_commands == []
+
+
 def test_the_stance_server_not_answering(proposer):
     s = sim(proposer)
     s.propose = lambda grasp, start: ProposeAnswer([], failure='timeout')

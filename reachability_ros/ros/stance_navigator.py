@@ -296,9 +296,14 @@ class StanceNavigator(Node):
         goal.behavior_tree = goal_handle.request.behavior_tree
         sent = self._nav2.send_goal_async(
             goal, feedback_callback=lambda m: self._relay(goal_handle, m.feedback))
-        if not wait_for(sent, cfg.server_timeout_s, stop):
-            return NavOutcome('shutdown' if stop() else 'failed', 0,
-                              'Nav2 did not answer the goal request')
+        if not wait_for(sent, cfg.server_timeout_s,
+                        lambda: stop() or goal_handle.is_cancel_requested):
+            sent.add_done_callback(_cancel_if_accepted)  # never leave Nav2 driving to it
+            if stop() or goal_handle.is_cancel_requested:
+                self.stop_base()
+                return NavOutcome('shutdown' if stop() else 'canceled', 0,
+                                  'the Nav2 goal was canceled before Nav2 accepted it')
+            return NavOutcome('failed', 0, 'Nav2 did not answer the goal request')
         handle = sent.result()
         if not handle.accepted:
             return NavOutcome('failed', 0, 'Nav2 rejected the goal')
@@ -354,6 +359,16 @@ class StanceNavigator(Node):
         self._pub_arm.publish(msg)
 
 
+def _cancel_if_accepted(sent: Any) -> None:
+    """Cancel a Nav2 goal that was accepted after the navigator stopped waiting for it."""
+    try:
+        handle = sent.result()
+        if handle is not None and handle.accepted:
+            handle.cancel_goal_async()
+    except Exception:  # the node is shutting down
+        pass
+
+
 class _GoalRobot:
     """The :class:`.navigation.NavigatorRobot` of one goal: the node's operations, its handle."""
 
@@ -367,7 +382,8 @@ class _GoalRobot:
     def propose(self, grasp: Grasp, start: BasePose | None) -> ProposeAnswer:
         cfg = self._node._config
         return self._node._stances.propose(grasp, start, self._node._robot.joint_names,
-                                           cfg.server_timeout_s, cfg.propose_timeout_s)
+                                           cfg.server_timeout_s, cfg.propose_timeout_s,
+                                           self.cancel_requested)
 
     def navigate(self, stance: BasePose) -> NavOutcome:
         self.moved = True
