@@ -321,14 +321,14 @@ class StanceServer(GraspSetServer, Node):
                  ) -> GetPlan.Response:
         with self._lock:  # one consistent snapshot for the whole request
             target, timeout_s = self._target_frame, self._tf_timeout_s
-            proposer, config = self._proposer, self._config
+            proposer, config, freedom = self._proposer, self._config, self._freedom
             self._sequence += 1
             sequence = self._sequence
         header = msgs.header_msg(target, self.get_clock().now().to_msg())
         response.plan.header = header
         names = list(proposer.robot.joint_names)
         try:
-            answer = self._answer(request, target, timeout_s, proposer, config)
+            answer = self._answer(request, target, timeout_s, proposer, config, freedom)
         except Exception as exc:  # a bug, not a bad request: still answer
             answer = failure_answer(f'internal error: {type(exc).__name__}: {exc}', names,
                                     sampler=proposer.sampler_name)
@@ -348,7 +348,8 @@ class StanceServer(GraspSetServer, Node):
         return response
 
     def _answer(self, request: GetPlan.Request, target: str, timeout_s: float,
-                proposer: StanceProposer, config: StanceConfig) -> StanceAnswer:
+                proposer: StanceProposer, config: StanceConfig, freedom: Any
+                ) -> StanceAnswer:
         """Check the raw request, transform it into ``target`` and run the core."""
         names = list(proposer.robot.joint_names)
         sampler = proposer.sampler_name
@@ -388,8 +389,7 @@ class StanceServer(GraspSetServer, Node):
             return failure_answer(world.failure, names, pose_request(goal), sampler, notes)
         rng = np.random.default_rng(config.proposal.seed)
         answer = answer_request(proposer, goal, start, rng, self._compute_lock,
-                                self._freedom.symmetric, self._freedom.free_roll,
-                                world=world.world)
+                                freedom.symmetric, freedom.free_roll, world=world.world)
         answer.notes = notes + list(world.notes) + answer.notes
         answer.goal_tf_latest = latest
         answer.start_request = start_request
