@@ -20,7 +20,6 @@ from typing import Any, Callable
 
 from nav_msgs.srv import GetPlan
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.time import Time
 from reachability_ros.core.types import BasePose, Grasp
 from std_msgs.msg import String
@@ -30,6 +29,7 @@ from . import messages as msgs
 from .conversions import PlanPose
 from .lifecycle import poll_until
 from .navigator_io import arms_from_candidates, ProposeAnswer, report_reason
+from .qos import latched_qos
 
 #: The longest a wait inside a callback goes without checking its interruption (s).
 WAIT_STEP_S = 0.05
@@ -37,13 +37,6 @@ WAIT_STEP_S = 0.05
 COMPANION_WAIT_S = 2.0
 #: Companion messages kept to match an answer (several clients may ask at once).
 COMPANION_HISTORY = 16
-
-
-def latched_qos(depth: int = 1) -> QoSProfile:
-    """Return a latched QoS: keep last ``depth``, transient local, reliable."""
-    return QoSProfile(depth=depth, history=HistoryPolicy.KEEP_LAST,
-                      durability=DurabilityPolicy.TRANSIENT_LOCAL,
-                      reliability=ReliabilityPolicy.RELIABLE)
 
 
 def wait_for(future: Any, timeout_s: float, interrupt: Callable[[], bool]) -> bool:

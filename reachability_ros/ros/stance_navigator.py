@@ -41,7 +41,6 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.duration import Duration
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
-from rclpy.time import Time
 from reachability_ros.core.arrival import ArrivalPlanner
 from reachability_ros.core.errors import ConfigError, DescriptionError, ReachabilityError
 from reachability_ros.core.manifold import StanceManifold
@@ -55,7 +54,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from . import messages as msgs
 from .camera_input import camera_entry, CameraInfoInput
 from .conversions import (check_raw_goal, normalize_frame_id, PlanPose, PoseInput,
-                          retry_with_latest, tf_remap_arguments, transform_failure_reason)
+                          tf_remap_arguments, transform_failure_reason)
 from .lifecycle import poll_until, ShutdownRequest
 from .navigation import (goal_failure, goal_status, GraspNavigator, INTERNAL_ERROR,
                          INVALID_GOAL, NavigationResult, STATUS_CANCELED, STATUS_SUCCEEDED,
@@ -64,8 +63,9 @@ from .navigator_io import (navigator_config, navigator_config_update,
                            navigator_parameter_specs, NavOutcome, ProposeAnswer, robot_config)
 from .node_main import run_node, THREAD_STOP_S
 from .parameters import unknown_parameters, unknown_parameters_message
-from .stance_client import latched_qos, StanceClient, wait_for, WAIT_STEP_S
-from .tf_listener import TfListener
+from .qos import latched_qos
+from .stance_client import StanceClient, wait_for, WAIT_STEP_S
+from .tf_listener import TfListener, transform_pose
 
 NODE_NAME = 'stance_navigator'
 EXECUTOR_THREADS = 4
@@ -256,28 +256,15 @@ class StanceNavigator(Node):
 
     def _transform(self, msg: PoseStamped, frame: str) -> PoseStamped:
         """Transform a pose into the target frame at its stamp (the latest if too old)."""
-        stamped = PoseStamped()
-        stamped.header.frame_id, stamped.header.stamp, stamped.pose = frame, msg.header.stamp, \
-            msg.pose
-        timeout = self._config.tf_timeout_s
-        try:
-            return self._tf.transform(stamped, self._target, timeout, self._stop.is_set)
-        except tf2_ros.ExtrapolationException:
-            if not retry_with_latest(True, msg.header.stamp.sec, msg.header.stamp.nanosec):
-                raise
-            stamped.header.stamp = Time().to_msg()
-            return self._tf.transform(stamped, self._target, timeout, self._stop.is_set)
+        return transform_pose(self._tf, msg, frame, self._target, self._config.tf_timeout_s,
+                              self._stop.is_set)[0]
 
     # ------------------------------------------------------------------ for the navigator
     def base_pose(self) -> BasePose | None:
         """Return the base pose in the target frame from TF (latest), None when missing."""
-        base = self._robot.config.base_frame
-        buf = self._tf.buffer
-        if not poll_until(lambda: buf.can_transform(self._target, base, Time()),
-                          self._config.tf_timeout_s, self._stop.is_set, 0.01):
-            return None
         try:
-            t = buf.lookup_transform(self._target, base, Time())
+            t = self._tf.lookup_latest(self._target, self._robot.config.base_frame,
+                                       self._config.tf_timeout_s, self._stop.is_set)
         except tf2_ros.TransformException:
             return None
         p, r = t.transform.translation, t.transform.rotation

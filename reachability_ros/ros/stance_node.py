@@ -65,15 +65,12 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.time import Time
 from reachability_ros.core.config import StanceConfig
 from reachability_ros.core.errors import ConfigError, ReachabilityError
 from reachability_ros.core.paths import resolve_data_path
 from reachability_ros.core.pipeline import StanceProposer
 from reachability_ros.core.report import frustum_segments
 from std_msgs.msg import Header, String
-import tf2_ros
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import MarkerArray
 
@@ -82,9 +79,8 @@ from .camera_input import camera_entry, follow_camera_info
 from .companions import CompanionPublisher
 from .conversions import (answer_request, build_report, check_raw_goal, check_raw_start,
                           failure_answer, latest_transform_note, normalize_frame_id,
-                          plan_poses, pose_request, PoseInput, ReportContext,
-                          retry_with_latest, StanceAnswer, tf_remap_arguments,
-                          trajectory_layout, transform_failure_reason)
+                          plan_poses, pose_request, PoseInput, ReportContext, StanceAnswer,
+                          tf_remap_arguments, trajectory_layout, transform_failure_reason)
 from .grasp_set_node import GraspSetServer
 from .lifecycle import ShutdownRequest
 from .markers import marker_specs
@@ -93,7 +89,8 @@ from .parameters import (config_from_parameters, FREEDOM_PARAMETERS, node_parame
                          NODE_PARAMETERS, parameter_specs, ParameterSpec,
                          plain_parameter_value, resolve_config_paths, stance_config_file,
                          startup_message, unknown_parameters, unknown_parameters_message)
-from .tf_listener import TfListener
+from .qos import latched_qos
+from .tf_listener import TfListener, transform_pose
 from .world_subscriber import world_parameter_specs, WorldInputs
 
 
@@ -109,13 +106,6 @@ POINT_CHUNK = 64
 #: 0.005): a request that arrives while the companion worker builds messages waits at most
 #: about this long for the interpreter.
 SWITCH_INTERVAL_S = 0.0002
-
-
-def latched_qos() -> QoSProfile:
-    """Return the QoS of the companion topics: depth 1, transient local, reliable."""
-    return QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
-                      durability=DurabilityPolicy.TRANSIENT_LOCAL,
-                      reliability=ReliabilityPolicy.RELIABLE)
 
 
 @dataclass
@@ -288,28 +278,16 @@ class StanceServer(GraspSetServer, Node):
             Exception: whatever tf2 raises (``tf2_ros.TransformException`` and others).
         """
         frame = normalize_frame_id(msg.header.frame_id)
-        if frame == target:
-            pose = msgs.pose_input(msg)
-            pose.frame_id = target
-            return pose, False
-        stamped = PoseStamped()
-        stamped.header.stamp = msg.header.stamp
-        stamped.header.frame_id = frame
-        stamped.pose = msg.pose
-        latest = False
-        try:
-            out = self._tf.transform(stamped, target, timeout_s, self._stop.is_set)
-        except tf2_ros.ExtrapolationException as exc:
-            sec, nanosec = msg.header.stamp.sec, msg.header.stamp.nanosec
-            if not retry_with_latest(True, sec, nanosec):
-                raise
-            stamped.header.stamp = Time().to_msg()  # zero: the latest transform
-            out = self._tf.transform(stamped, target, timeout_s, self._stop.is_set)
-            notes.append(latest_transform_note(what, frame, target, sec, nanosec, exc))
-            latest = True
+        out, fallback = msg, None
+        if frame != target:
+            out, fallback = transform_pose(self._tf, msg, frame, target, timeout_s,
+                                           self._stop.is_set)
+        if fallback is not None:
+            notes.append(latest_transform_note(what, frame, target, *msgs.stamp_of(msg.header),
+                                               fallback))
         pose = msgs.pose_input(out)
         pose.frame_id = target
-        return pose, latest
+        return pose, fallback is not None
 
     def _on_request(self, request: GetPlan.Request, response: GetPlan.Response
                     ) -> GetPlan.Response:
