@@ -41,9 +41,10 @@ Camera: with the parameter ``camera_info_topic`` set, the intrinsics of the Came
 received there replace ``robot.camera.*`` (:mod:`.camera_input`); the report's ``camera``
 entry says which intrinsics each answer used and since when.
 
-Threads: the main thread spins the node (service, parameters) in a single-threaded
-executor; :class:`~.companions.CompanionPublisher` publishes the companions; a third
-thread spins the TF node. SIGINT or SIGTERM: exit within a second, code 0 (:mod:`.lifecycle`).
+Threads: the main thread spins the node (service, parameters, subscriptions) in a
+single-threaded executor; :class:`~.companions.CompanionPublisher` publishes the
+companions; a third thread spins the TF node; a fourth builds each new map's distance
+field. SIGINT or SIGTERM: exit within a second, code 0 (:mod:`.lifecycle`).
 
 This module is a thin wrapper: every decision lives in :mod:`.conversions`,
 :mod:`.parameters`, :mod:`.markers`, :mod:`.companions`, :mod:`.lifecycle` and
