@@ -2,6 +2,7 @@
 what several ROS test files do the same way (nothing here imports ROS at import time).
 
 - :func:`have`, :func:`requires_ros`, :func:`missing_ros_test`: skips with the reason;
+- :func:`ros_stand_ins`: the node modules imported without ROS (their glue, tested here);
 - :func:`rclpy_context`, :func:`spinning`, :func:`spun_node`, :func:`stance_server`,
   :func:`wait_future`: in-process nodes;
 - :func:`start_node_process`, :class:`Lines`, :func:`interrupt`,
@@ -11,6 +12,8 @@ what several ROS test files do the same way (nothing here imports ROS at import 
 """
 
 import contextlib
+import importlib.abc
+import importlib.machinery
 import importlib.util
 import os
 from pathlib import Path
@@ -18,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 
 import pytest
 
@@ -52,6 +56,66 @@ def missing_ros_test(needed, also: str = 'build the package'):
     def test_needs_ros():
         """Run only where ROS 2 is installed."""
     return test_needs_ros
+
+
+# ------------------------------------------------------------------ stand-ins for ROS
+#: The ROS packages the nodes import (top-level module names).
+ROS_PACKAGES = ('rclpy', 'launch', 'launch_ros', 'launch_testing', 'tf2_ros',
+                'tf2_geometry_msgs', 'tf_transformations', 'geometry_msgs', 'nav_msgs',
+                'std_msgs', 'visualization_msgs', 'trajectory_msgs', 'rcl_interfaces',
+                'builtin_interfaces', 'nav2_msgs', 'sensor_msgs', 'action_msgs',
+                'ament_index_python')
+
+
+class _StandIns(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Modules of the ROS packages whose every name is a stand-in: a class when capitalized
+    (so that nodes can subclass ``Node``), else a ``MagicMock``."""
+
+    def find_spec(self, name, path, target=None):
+        if name.split('.')[0] in ROS_PACKAGES:
+            return importlib.machinery.ModuleSpec(name, self, is_package=True)
+        return None
+
+    def create_module(self, spec):
+        from unittest import mock
+        module = types.ModuleType(spec.name)
+        module.__path__ = []
+        made = {}
+
+        def stand_in(attr):
+            if attr.startswith('__'):
+                raise AttributeError(attr)
+            if attr not in made:
+                made[attr] = (type(attr, (), {'__init__': lambda self, *a, **k: None})
+                              if attr[:1].isupper() else mock.MagicMock(name=attr))
+            return made[attr]
+        module.__getattr__ = stand_in
+        return module
+
+    def exec_module(self, module):
+        pass
+
+
+@contextlib.contextmanager
+def ros_stand_ins():
+    """Import the ROS layer's nodes without ROS, for the block (where ROS is absent).
+
+    The stand-ins, and the modules of ``reachability_ros.ros`` first imported inside the
+    block (bound to them), are forgotten after it, so that nothing else sees them.
+    """
+    before = set(sys.modules)
+    finder = _StandIns()
+    sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(finder)
+        for name in set(sys.modules) - before:
+            if name.split('.')[0] in ROS_PACKAGES or name.startswith(PACKAGE + '.ros.'):
+                module = sys.modules.pop(name)
+                parent, _, leaf = name.rpartition('.')
+                if getattr(sys.modules.get(parent), leaf, None) is module:
+                    delattr(sys.modules[parent], leaf)
 
 
 # ------------------------------------------------------------------ in-process nodes
