@@ -16,18 +16,17 @@ test/test_launch_navigator.py`` or ``python3 -m pytest test/test_launch_navigato
 
 import json
 import math
-import os
 import threading
 import time
 import unittest
 
 import numpy as np
 import pytest
-from ros_support import have
+from ros_support import (have, lekiwi_launch_description, missing_ros_test, RclpyContext,
+                         spinning)
 
 NEEDED = ('launch_testing', 'launch', 'launch_ros', 'rclpy', 'nav_msgs', 'nav2_msgs',
           'tf2_ros', 'geometry_msgs', 'trajectory_msgs', 'std_msgs', 'ament_index_python')
-HAVE_ROS = have(*NEEDED)
 TIMEOUT_S = 90.0
 ARGUMENTS = {'target_frame': 'map', 'use_rviz': 'false', 'model': 'none', 'sampler': 'grid',
              'navigate': 'true'}
@@ -37,27 +36,13 @@ HIGH_GRASP = ((1.0, 0.5, 0.8), (0.0, 0.0, 0.0, 1.0))  # beyond the arm: no stanc
 LANDING_ERROR = (0.0, 0.03, math.radians(2.0))
 
 
-def _share():
-    try:
-        from ament_index_python.packages import get_package_share_directory
-        return get_package_share_directory('reachability_ros')
-    except Exception:  # PackageNotFoundError: not built / not sourced
-        return None
-
-
-if not HAVE_ROS:
-    @pytest.mark.skip(reason='needs ROS 2 (' + ', '.join(NEEDED) + '): source '
-                             '/opt/ros/jazzy/setup.bash, install nav2_msgs and build the '
-                             'package')
-    def test_the_navigator_reaches_grasps_through_a_fake_nav2():
-        """Run only where ROS 2 and nav2_msgs are installed."""
+if not have(*NEEDED):
+    test_the_navigator_reaches_grasps_through_a_fake_nav2 = missing_ros_test(
+        NEEDED, 'install nav2_msgs and build the package')
 
 else:
     from geometry_msgs.msg import TransformStamped, Twist
-    import launch
-    from launch.actions import IncludeLaunchDescription
-    from launch.launch_description_sources import PythonLaunchDescriptionSource
-    import launch_testing.actions
+    import launch_testing
     import launch_testing.asserts
     from nav2_msgs.action import NavigateToPose
     import rclpy
@@ -71,24 +56,14 @@ else:
     from reachability_ros.core.robot import WholeBodyModel
     from reachability_ros.core.types import BasePose
     from reachability_ros.core.visibility import Visibility
-    from ros_support import spinning
     from std_msgs.msg import String
     from tf2_ros import TransformBroadcaster
     from trajectory_msgs.msg import JointTrajectory
 
-    SHARE = _share()
-
     @pytest.mark.launch_test
     def generate_test_description():
         """Include the package's launch file with navigate:=true, then ReadyToTest."""
-        actions = []
-        if SHARE is not None:
-            actions.append(IncludeLaunchDescription(
-                PythonLaunchDescriptionSource(os.path.join(SHARE, 'launch',
-                                                           'lekiwi.launch.py')),
-                launch_arguments=ARGUMENTS.items()))
-        actions.append(launch_testing.actions.ReadyToTest())
-        return launch.LaunchDescription(actions)
+        return lekiwi_launch_description(ARGUMENTS)
 
     class FakeNav2(Node):
         """``/navigate_to_pose`` that lands the base off the goal; ``/cmd_vel`` moves the base."""
@@ -164,26 +139,17 @@ else:
             goal_handle.succeed()
             return NavigateToPose.Result()
 
-    class TestNavigateToGrasp(unittest.TestCase):
+    class TestNavigateToGrasp(RclpyContext, unittest.TestCase):
         """Run while the launched stance server and navigator are up."""
 
         @classmethod
         def setUpClass(cls):
-            cls.owns_context = not rclpy.ok()
-            if cls.owns_context:
-                rclpy.init()
+            super().setUpClass()
             cls.robot = WholeBodyModel()
             cls.visibility = Visibility(cls.robot)
 
-        @classmethod
-        def tearDownClass(cls):
-            if cls.owns_context:
-                rclpy.try_shutdown()
-
         def setUp(self):
-            if SHARE is None:
-                self.skipTest('reachability_ros is not built: colcon build --packages-select '
-                              'reachability_ros && source install/setup.bash')
+            self.skip_unless_built()
             self.nav2 = FakeNav2()
             self.node = rclpy.create_node('navigate_to_grasp_client')
             self.reports = []

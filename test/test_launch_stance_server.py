@@ -11,58 +11,33 @@ ROS 2 a single test reports the skip and its reason.
 
 import json
 import math
-import os
 import time
 import unittest
 
 import pytest
-from ros_support import have
+from ros_support import have, lekiwi_launch_description, missing_ros_test, RclpyContext
 
 
 NEEDED = ('launch_testing', 'launch', 'launch_ros', 'rclpy', 'nav_msgs', 'ament_index_python')
-HAVE_ROS = have(*NEEDED)
 TIMEOUT_S = 60.0
 ARGUMENTS = {'target_frame': 'map', 'use_rviz': 'false', 'model': 'none', 'sampler': 'grid'}
 
 
-def _share():
-    try:
-        from ament_index_python.packages import get_package_share_directory
-        return get_package_share_directory('reachability_ros')
-    except Exception:  # PackageNotFoundError: not built / not sourced
-        return None
-
-
-if not HAVE_ROS:
-    @pytest.mark.skip(reason='needs ROS 2 (' + ', '.join(NEEDED) + '): source '
-                             '/opt/ros/jazzy/setup.bash and build the package')
-    def test_the_launch_file_serves_propose_stance():
-        """Run only where ROS 2 is installed."""
+if not have(*NEEDED):
+    test_the_launch_file_serves_propose_stance = missing_ros_test(NEEDED)
 
 else:
-    import launch
-    from launch.actions import IncludeLaunchDescription
-    from launch.launch_description_sources import PythonLaunchDescriptionSource
-    import launch_testing.actions
+    import launch_testing
     import launch_testing.asserts
     from nav_msgs.srv import GetPlan
     import rclpy
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     from std_msgs.msg import String
 
-    SHARE = _share()
-
     @pytest.mark.launch_test
     def generate_test_description():
         """Include the package's launch file (no RViz), then ReadyToTest."""
-        actions = []
-        if SHARE is not None:
-            actions.append(IncludeLaunchDescription(
-                PythonLaunchDescriptionSource(os.path.join(SHARE, 'launch',
-                                                           'lekiwi.launch.py')),
-                launch_arguments=ARGUMENTS.items()))
-        actions.append(launch_testing.actions.ReadyToTest())
-        return launch.LaunchDescription(actions)
+        return lekiwi_launch_description(ARGUMENTS)
 
     def _request(x=1.0, y=0.5, z=0.1, orientation=(0.0, 0.7071068, 0.0, 0.7071068)):
         req = GetPlan.Request()
@@ -73,24 +48,11 @@ else:
         o.x, o.y, o.z, o.w = orientation
         return req
 
-    class TestProposeStance(unittest.TestCase):
+    class TestProposeStance(RclpyContext, unittest.TestCase):
         """Run while the launched stance server is up."""
 
-        @classmethod
-        def setUpClass(cls):
-            cls.owns_context = not rclpy.ok()
-            if cls.owns_context:
-                rclpy.init()
-
-        @classmethod
-        def tearDownClass(cls):
-            if cls.owns_context:
-                rclpy.try_shutdown()
-
         def setUp(self):
-            if SHARE is None:
-                self.skipTest('reachability_ros is not built: colcon build --packages-select '
-                              'reachability_ros && source install/setup.bash')
+            self.skip_unless_built()
             self.node = rclpy.create_node('launch_test_stance_client')
             self.reports = []
             qos = QoSProfile(depth=50, durability=DurabilityPolicy.TRANSIENT_LOCAL,

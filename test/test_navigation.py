@@ -3,22 +3,27 @@ stance order and fallback, when to correct, the arm solved from the landed base,
 codes, cancel, the report. Every arm command is re-checked with Pinocchio FK from the
 simulated base's true pose."""
 
+from dataclasses import replace
 import json
 import math
 
 import numpy as np
 import pytest
+import yaml
 
 from reachability_ros.core.arrival import ArrivalConfig, ArrivalPlanner
-from reachability_ros.core.config import ProposalConfig, StanceConfig
+from reachability_ros.core.config import ProposalConfig, RobotConfig, StanceConfig
+from reachability_ros.core.errors import ConfigError
 from reachability_ros.core.geometry import pose_error
 from reachability_ros.core.pipeline import StanceProposer
 from reachability_ros.core.types import Grasp
 from reachability_ros.evaluation.sim_base import SimulatedRobot
 from reachability_ros.ros import navigation as nav
-from reachability_ros.ros.navigator_io import (arms_from_candidates, navigator_launch_parameters,
+from reachability_ros.ros.navigator_io import (arms_from_candidates, NAVIGATOR_START_UP_PARAMETERS,
+                                               navigator_config_update,
+                                               navigator_launch_parameters,
                                                navigator_parameter_specs, NavigatorConfig,
-                                               ProposeAnswer, report_reason)
+                                               ProposeAnswer, report_reason, robot_config)
 
 SIDE_GRASP = Grasp((1.0, 0.5, 0.1), (0.0, 0.7071068, 0.0, 0.7071068), 'map')
 HIGH_GRASP = Grasp((1.0, 0.5, 0.8), (0.0, 0.0, 0.0, 1.0), 'map')  # beyond the arm
@@ -223,6 +228,18 @@ def test_candidates_that_do_not_match_the_answer_are_not_used(proposer):
         np.testing.assert_allclose(q, c.q, atol=1e-6)
 
 
+def test_a_cancel_while_the_stances_are_asked_for_ends_the_goal_at_once(proposer):
+    s = sim(proposer)
+
+    def propose(grasp, start):  # the node's wait ends early on the cancel
+        s.cancel = True
+        return ProposeAnswer([], failure='interrupted')
+    s.propose = propose
+    r = navigator(proposer).run(s, SIDE_GRASP)
+    assert r.code == nav.CANCELED and 'while the stances were asked for' in r.message
+    assert s.goals == [] and s.arm_commands == []
+
+
 def test_the_stance_server_not_answering(proposer):
     s = sim(proposer)
     s.propose = lambda grasp, start: ProposeAnswer([], failure='timeout')
@@ -262,6 +279,24 @@ def test_the_node_parameters_derive_from_the_config():
     assert cfg.report_topic == '/navigate_to_grasp/report'
 
 
+def test_parameters_change_at_run_time_except_what_the_node_creates_at_start_up():
+    specs = {s.name: s for s in navigator_parameter_specs()}
+    assert {n for n, s in specs.items() if s.read_only} == set(NAVIGATOR_START_UP_PARAMETERS)
+    cfg = NavigatorConfig()
+    new = navigator_config_update(cfg, {'max_attempts': 5, 'arrival.tolerance_m': 0.003,
+                                        'navigation_timeout_s': 30.0, 'use_sim_time': True})
+    assert new.max_attempts == 5 and new.navigation_timeout_s == 30.0
+    assert new.arrival == replace(cfg.arrival, tolerance_m=0.003)
+    assert navigator_config_update(cfg, {}) == cfg
+    for name, value, words in (('target_frame', 'odom', 'start-up only'),
+                               ('cmd_vel_topic', '/x', 'start-up only'),
+                               ('max_attempts', 0, 'max_attempts'),
+                               ('arrival.tolerance_m', 'a', 'tolerance_m'),
+                               ('max_attempt', 2, 'unknown parameter')):
+        with pytest.raises(ConfigError, match=words):
+            navigator_config_update(cfg, {name: value})
+
+
 # ------------------------------------------------------------------ the node's plain data
 def test_candidates_are_read_in_the_robots_joint_order(robot):
     names = list(robot.joint_names)
@@ -279,6 +314,22 @@ def test_the_report_reason_is_taken_only_from_the_matching_answer():
     assert report_reason(text, (3, 6)) is None
     assert report_reason('not json', (3, 5)) is None
     assert report_reason(json.dumps({'reason': 'x'}), (3, 5)) is None
+
+
+def test_the_navigators_robot_is_the_robot_section_of_the_servers_file(tmp_path):
+    """A server file with node-level keys (``map_topic``, ``use_sim_time``) starts both."""
+    path = tmp_path / 'server.yaml'
+    section = {'target_frame': 'odom', 'map_topic': '/map', 'use_sim_time': True,
+               'grasp_free_roll': True, 'robot': {'camera': {'hfov_deg': 100.0}}}
+    path.write_text(yaml.safe_dump({'stance_server': {'ros__parameters': section}}))
+    robot = robot_config(str(path))
+    assert robot.camera.hfov_deg == 100.0
+    assert robot == RobotConfig(camera=replace(RobotConfig().camera, hfov_deg=100.0))
+    assert robot_config('') == RobotConfig()
+    section['robot']['camera']['hfov'] = 1.0
+    path.write_text(yaml.safe_dump({'stance_server': {'ros__parameters': section}}))
+    with pytest.raises(ConfigError, match='hfov'):
+        robot_config(str(path))
 
 
 def test_the_launch_parameters_of_the_navigator():

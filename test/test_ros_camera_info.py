@@ -7,11 +7,10 @@ frame, or an uncalibrated one, is ignored.
 """
 
 import json
-from pathlib import Path
 import time
 
 import pytest
-from ros_support import have, requires_ros, spinning
+from ros_support import have, REPO, requires_ros, stance_server, wait_future
 
 ROS_MODULES = ('rclpy', 'tf2_ros', 'tf2_geometry_msgs', 'tf_transformations', 'nav_msgs',
                'sensor_msgs', 'visualization_msgs', 'trajectory_msgs', 'std_msgs')
@@ -19,15 +18,11 @@ pytestmark = requires_ros(*ROS_MODULES)
 
 if have(*ROS_MODULES):
     from nav_msgs.srv import GetPlan
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.parameter import Parameter
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-    from reachability_ros.ros.stance_node import REPORT_TOPIC, SERVICE, StanceServer
+    from reachability_ros.ros.stance_node import REPORT_TOPIC, SERVICE
     from sensor_msgs.msg import CameraInfo
     from std_msgs.msg import String
 
-REPO = Path(__file__).resolve().parents[1]
 TOPIC = '/test_front_camera/camera_info'
 WIDE_K = [200.0, 0.0, 320.0, 0.0, 200.0, 240.0, 0.0, 0.0, 1.0]  # 116 deg horizontal
 #: above what the configured 70 deg camera watches, within the 116 deg camera's view
@@ -37,36 +32,20 @@ TIMEOUT_S = 30.0
 
 @pytest.fixture(scope='module')
 def ros():
-    owns_context = not rclpy.ok()
-    if owns_context:
-        rclpy.init()
-    server = StanceServer(parameter_overrides=[
-        Parameter('config_file', value=str(REPO / 'config' / 'lekiwi.yaml')),
-        Parameter('camera_info_topic', value=TOPIC),
-        Parameter('proposal.model_path', value=''),
-        Parameter('proposal.sampler', value='grid'),
-    ])
-    server.start()
-    node = rclpy.create_node('camera_info_test_client')
-    reports = []
-    node.create_subscription(String, REPORT_TOPIC, lambda m: reports.append(json.loads(m.data)),
-                             QoSProfile(depth=50, durability=DurabilityPolicy.TRANSIENT_LOCAL,
-                                        reliability=ReliabilityPolicy.RELIABLE))
-    publisher = node.create_publisher(CameraInfo, TOPIC, 10)
-    executor = SingleThreadedExecutor()
-    executor.add_node(server)
-    executor.add_node(node)
-    with spinning(executor):
+    overrides = {'config_file': str(REPO / 'config' / 'lekiwi.yaml'),
+                 'camera_info_topic': TOPIC, 'proposal.model_path': '',
+                 'proposal.sampler': 'grid'}
+    with stance_server(overrides, 'camera_info_test_client') as (server, node):
+        reports = []
+        node.create_subscription(String, REPORT_TOPIC,
+                                 lambda m: reports.append(json.loads(m.data)),
+                                 QoSProfile(depth=50, durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                                            reliability=ReliabilityPolicy.RELIABLE))
+        publisher = node.create_publisher(CameraInfo, TOPIC, 10)
         client = node.create_client(GetPlan, SERVICE)
         assert client.wait_for_service(timeout_sec=TIMEOUT_S)
         yield {'server': server, 'client': client, 'publisher': publisher,
                'reports': reports, 'node': node}
-    executor.shutdown(timeout_sec=1.0)
-    assert server.close(1.0)
-    node.destroy_node()
-    server.destroy_node()
-    if owns_context:
-        rclpy.try_shutdown()
 
 
 def _ask(ros):
@@ -75,11 +54,9 @@ def _ask(ros):
     p, o = req.goal.pose.position, req.goal.pose.orientation
     p.x, p.y, p.z = HIGH_GRASP[0]
     o.x, o.y, o.z, o.w = HIGH_GRASP[1]
-    fut = ros['client'].call_async(req)
     deadline = time.monotonic() + TIMEOUT_S
-    while not fut.done() and time.monotonic() < deadline:
-        time.sleep(0.005)
-    res = fut.result()
+    res = wait_future(ros['client'].call_async(req), TIMEOUT_S)
+    assert res is not None, 'no answer from /propose_stance'
     want = {'sec': res.plan.header.stamp.sec, 'nanosec': res.plan.header.stamp.nanosec}
     while time.monotonic() < deadline:
         for report in list(ros['reports']):

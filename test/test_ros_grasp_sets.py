@@ -8,7 +8,9 @@ from reachability_ros.core.config import ProposalConfig, StanceConfig
 from reachability_ros.core.errors import ConfigError, InvalidRequest
 from reachability_ros.core.freedom import MAX_ALTERNATIVES
 from reachability_ros.core.pipeline import StanceProposer
+from reachability_ros.core.world import Boxes, OccupancyGrid
 from reachability_ros.ros import grasp_set_input as gsi
+from reachability_ros.ros import world_input as wi
 from reachability_ros.ros.conversions import build_report, PoseInput, ReportContext
 
 TOP_DOWN = ((1.0, 0.5, 0.05), (1.0, 0.0, 0.0, 0.0))
@@ -141,3 +143,32 @@ def test_notes_of_a_set_keep_one_tf_note_for_all_poses(proposer):
     assert answer.notes == ['latest', gsi.set_note(2)]
     with pytest.raises(InvalidRequest):
         gsi.check_grasp_set(gsi.GraspSetInput('map', (0, 0), []), 1e-3)
+
+
+def test_a_grasp_set_keeps_off_the_map_and_the_boxes(proposer):
+    """A set is checked against the same world as a /propose_stance goal."""
+    wall_x = 1.25  # the map is blocked for x >= wall_x
+    values = np.zeros((80, 80), np.int8)
+    values[:, int(round((wall_x + 1.0) / 0.05)):] = 100
+    grid = OccupancyGrid(values, 0.05, (-1.0, -1.5, 0.0), 'map', 1.0)
+    boxes = Boxes.from_records([{'center': [0.6, 0.9, 0.1], 'size': [0.2, 0.2, 0.2]}])
+    scene = wi.WorldAnswer(proposer.scene.prepare(grid, boxes), '', ('map: a test wall',))
+    msg = pose_array([TOP_DOWN, SIDE])
+    limit = wall_x - proposer.scene.footprint_outer_m - proposer.config.world.footprint_padding_m
+    free, _ = gsi.answer_grasp_set_message(msg, same_frame(msg), proposer,
+                                           proposer.config.proposal, gsi.Freedom(), 'map', 1.0)
+    assert max(c.q[0] for c in free.result.candidates) > limit  # the wall matters here
+    answer, _ = gsi.answer_grasp_set_message(msg, same_frame(msg), proposer,
+                                             proposer.config.proposal, gsi.Freedom(), 'map',
+                                             1.0, world=lambda: scene)
+    assert answer.ok, answer.reason
+    assert all(c.q[0] <= limit + 1e-9 for c in answer.result.candidates)
+    assert all(np.isfinite(c.metrics['clearance_m']) for c in answer.result.candidates)
+    assert answer.world_boxes is boxes and answer.footprint is not None  # drawn in RViz
+    assert answer.notes == ['map: a test wall', gsi.set_note(2)]
+    refused = wi.WorldAnswer(None, 'no map: no map received yet on /map (map_required is '
+                                   'true)', ())
+    answer, _ = gsi.answer_grasp_set_message(msg, same_frame(msg), proposer,
+                                             proposer.config.proposal, gsi.Freedom(), 'map',
+                                             1.0, world=lambda: refused)
+    assert not answer.ok and answer.reason == refused.failure and answer.result is None

@@ -66,6 +66,7 @@ def test_rviz_gets_the_target_frame_as_its_fixed_frame(frame, expected):
 def _load_launch_with_stand_ins(monkeypatch):
     """Import launch/lekiwi.launch.py against minimal stand-ins of launch and launch_ros."""
     class Arg:
+
         def __init__(self, name, **kw):
             self.name, self.kw = name, kw
 
@@ -73,10 +74,12 @@ def _load_launch_with_stand_ins(monkeypatch):
             return context[self.name]
 
     class Node:
+
         def __init__(self, **kw):
             self.kw = kw
 
     class Typed:
+
         def __init__(self, value, value_type=None):
             self.value, self.value_type = value, value_type
 
@@ -84,6 +87,7 @@ def _load_launch_with_stand_ins(monkeypatch):
             return (self.value, self.value_type) == (other.value, other.value_type)
 
     class Join:
+
         def __init__(self, parts):
             self.parts = parts
 
@@ -123,11 +127,17 @@ def test_the_launch_file_declares_its_arguments_with_defaults_and_choices(monkey
         'default_value'] == ''
 
 
+def _context(**arguments):
+    """Return launch arguments as the launch context holds them (defaults, then these)."""
+    return {'config': '/c.yaml', 'model': '', 'sampler': '', 'target_frame': 'map',
+            'use_sim_time': 'false', 'use_rviz': 'false', 'navigate': 'false',
+            'camera_info': '', **arguments}
+
+
 def test_the_launch_file_starts_the_server_with_the_chosen_parameters(monkeypatch):
     launch = _load_launch_with_stand_ins(monkeypatch)
-    context = {'config': '/c.yaml', 'model': 'none', 'sampler': 'grid',
-               'target_frame': ' /odom ', 'use_sim_time': 'true', 'use_rviz': 'false',
-               'navigate': 'false', 'camera_info': ''}
+    context = _context(model='none', sampler='grid', target_frame=' /odom ',
+                       use_sim_time='true')
     (server,) = launch._stance_server(context)
     assert server.kw['package'] == 'reachability_ros'
     assert server.kw['executable'] == 'stance_server' and server.kw['name'] == 'stance_server'
@@ -148,9 +158,7 @@ def test_the_launch_file_starts_the_server_with_the_chosen_parameters(monkeypatc
 
 def test_with_navigate_the_launch_file_starts_the_navigator(monkeypatch):
     launch = _load_launch_with_stand_ins(monkeypatch)
-    context = {'config': '/c.yaml', 'model': '', 'sampler': '', 'target_frame': '/odom',
-               'use_sim_time': 'false', 'use_rviz': 'false', 'navigate': 'true',
-               'camera_info': '/front/camera_info'}
+    context = _context(target_frame='/odom', navigate='true', camera_info='/front/camera_info')
     (nav,) = launch._navigator(context)
     assert nav.kw['executable'] == 'stance_navigator' and nav.kw['name'] == 'stance_navigator'
     (params,) = nav.kw['parameters']
@@ -167,9 +175,7 @@ def test_with_navigate_the_launch_file_starts_the_navigator(monkeypatch):
 
 def test_with_use_rviz_the_launch_file_starts_rviz_on_the_target_frame(monkeypatch):
     launch = _load_launch_with_stand_ins(monkeypatch)
-    context = {'config': '/c.yaml', 'model': '', 'sampler': '', 'target_frame': 'odom',
-               'use_sim_time': 'false', 'use_rviz': 'true', 'navigate': 'false',
-               'camera_info': ''}
+    context = _context(target_frame='odom', use_rviz='true')
     (rviz,) = launch._rviz(context)
     assert rviz.kw['package'] == 'rviz2' and rviz.kw['executable'] == 'rviz2'
     assert rviz.kw['arguments'] == ['-d', '<share reachability_ros>/config/lekiwi.rviz',

@@ -189,6 +189,8 @@ def test_a_second_signal_calls_the_exit_with_the_code():
 
 
 class FakeClock:
+    """A clock that advances only when it sleeps."""
+
     def __init__(self):
         self.now = 0.0
 
@@ -322,3 +324,24 @@ def test_a_signal_while_the_node_is_still_importing_exits_quietly(codes, signum,
                          timeout=30, cwd=REPO)
     assert res.returncode == expected
     assert res.stdout == '' and res.stderr == ''
+
+
+def test_a_node_that_cannot_be_imported_is_one_fatal_line_and_exit_code_1():
+    """E.g. the navigator where nav2_msgs is not installed: no traceback."""
+    code = ('import importlib, sys\n'
+            'from reachability_ros.ros import entry\n'
+            'def missing(module):\n'
+            '    raise ModuleNotFoundError(MESSAGE, name=NAME)\n'
+            'importlib.import_module = missing\n'
+            'sys.exit(entry.stance_navigator())\n')
+    code = code.replace('MESSAGE', repr(MISSING)).replace('NAME', repr('nav2_msgs'))
+    res = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         timeout=30, cwd=REPO)
+    assert res.returncode == 1 and res.stdout == ''
+    (line,) = res.stderr.splitlines()
+    assert line.startswith('[FATAL] [stance_navigator]: cannot start: ModuleNotFoundError: '
+                           + MISSING)
+    assert 'sudo apt install ros-$ROS_DISTRO-nav2-msgs' in line
+
+
+MISSING = "No module named 'nav2_msgs'"

@@ -5,15 +5,12 @@
   is not there): the node exits within a second with code 0, without a traceback.
 """
 
-from pathlib import Path
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
-from ros_support import have, requires_ros, spinning
-from test_ros_processes import _env, _interrupt, Lines
+from ros_support import (assert_exited_within, have, interrupt, kill_if_running, Lines,
+                         requires_ros, spun_node, start_node_process)
 
 ROS_MODULES = ('rclpy', 'tf2_ros', 'tf2_geometry_msgs', 'tf_transformations', 'nav_msgs',
                'nav2_msgs', 'geometry_msgs', 'sensor_msgs', 'std_msgs', 'trajectory_msgs')
@@ -22,21 +19,16 @@ pytestmark = requires_ros(*ROS_MODULES)
 if have(*ROS_MODULES):
     from geometry_msgs.msg import TransformStamped
     from nav2_msgs.action import NavigateToPose
-    import rclpy
     from rclpy.action import ActionClient
     from rclpy.executors import MultiThreadedExecutor
     from tf2_ros import StaticTransformBroadcaster
 
-REPO = Path(__file__).resolve().parents[1]
 NAVIGATOR = ('from reachability_ros.ros.stance_navigator import main; '
              'raise SystemExit(main())')
-EXIT_WITHIN_S = 1.0
 
 
 def _start(ros_args):
-    return subprocess.Popen([sys.executable, '-c', NAVIGATOR, '--ros-args', *ros_args],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=_env())
+    return start_node_process(NAVIGATOR, ros_args)
 
 
 @pytest.mark.parametrize('ros_args, words', [
@@ -55,23 +47,14 @@ def test_start_up_failures_are_one_fatal_line(ros_args, words):
 
 @pytest.fixture(scope='module')
 def client_node():
-    owns = not rclpy.ok()
-    if owns:
-        rclpy.init()
-    node = rclpy.create_node('navigator_process_test')
-    t = TransformStamped()  # the base stands at the origin of the map
-    t.header.frame_id, t.child_frame_id = 'map', 'base_footprint'
-    t.transform.rotation.w = 1.0
-    broadcaster = StaticTransformBroadcaster(node)
-    broadcaster.sendTransform(t)
-    executor = MultiThreadedExecutor(num_threads=2)
-    executor.add_node(node)
-    with spinning(executor):
+    with spun_node('navigator_process_test',
+                   lambda: MultiThreadedExecutor(num_threads=2)) as node:
+        t = TransformStamped()  # the base stands at the origin of the map
+        t.header.frame_id, t.child_frame_id = 'map', 'base_footprint'
+        t.transform.rotation.w = 1.0
+        broadcaster = StaticTransformBroadcaster(node)
+        broadcaster.sendTransform(t)
         yield node
-    executor.shutdown(timeout_sec=1.0)
-    node.destroy_node()
-    if owns:
-        rclpy.try_shutdown()
 
 
 @pytest.mark.parametrize('moment, signum', [('ready', signal.SIGINT),
@@ -92,13 +75,9 @@ def test_the_navigator_exits_within_a_second_of_a_signal(client_node, moment, si
             goal.pose.pose.orientation.w = 1.0
             client.send_goal_async(goal)
             time.sleep(1.5)
-        elapsed = _interrupt(proc, lines, signum)
+        elapsed = interrupt(proc, lines, signum)
     finally:
         if client is not None:
             client.destroy()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert elapsed < EXIT_WITHIN_S, f'{elapsed:.2f} s\n' + lines.text
-    assert proc.returncode == 0, lines.text
-    assert 'Traceback' not in lines.text
+        kill_if_running(proc)
+    assert_exited_within(proc, lines, elapsed, 0)

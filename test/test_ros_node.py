@@ -9,12 +9,11 @@ response's. Start-up failures and signals are in ``test_ros_processes.py``.
 
 import json
 import math
-from pathlib import Path
 import time
 
 import numpy as np
 import pytest
-from ros_support import have, requires_ros, spinning
+from ros_support import have, REPO, requires_ros, stance_server, wait_future
 
 
 ROS_MODULES = ('rclpy', 'tf2_ros', 'tf2_geometry_msgs', 'tf_transformations', 'nav_msgs',
@@ -25,7 +24,6 @@ if have(*ROS_MODULES):
     from geometry_msgs.msg import Pose, PoseArray, TransformStamped
     from nav_msgs.srv import GetPlan
     import rclpy
-    from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
     from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
     from rclpy.time import Time
@@ -36,15 +34,13 @@ if have(*ROS_MODULES):
     from reachability_ros.ros.conversions import tf_remap_arguments
     from reachability_ros.ros.grasp_set_input import GRASP_SET_TOPIC
     from reachability_ros.ros.stance_node import (CANDIDATES_TOPIC, latched_qos,
-                                                  MARKERS_TOPIC, REPORT_TOPIC, SERVICE,
-                                                  StanceServer)
+                                                  MARKERS_TOPIC, REPORT_TOPIC, SERVICE)
     from reachability_ros.ros.tf_listener import TfListener
     from std_msgs.msg import String
     import tf2_ros
     from trajectory_msgs.msg import JointTrajectory
     from visualization_msgs.msg import Marker, MarkerArray
 
-REPO = Path(__file__).resolve().parents[1]
 SIDE_GRASP = ((1.0, 0.5, 0.1), (0.0, 0.7071068, 0.0, 0.7071068))  # the README's example
 TOP_DOWN_GRASP = ((1.0, 0.5, 0.1), (1.0, 0.0, 0.0, 0.0))  # tool +z pointing down: many stances
 TIMEOUT_S = 30.0
@@ -60,34 +56,17 @@ def _history_qos():
 @pytest.fixture(scope='module')
 def ros():
     """Return a started server, a client node and an executor spinning both in a thread."""
-    owns_context = not rclpy.ok()
-    if owns_context:
-        rclpy.init()
-    server = StanceServer(parameter_overrides=[
-        Parameter('config_file', value=str(REPO / 'config' / 'lekiwi.yaml')),
-        Parameter('target_frame', value='map'),
-        Parameter('tf_timeout_s', value=0.3),
-        Parameter('proposal.n_samples', value=256),
-    ])
-    server.start()
-    client_node = rclpy.create_node('stance_test_client')
-    got = {CANDIDATES_TOPIC: [], MARKERS_TOPIC: [], REPORT_TOPIC: []}
-    for topic, msg_type in ((CANDIDATES_TOPIC, JointTrajectory), (MARKERS_TOPIC, MarkerArray),
-                            (REPORT_TOPIC, String)):
-        client_node.create_subscription(msg_type, topic, got[topic].append, _history_qos())
-    executor = SingleThreadedExecutor()
-    executor.add_node(server)
-    executor.add_node(client_node)
-    with spinning(executor):
+    overrides = {'config_file': str(REPO / 'config' / 'lekiwi.yaml'), 'target_frame': 'map',
+                 'tf_timeout_s': 0.3, 'proposal.n_samples': 256}
+    with stance_server(overrides, 'stance_test_client') as (server, client_node):
+        got = {CANDIDATES_TOPIC: [], MARKERS_TOPIC: [], REPORT_TOPIC: []}
+        for topic, msg_type in ((CANDIDATES_TOPIC, JointTrajectory),
+                                (MARKERS_TOPIC, MarkerArray), (REPORT_TOPIC, String)):
+            client_node.create_subscription(msg_type, topic, got[topic].append,
+                                            _history_qos())
         client = client_node.create_client(GetPlan, SERVICE)
         assert client.wait_for_service(timeout_sec=TIMEOUT_S)
         yield {'server': server, 'node': client_node, 'client': client, 'got': got}
-    executor.shutdown(timeout_sec=1.0)
-    assert server.close(1.0)
-    client_node.destroy_node()
-    server.destroy_node()
-    if owns_context:
-        rclpy.try_shutdown()
 
 
 def _request(position=TOP_DOWN_GRASP[0], orientation=TOP_DOWN_GRASP[1], frame='map',
@@ -108,11 +87,9 @@ def _request(position=TOP_DOWN_GRASP[0], orientation=TOP_DOWN_GRASP[1], frame='m
 
 
 def _wait(fut, timeout_s=TIMEOUT_S):
-    deadline = time.monotonic() + timeout_s
-    while not fut.done() and time.monotonic() < deadline:
-        time.sleep(0.002)
-    assert fut.done(), 'no answer from /propose_stance'
-    return fut.result()
+    res = wait_future(fut, timeout_s, 0.002)
+    assert res is not None, 'no answer from /propose_stance'
+    return res
 
 
 def _call(ros, req):

@@ -161,7 +161,7 @@ def test_the_mapping_is_checked_by_a_failing_example(tmp_path):
 # ------------------------------------------------------------------ plain modules
 PLAIN_MODULES = ('conversions', 'parameters', 'markers', 'companions', 'lifecycle',
                  'trainer_run', 'launch_args', 'navigation', 'navigator_io',
-                 'grasp_set_input')
+                 'grasp_set_input', 'world_input', 'entry')
 BLOCKED = ('rclpy', 'launch', 'launch_ros', 'launch_testing', 'tf2_ros', 'tf2_geometry_msgs',
            'tf_transformations', 'geometry_msgs', 'nav_msgs', 'std_msgs', 'visualization_msgs',
            'trajectory_msgs', 'rcl_interfaces', 'builtin_interfaces', 'nav2_msgs',

@@ -128,6 +128,39 @@ def test_resolve_config_paths(tmp_path):
     assert params.resolve_config_paths(no_model, lambda p: tmp_path / p) == no_model
 
 
+def _server_file(tmp_path, section):
+    path = tmp_path / 'server.yaml'
+    path.write_text(yaml.safe_dump({'stance_server': {'ros__parameters': section}}))
+    return str(path)
+
+
+def test_the_servers_parameter_file_is_a_config_with_its_node_parameters_skipped(tmp_path):
+    """The server's own parameters may sit in its file; both nodes read it as a config."""
+    node_level = {'target_frame': 'odom', 'tf_timeout_s': 2.0, 'camera_info_topic': '/c',
+                  'map_topic': '/map', 'map_required': True, 'map_max_age_s': 5.0,
+                  'obstacles_file': 'o.yaml', 'obstacles_topic': '/o',
+                  'grasp_symmetric': True, 'grasp_free_roll': False, 'use_sim_time': True,
+                  'config_file': ''}
+    assert set(node_level) <= set(params.SERVER_NODE_PARAMETERS)
+    section = dict(node_level, robot={'camera': {'hfov_deg': 100.0}},
+                   proposal={'top_k': 4})
+    cfg = params.stance_config_file(_server_file(tmp_path, section))
+    assert cfg.robot.camera.hfov_deg == 100.0 and cfg.proposal.top_k == 4
+    with pytest.raises(ConfigError, match='map_topik'):  # a typo is still refused
+        params.stance_config_file(_server_file(tmp_path, dict(section, map_topik='/m')))
+    with pytest.raises(ConfigError, match='not found'):
+        params.stance_config_file(str(tmp_path / 'nope.yaml'))
+
+
+def test_resolve_urdf(tmp_path):
+    (tmp_path / 'r.urdf').write_text('<robot name="r"/>')
+    robot = StanceConfig.from_flat({'robot.urdf': 'r.urdf'}).robot
+    assert params.resolve_urdf(robot, lambda p: tmp_path / p).urdf == str(tmp_path / 'r.urdf')
+    assert params.resolve_urdf(robot, lambda p: tmp_path / 'x' / p) == robot  # not found
+    default = StanceConfig().robot  # empty: the package's description
+    assert params.resolve_urdf(default, lambda p: tmp_path / p) == default
+
+
 def test_unknown_parameters_are_found_and_named_with_a_close_match():
     declared = ['proposal.n_samples', 'proposal.top_k', 'config_file']
     given = ['proposal.n_sample', 'proposal.top_k', 'use_sim_time', 'bogus']

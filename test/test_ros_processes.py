@@ -11,8 +11,6 @@
 """
 
 import json
-import os
-from pathlib import Path
 import signal
 import subprocess
 import sys
@@ -20,7 +18,9 @@ import threading
 import time
 
 import pytest
-from ros_support import have, requires_ros, spinning
+from ros_support import (assert_exited_within, EXIT_WITHIN_S, have, interrupt,
+                         kill_if_running, Lines, process_env, REPO, requires_ros, spun_node,
+                         start_node_process, wait_future)
 
 
 ROS_MODULES = ('rclpy', 'tf2_ros', 'tf2_geometry_msgs', 'tf_transformations', 'nav_msgs',
@@ -30,99 +30,24 @@ pytestmark = requires_ros(*ROS_MODULES)
 if have(*ROS_MODULES):
     from nav_msgs.srv import GetPlan
     from rcl_interfaces.srv import GetParameters
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     from std_msgs.msg import String
 
-REPO = Path(__file__).resolve().parents[1]
 SERVER = 'from reachability_ros.ros.stance_node import main; raise SystemExit(main())'
 TRAINER = 'from reachability_ros.ros.trainer_node import main; raise SystemExit(main())'
-EXIT_WITHIN_S = 1.0
-
-
-def _env():
-    return dict(os.environ, OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1',
-                RCUTILS_LOGGING_BUFFERED_STREAM='0')
 
 
 def _run(code, ros_args, timeout=120, cwd=REPO):
     out = subprocess.run([sys.executable, '-c', code, '--ros-args', *ros_args],
-                         capture_output=True, text=True, timeout=timeout, cwd=cwd, env=_env())
+                         capture_output=True, text=True, timeout=timeout, cwd=cwd,
+                         env=process_env())
     return out.returncode, out.stdout + out.stderr
-
-
-def _start(code, ros_args, cwd=REPO):
-    return subprocess.Popen([sys.executable, '-c', code, '--ros-args', *ros_args], cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=_env())
-
-
-class Lines:
-    """Read a process's output on a thread; wait for a line containing a word."""
-
-    def __init__(self, proc):
-        self.proc, self.lines, self._cond, self._eof = proc, [], threading.Condition(), False
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for line in self.proc.stdout:
-            with self._cond:
-                self.lines.append(line)
-                self._cond.notify_all()
-        with self._cond:
-            self._eof = True
-            self._cond.notify_all()
-
-    def wait_for(self, word, timeout_s=120.0, count=1):
-        """Wait until ``count`` lines contain ``word``."""
-        deadline = time.monotonic() + timeout_s
-        with self._cond:
-            while sum(word in ln for ln in self.lines) < count:
-                if self._eof or time.monotonic() >= deadline:
-                    raise AssertionError(f'no {word!r} line:\n' + ''.join(self.lines))
-                self._cond.wait(0.2)
-
-    @property
-    def text(self):
-        with self._cond:
-            return ''.join(self.lines)
-
-
-def _interrupt(proc, lines, signum):
-    """Send ``signum``; return the seconds until the process ended."""
-    t0 = time.monotonic()
-    proc.send_signal(signum)
-    try:
-        proc.wait(timeout=10.0)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        raise AssertionError('still running 10 s after the signal:\n' + lines.text)
-    return time.monotonic() - t0
 
 
 @pytest.fixture(scope='module')
 def client_node():
-    owns = not rclpy.ok()
-    if owns:
-        rclpy.init()
-    node = rclpy.create_node('process_test_client')
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    with spinning(executor):
+    with spun_node('process_test_client') as node:
         yield node
-    executor.shutdown(timeout_sec=1.0)
-    node.destroy_node()
-    if owns:
-        rclpy.try_shutdown()
-
-
-def _wait(fut, timeout_s=30.0):
-    deadline = time.monotonic() + timeout_s
-    while not fut.done() and time.monotonic() < deadline:
-        time.sleep(0.005)
-    return fut.result() if fut.done() else None
 
 
 def _goal(frame='map'):
@@ -183,7 +108,8 @@ SERVER_MOMENTS = ([('ready', signal.SIGINT), ('ready', signal.SIGTERM)] * 5
 
 @pytest.mark.parametrize('moment, signum', SERVER_MOMENTS)
 def test_the_server_exits_within_a_second_of_a_signal(client_node, moment, signum):
-    proc = _start(SERVER, ['-p', 'proposal.n_samples:=64', '-p', 'tf_timeout_s:=5.0'])
+    proc = start_node_process(SERVER, ['-p', 'proposal.n_samples:=64',
+                                       '-p', 'tf_timeout_s:=5.0'])
     lines = Lines(proc)
     stop_calls = threading.Event()
     try:
@@ -196,7 +122,7 @@ def test_the_server_exits_within_a_second_of_a_signal(client_node, moment, signu
 
                 def call_forever():
                     while not stop_calls.is_set():
-                        res = _wait(client.call_async(_goal()), 5.0)
+                        res = wait_future(client.call_async(_goal()), 5.0)
                         if res is not None:
                             answered.append(res)
                 threading.Thread(target=call_forever, daemon=True).start()
@@ -207,20 +133,22 @@ def test_the_server_exits_within_a_second_of_a_signal(client_node, moment, signu
             else:  # a goal in a frame nobody publishes: the request waits up to 5 s for TF
                 client.call_async(_goal(frame='nobody_publishes_this'))
                 time.sleep(0.5)
-        elapsed = _interrupt(proc, lines, signum)
+        elapsed = interrupt(proc, lines, signum)
     finally:
         stop_calls.set()
         for client in list(client_node.clients):
             client_node.destroy_client(client)
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert elapsed < EXIT_WITHIN_S, f'{elapsed:.2f} s\n' + lines.text
-    assert proc.returncode == 0, lines.text
-    assert 'Traceback' not in lines.text
+        kill_if_running(proc)
+    assert_exited_within(proc, lines, elapsed, 0)
 
 
 # ------------------------------------------------------------------ trainer
+def _training(out_dir, overrides):
+    """Return the trainer's arguments: the tiny config into ``out_dir``, with overrides."""
+    return ['-p', 'config:=config/train_tiny.yaml', '-p', f'output_dir:={out_dir}',
+            '-p', f'overrides:={overrides}']
+
+
 def _torch():
     pytest.importorskip('torch', reason='the trainer needs torch (pip install torch)')
     pytest.importorskip('onnx', reason='the trainer needs onnx (pip install onnx)')
@@ -259,41 +187,34 @@ def test_trainer_on_cuda_without_cuda_is_one_fatal_line(tmp_path):
     import torch
     if torch.cuda.is_available():
         pytest.skip('this machine has CUDA')
-    code, text = _run(TRAINER, ['-p', 'config:=config/train_tiny.yaml',
-                                '-p', f'output_dir:={tmp_path}',
-                                '-p', "overrides:=['train.device=cuda']"])
+    code, text = _run(TRAINER, _training(tmp_path, "['train.device=cuda']"))
     assert code == 1 and 'FATAL' in text and 'cuda' in text.lower(), text
     assert 'Traceback' not in text
 
 
 def test_trainer_trains_exports_and_the_server_loads_the_model(tmp_path):
     _torch()
-    code, text = _run(TRAINER, ['-p', 'config:=config/train_tiny.yaml',
-                                '-p', f'output_dir:={tmp_path}',
-                                '-p', "overrides:=['train.max_epochs=1', 'eval.n_grasps=4']"],
+    code, text = _run(TRAINER, _training(tmp_path, "['train.max_epochs=1', 'eval.n_grasps=4']"),
                       timeout=600)
     assert code == 0, text
     assert '[trainer]' in text and '/1: loss' in text and 'done:' in text
     model = tmp_path / 'model.onnx'
     assert model.is_file()
-    proc = _start(SERVER, ['-p', f'proposal.model_path:={model}'])
+    proc = start_node_process(SERVER, ['-p', f'proposal.model_path:={model}'])
     lines = Lines(proc)
     try:
         lines.wait_for('ready:')
         assert str(model) in lines.text
-        assert _interrupt(proc, lines, signal.SIGINT) < EXIT_WITHIN_S
+        assert interrupt(proc, lines, signal.SIGINT) < EXIT_WITHIN_S
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        kill_if_running(proc)
     assert proc.returncode == 0, lines.text
 
 
 def test_trainer_answers_parameters_and_publishes_progress_while_it_trains(client_node,
                                                                            tmp_path):
     _torch()
-    proc = _start(TRAINER, ['-p', 'config:=config/train_tiny.yaml',
-                            '-p', f'output_dir:={tmp_path}',
-                            '-p', "overrides:=['train.max_epochs=200']"])
+    proc = start_node_process(TRAINER, _training(tmp_path, "['train.max_epochs=200']"))
     lines = Lines(proc)
     progress = []
     qos = QoSProfile(depth=10, durability=DurabilityPolicy.TRANSIENT_LOCAL,
@@ -304,8 +225,8 @@ def test_trainer_answers_parameters_and_publishes_progress_while_it_trains(clien
         client = client_node.create_client(GetParameters, '/trainer/get_parameters')
         assert client.wait_for_service(timeout_sec=10.0)
         t0 = time.monotonic()
-        res = _wait(client.call_async(GetParameters.Request(names=['config', 'output_dir'])),
-                    5.0)
+        request = GetParameters.Request(names=['config', 'output_dir'])
+        res = wait_future(client.call_async(request), 5.0)
         assert res is not None and time.monotonic() - t0 < 2.0, lines.text
         assert res.values[0].string_value == 'config/train_tiny.yaml'
         assert res.values[1].string_value == str(tmp_path)
@@ -315,11 +236,10 @@ def test_trainer_answers_parameters_and_publishes_progress_while_it_trains(clien
         latest = json.loads(progress[-1].data)
         assert latest['max_epochs'] == 200 and latest['epoch'] >= 1
         assert {'loss', 'val_nll', 'elapsed_s'} <= set(latest)
-        elapsed = _interrupt(proc, lines, signal.SIGINT)
+        elapsed = interrupt(proc, lines, signal.SIGINT)
     finally:
         client_node.destroy_subscription(sub)
-        if proc.poll() is None:
-            proc.kill()
+        kill_if_running(proc)
     assert elapsed < EXIT_WITHIN_S and proc.returncode == 130, lines.text
     assert 'export_checkpoint' in lines.text and (tmp_path / 'checkpoint.pt').is_file()
     assert 'Traceback' not in lines.text
@@ -332,19 +252,15 @@ TRAINER_MOMENTS = ([('started', signal.SIGINT), ('started', signal.SIGTERM)] * 2
 @pytest.mark.parametrize('moment, signum', TRAINER_MOMENTS)
 def test_the_trainer_exits_within_a_second_of_a_signal(tmp_path, moment, signum):
     _torch()
-    proc = _start(TRAINER, ['-p', 'config:=config/train_tiny.yaml',
-                            '-p', f'output_dir:={tmp_path}',
-                            '-p', "overrides:=['train.max_epochs=200']"])
+    proc = start_node_process(TRAINER, _training(tmp_path, "['train.max_epochs=200']"))
     lines = Lines(proc)
     try:
         if moment == 'started':
             lines.wait_for('training from')
         else:
             lines.wait_for('/200: loss')
-        elapsed = _interrupt(proc, lines, signum)
+        elapsed = interrupt(proc, lines, signum)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert elapsed < EXIT_WITHIN_S, f'{elapsed:.2f} s\n' + lines.text
-    assert proc.returncode == 128 + signum, lines.text
-    assert 'training interrupted' in lines.text and 'Traceback' not in lines.text
+        kill_if_running(proc)
+    assert_exited_within(proc, lines, elapsed, 128 + signum)
+    assert 'training interrupted' in lines.text

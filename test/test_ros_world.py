@@ -9,12 +9,11 @@ boxes, and the markers show the footprints and the boxes.
 
 import json
 import math
-from pathlib import Path
 import time
 
 import numpy as np
 import pytest
-from ros_support import have, rclpy_context, requires_ros, spinning
+from ros_support import have, REPO, requires_ros, stance_server, wait_future
 
 ROS_MODULES = ('rclpy', 'tf2_ros', 'tf2_geometry_msgs', 'tf_transformations', 'nav_msgs',
                'visualization_msgs', 'trajectory_msgs')
@@ -24,18 +23,13 @@ if have(*ROS_MODULES):
     from geometry_msgs.msg import TransformStamped
     from nav_msgs.msg import OccupancyGrid
     from nav_msgs.srv import GetPlan
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.parameter import Parameter
     from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-    from reachability_ros.ros.stance_node import (MARKERS_TOPIC, REPORT_TOPIC, SERVICE,
-                                                  StanceServer)
+    from reachability_ros.ros.stance_node import MARKERS_TOPIC, REPORT_TOPIC, SERVICE
     from reachability_ros.ros.world_subscriber import map_qos, markers_qos
     from std_msgs.msg import String
     import tf2_ros
     from visualization_msgs.msg import Marker, MarkerArray
 
-REPO = Path(__file__).resolve().parents[1]
 MAP_TOPIC = '/test_world/map'
 OBSTACLES_TOPIC = '/test_world/obstacles'
 TOP_DOWN_GRASP = ((1.0, 0.5, 0.1), (1.0, 0.0, 0.0, 0.0))
@@ -45,16 +39,10 @@ TIMEOUT_S = 30.0
 
 @pytest.fixture(scope='module')
 def ros():
-    with rclpy_context():
-        server = StanceServer(parameter_overrides=[
-            Parameter('config_file', value=str(REPO / 'config' / 'lekiwi.yaml')),
-            Parameter('tf_timeout_s', value=0.5),
-            Parameter('map_topic', value=MAP_TOPIC),
-            Parameter('map_required', value=True),
-            Parameter('obstacles_topic', value=OBSTACLES_TOPIC),
-        ])
-        server.start()
-        node = rclpy.create_node('stance_world_test_client')
+    overrides = {'config_file': str(REPO / 'config' / 'lekiwi.yaml'), 'tf_timeout_s': 0.5,
+                 'map_topic': MAP_TOPIC, 'map_required': True,
+                 'obstacles_topic': OBSTACLES_TOPIC}
+    with stance_server(overrides, 'stance_world_test_client') as (server, node):
         got = {'reports': [], 'markers': []}
         history = QoSProfile(depth=100, history=HistoryPolicy.KEEP_LAST,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL,
@@ -62,22 +50,12 @@ def ros():
         for msg_type, topic, key in ((String, REPORT_TOPIC, 'reports'),
                                      (MarkerArray, MARKERS_TOPIC, 'markers')):
             node.create_subscription(msg_type, topic, got[key].append, history)
-        executor = SingleThreadedExecutor()
-        for n in (server, node):
-            executor.add_node(n)
-        try:
-            with spinning(executor):
-                client = node.create_client(GetPlan, SERVICE)
-                assert client.wait_for_service(timeout_sec=TIMEOUT_S)
-                yield dict(got, server=server, node=node, client=client,
-                           map_pub=node.create_publisher(OccupancyGrid, MAP_TOPIC, map_qos()),
-                           marker_pub=node.create_publisher(MarkerArray, OBSTACLES_TOPIC,
-                                                            markers_qos()))
-        finally:
-            executor.shutdown(timeout_sec=1.0)
-            assert server.close(1.0)
-            for n in (node, server):
-                n.destroy_node()
+        client = node.create_client(GetPlan, SERVICE)
+        assert client.wait_for_service(timeout_sec=TIMEOUT_S)
+        yield dict(got, server=server, node=node, client=client,
+                   map_pub=node.create_publisher(OccupancyGrid, MAP_TOPIC, map_qos()),
+                   marker_pub=node.create_publisher(MarkerArray, OBSTACLES_TOPIC,
+                                                    markers_qos()))
 
 
 def _request(frame='map'):
@@ -91,12 +69,9 @@ def _request(frame='map'):
 
 
 def _call(ros):
-    fut = ros['client'].call_async(_request())
-    deadline = time.monotonic() + TIMEOUT_S
-    while not fut.done() and time.monotonic() < deadline:
-        time.sleep(0.002)
-    assert fut.done(), 'no answer from /propose_stance'
-    return fut.result()
+    res = wait_future(ros['client'].call_async(_request()), TIMEOUT_S, 0.002)
+    assert res is not None, 'no answer from /propose_stance'
+    return res
 
 
 def _stamped(ros, key, response):

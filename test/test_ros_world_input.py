@@ -137,6 +137,48 @@ def test_the_map_is_prepared_off_the_request_path():
         assert state.close(1.0)
 
 
+def test_until_a_new_map_is_prepared_requests_use_the_previous_one_whole():
+    """A request never pairs the newest map's origin and stamp with an older map's field."""
+    gates, started = {}, []
+
+    def gated_prepare(grid):
+        started.append(grid)
+        gate = gates.get(grid)
+        if gate is not None:
+            gate.wait(5.0)
+        return prepare(grid)
+
+    state = wi.WorldState(gated_prepare)
+    try:
+        first = OccupancyGrid(np.zeros((4, 4), np.int8), 0.1, (0, 0, 0), 'map', 1.0)
+        state.set_grid(first, 2.0)
+        wait_for(lambda: state.snapshot().field_world is not None)
+        # a rolling costmap moved its origin; its field takes a while
+        moved = OccupancyGrid(np.zeros((4, 4), np.int8), 0.1, (3.0, 1.0, 0.5), 'odom', 0.0)
+        newest = OccupancyGrid(np.zeros((4, 4), np.int8), 0.1, (4.0, 1.0, 0.0), 'odom', 9.0)
+        gates[moved], gates[newest] = threading.Event(), threading.Event()
+        state.set_grid(moved, 7.0)
+        wait_for(lambda: moved in started)
+        state.set_grid(newest, 8.0)  # arrives while the moved one is being built
+        snap = state.snapshot()
+        assert snap.grid is first and snap.received_s == 2.0
+        assert snap.field_world.grid_field.grid is first
+        answer = wi.world_for_request(snap, 'map', 10.0, map_topic='/m', map_required=True,
+                                      max_age_s=0.0, lookup=no_tf)
+        assert answer.world.grid_pose == (0.0, 0.0, 0.0) and "in 'map'" in answer.notes[0]
+        gates[moved].set()  # built, while a newer map waits: it is used, with its own data
+        wait_for(lambda: state.snapshot().grid is moved)
+        snap = state.snapshot()
+        assert snap.field_world.grid_field.grid is moved and snap.received_s == 7.0
+        gates[newest].set()
+        wait_for(lambda: state.snapshot().grid is newest)
+        assert state.snapshot().received_s == 8.0
+    finally:
+        for gate in gates.values():
+            gate.set()
+        assert state.close(1.0)
+
+
 def snapshot(grid=None, field=True, boxes=None, received=None, error=''):
     world = prepare(grid) if grid is not None and field else None
     return wi.WorldSnapshot(grid, world, received, boxes or {}, error)

@@ -309,10 +309,31 @@ def answer_request(proposer: Any, goal: PoseInput, start: BasePose | None = None
             result = proposer.propose(grasp, start, rng, **extra)
     except ReachabilityError as exc:
         return failure_answer(f'bad request: {exc}', names, request, sampler)
+    return result_answer(proposer, result, request, start, world)
+
+
+def result_answer(proposer: Any, result: ProposalResult, request: dict | None,
+                  start: BasePose | None = None, world: Any = None,
+                  notes: Sequence[str] = ()) -> StanceAnswer:
+    """Return the answer of a core result (a request's or a grasp set's).
+
+    With a world, the answer also carries what the markers draw: the boxes the stances
+    were checked against and the base footprint (``StanceAnswer.footprint``).
+
+    Args:
+        proposer: the ``StanceProposer`` that gave ``result`` (its ``scene`` and
+            ``config.world`` when there is a world).
+        result: the core result.
+        request: the report's ``request`` entry.
+        start: the current base pose used, or None.
+        world: the world the stances were checked against (``core.world.World``), or None.
+        notes: remarks for the report.
+    """
     ok = bool(result.ok) and bool(result.candidates)
     reason = '' if ok else ' '.join(str(result.reason or 'no feasible stance').split())
-    answer = StanceAnswer(ok, reason, [str(n) for n in result.joint_names], sampler, request,
-                          result, start)
+    answer = StanceAnswer(ok, reason, [str(n) for n in result.joint_names],
+                          str(getattr(proposer, 'sampler_name', '')), request, result, start,
+                          notes=list(notes))
     if world is not None:
         scene = proposer.scene
         answer.world_boxes = world.boxes if len(world.boxes) else None

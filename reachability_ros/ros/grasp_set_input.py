@@ -39,13 +39,11 @@ from reachability_ros.core.freedom import MAX_ALTERNATIVES
 from reachability_ros.core.types import BasePose, Grasp
 
 from .conversions import (check_raw_goal, failure_answer, normalize_frame_id, pose_request,
-                          PoseInput, StanceAnswer, transform_failure_reason)
-from .parameters import ParameterSpec
+                          PoseInput, result_answer, StanceAnswer, transform_failure_reason)
+from .parameters import FREEDOM_PARAMETERS, ParameterSpec
 
 #: The topic of grasp sets (``geometry_msgs/PoseArray``).
 GRASP_SET_TOPIC = '/propose_stance/grasp_set'
-#: The stance server's freedom parameters (booleans, changeable at run time).
-FREEDOM_PARAMETERS = ('grasp_symmetric', 'grasp_free_roll')
 #: Most poses in one grasp set: the main grasp and ``MAX_ALTERNATIVES`` others.
 MAX_POSES = MAX_ALTERNATIVES + 1
 
@@ -161,7 +159,7 @@ def set_note(n_poses: int, topic: str = GRASP_SET_TOPIC) -> str:
 def answer_grasp_set(proposer: Any, poses: Sequence[PoseInput], freedom: Freedom = Freedom(),
                      start: BasePose | None = None, rng: np.random.Generator | None = None,
                      lock: threading.Lock | None = None,
-                     notes: Sequence[str] = ()) -> StanceAnswer:
+                     notes: Sequence[str] = (), world: Any = None) -> StanceAnswer:
     """Run the core for a grasp set already expressed in the target frame.
 
     Never raises for a bad request: a :class:`ReachabilityError` becomes a failed
@@ -174,7 +172,9 @@ def answer_grasp_set(proposer: Any, poses: Sequence[PoseInput], freedom: Freedom
         start: the current base pose in the target frame, or None.
         rng: random generator for this request.
         lock: held around the call to the proposer.
-        notes: remarks for the report (TF fallbacks); the set's own note is appended.
+        notes: remarks for the report (TF fallbacks, the world); the set's own note is
+            appended.
+        world: the map and boxes in the target frame (``core.world.World``), or None.
 
     Returns:
         The plain answer; its notes say what ``grasp_index`` refers to.
@@ -190,24 +190,24 @@ def answer_grasp_set(proposer: Any, poses: Sequence[PoseInput], freedom: Freedom
                         tuple(float(v) for v in p.orientation), p.frame_id,
                         symmetric=freedom.symmetric, free_roll=freedom.free_roll)
                   for p in poses]
+        extra = {'world': world} if world is not None else {}
         with lock if lock is not None else contextlib.nullcontext():
-            result = proposer.propose(grasps[0], start, rng, alternatives=grasps[1:])
+            result = proposer.propose(grasps[0], start, rng, alternatives=grasps[1:], **extra)
     except ReachabilityError as exc:
         return failure_answer(f'bad request: {exc}', names, request, sampler, notes)
-    ok = bool(result.ok) and bool(result.candidates)
-    reason = '' if ok else ' '.join(str(result.reason or 'no feasible stance').split())
-    return StanceAnswer(ok, reason, [str(n) for n in result.joint_names], sampler, request,
-                        result, start, notes=notes)
+    return result_answer(proposer, result, request, start, world, notes)
 
 
 def answer_grasp_set_message(msg: Any, transform: Callable[[int, list], PoseInput],
                              proposer: Any, config: Any, freedom: Freedom, target: str,
-                             timeout_s: float, lock: threading.Lock | None = None
+                             timeout_s: float, lock: threading.Lock | None = None,
+                             world: Callable[[], Any] | None = None
                              ) -> tuple[StanceAnswer, str]:
     """Answer one ``PoseArray``: check it as received, transform its poses, run the core.
 
-    Never raises: a bad set, a TF failure or a bug becomes a failed answer with the
-    reason (``bad request: ...``, ``bad request: cannot transform ...``,
+    Never raises: a bad set, a TF failure, a world that cannot be had (no map when one is
+    required, a frame TF cannot place) or a bug becomes a failed answer with the reason
+    (``bad request: ...``, ``bad request: cannot transform ...``, the world's reason,
     ``internal error: ...``).
 
     Args:
@@ -221,6 +221,9 @@ def answer_grasp_set_message(msg: Any, transform: Callable[[int, list], PoseInpu
         target: the target frame (for the reasons).
         timeout_s: the TF wait (for the reasons).
         lock: held around the call to the proposer.
+        world: returns the request's world in ``target`` as the node's world inputs
+            give it (``world``, ``failure``, ``notes``: :class:`.world_input.WorldAnswer`),
+            or None for none; the same world as a ``/propose_stance`` request's.
 
     Returns:
         The answer and the set's frame as received ('' when unreadable).
@@ -249,8 +252,13 @@ def answer_grasp_set_message(msg: Any, transform: Callable[[int, list], PoseInpu
                 reason = transform_failure_reason(raw.frame_id, target, timeout_s, exc)
                 return failure_answer(reason.replace('the goal', f'grasp set {pose_name(i)}'),
                                       names, request, sampler, notes), frame
+        scene = world() if world is not None else None
+        if scene is not None and scene.failure:
+            return failure_answer(scene.failure, names, request, sampler, notes), frame
+        notes += list(scene.notes) if scene is not None else []
         return answer_grasp_set(proposer, poses, freedom, rng=np.random.default_rng(
-            config.seed), lock=lock, notes=notes), frame
+            config.seed), lock=lock, notes=notes,
+            world=scene.world if scene is not None else None), frame
     except Exception as exc:  # a bug, not a bad request: still answer
         return failure_answer(f'internal error: {type(exc).__name__}: {exc}', names,
                               sampler=sampler), frame

@@ -11,7 +11,8 @@
   (``grasp_index``) and the tool pose it reaches (``tool_pose``).
 
 Thin: every decision is a plain function in :mod:`.grasp_set_input`, tested without
-ROS. The mixin uses the server's lock, TF helper and companion publisher.
+ROS. The mixin uses the server's lock, TF helper, world inputs (a set is checked against the
+same map and boxes as a ``/propose_stance`` goal) and companion publisher.
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ class GraspSetServer:
             stamped = PoseStamped(header=msg.header, pose=msg.poses[i])
             return self._transform_to_target(stamped, target, timeout_s, 'grasp set', notes)[0]
 
-        answer, frame = answer_grasp_set_message(msg, transform, proposer, config.proposal,
-                                                 freedom, target, timeout_s, self._compute_lock)
+        answer, frame = answer_grasp_set_message(
+            msg, transform, proposer, config.proposal, freedom, target, timeout_s,
+            self._compute_lock, world=lambda: self._world.for_request(target, timeout_s))
         return answer, header, ReportContext(target, msgs.stamp_of(header), frame, 0.0,
                                              sequence), proposer.robot

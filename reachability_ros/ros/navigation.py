@@ -93,7 +93,7 @@ class NavigatorRobot(Protocol):
         """Return the base pose in the target frame from TF (None: missing)."""
 
     def propose(self, grasp: Grasp, start: BasePose | None) -> ProposeAnswer:
-        """Ask the stance server for ranked stances."""
+        """Ask the stance server for ranked stances (the wait ends early on a cancel)."""
 
     def navigate(self, stance: BasePose) -> NavOutcome:
         """Send the stance to Nav2 and wait for the end (relaying feedback, honouring cancel)."""
@@ -231,7 +231,9 @@ class GraspNavigator:
                           'is localization running?')
         if robot.cancel_requested():
             return finish(CANCELED, 'canceled before the stances were asked for')
-        answer = robot.propose(grasp, start)
+        answer = robot.propose(grasp, start)  # the wait ends early on a cancel
+        if robot.cancel_requested():
+            return finish(CANCELED, 'canceled while the stances were asked for')
         if answer.failure:
             return finish(PROPOSE_FAILED, f'the stance server did not answer ({answer.failure})')
         if not answer.stances:

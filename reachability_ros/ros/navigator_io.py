@@ -10,12 +10,15 @@ The node's parameters are :data:`NAVIGATOR_NODE_PARAMETERS` (``config_file``: th
 server's YAML, whose ``robot`` section gives the navigator the same robot model and camera)
 plus the dotted fields of :class:`NavigatorConfig` (``max_attempts``,
 ``arrival.tolerance_m``, ...), declared through :func:`.parameters.parameter_specs` with
-their descriptions and ranges.
+their descriptions and ranges. Those that name what the node creates at start-up
+(:data:`NAVIGATOR_START_UP_PARAMETERS`: its action, clients, topics, frame) are read-only;
+the others change at run time (``ros2 param set``), checked by
+:func:`navigator_config_update`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 import json
 from typing import Any, Mapping, Sequence
 
@@ -23,14 +26,20 @@ import numpy as np
 
 from reachability_ros.core.arrival import ArrivalConfig
 from reachability_ros.core.config import config_field, ConfigSection, RobotConfig
+from reachability_ros.core.errors import ConfigError
 
 from .launch_args import parse_bool, target_frame
-from .parameters import parameter_specs, ParameterSpec, plain_parameter_value
+from .parameters import (parameter_specs, ParameterSpec, plain_parameter_value,
+                         RCLPY_PARAMETERS, resolve_urdf, stance_config_file)
 
 _f = config_field
 
 #: The navigator's parameters that are not part of :class:`NavigatorConfig`.
 NAVIGATOR_NODE_PARAMETERS = ('config_file',)
+#: Read once at start-up (the entities the node creates, its frame, its robot): read-only.
+NAVIGATOR_START_UP_PARAMETERS = ('config_file', 'action_name', 'nav2_action',
+                                 'propose_service', 'cmd_vel_topic', 'arm_topic',
+                                 'target_frame', 'camera_info_topic')
 
 
 @dataclass(frozen=True)
@@ -74,11 +83,12 @@ class NavigatorConfig(ConfigSection):
 
 def navigator_parameter_specs(config_file: str = '') -> list[ParameterSpec]:
     """Return the declarations of every parameter of the ``stance_navigator`` node."""
-    return [ParameterSpec('config_file', 'string', config_file,
-                          "the stance server's YAML (config/lekiwi.yaml layout): its robot "
-                          'section is the robot model, camera included, of the arrival check; '
-                          'empty = the built-in LeKiwi', None, True),
-            *parameter_specs(NavigatorConfig.describe())]
+    specs = [ParameterSpec('config_file', 'string', config_file,
+                           "the stance server's YAML (config/lekiwi.yaml layout): its robot "
+                           'section is the robot model, camera included, of the arrival '
+                           'check; empty = the built-in LeKiwi'),
+             *parameter_specs(NavigatorConfig.describe())]
+    return [replace(s, read_only=s.name in NAVIGATOR_START_UP_PARAMETERS) for s in specs]
 
 
 def navigator_config(values: Mapping[str, Any]) -> NavigatorConfig:
@@ -92,16 +102,46 @@ def navigator_config(values: Mapping[str, Any]) -> NavigatorConfig:
     return NavigatorConfig.from_flat(flat)
 
 
+def navigator_config_update(config: NavigatorConfig, changes: Mapping[str, Any]
+                            ) -> NavigatorConfig:
+    """Return the configuration after run-time parameter changes (``ros2 param set``).
+
+    Args:
+        config: the configuration in use.
+        changes: parameter name -> new value (rclpy's own parameters, such as
+            ``use_sim_time``, are ignored).
+
+    Raises:
+        ConfigError: a start-up parameter (read-only), an unknown name or an invalid
+            value (the message names it); the configuration in use is kept.
+    """
+    flat = config.to_flat()
+    for name, value in changes.items():
+        if name in RCLPY_PARAMETERS:
+            continue
+        if name in NAVIGATOR_START_UP_PARAMETERS:
+            raise ConfigError(f'parameter {name!r} is read at start-up only (read-only)')
+        if name not in flat:
+            raise ConfigError(f'unknown parameter {name!r}')
+        flat[name] = plain_parameter_value(value)
+    return NavigatorConfig.from_flat(flat)
+
+
 def robot_config(config_file: str) -> RobotConfig:
     """Return the ``robot`` section of the stance server's YAML (the defaults when empty).
+
+    The file is read as the stance server reads it (:func:`.parameters.stance_config_file`:
+    its node-level keys such as ``target_frame`` or ``map_topic`` are skipped), and a
+    relative ``robot.urdf`` is resolved as the server resolves it, so both nodes load the
+    same robot.
 
     Raises:
         ConfigError: the file cannot be read or is not a valid stance configuration.
     """
     if not config_file:
         return RobotConfig()
-    from reachability_ros.config_io import load_stance_config
-    return load_stance_config(config_file).robot
+    from reachability_ros.core.paths import resolve_data_path
+    return resolve_urdf(stance_config_file(config_file).robot, resolve_data_path)
 
 
 def navigator_launch_parameters(config: str, frame: str = 'map', use_sim_time: str = 'false',

@@ -4,20 +4,22 @@ Nothing here imports rclpy: the nodes turn each :class:`ParameterSpec` into a
 ``declare_parameter`` call (``messages.descriptor_from_spec``) and hand the
 values they read back to :func:`config_from_parameters`. The stance server's
 parameters are the dotted keys of :class:`~reachability_ros.core.config.StanceConfig`
-(``proposal.top_k``, ``robot.camera.hfov_deg``, ...) plus :data:`NODE_PARAMETERS`.
+(``proposal.top_k``, ``robot.camera.hfov_deg``, ...) plus its node-level ones
+(:data:`SERVER_NODE_PARAMETERS`), which :func:`stance_config_file` skips when it reads the
+server's parameter file as a config (both nodes read that file).
 """
 
 from __future__ import annotations
 
 import array
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 import difflib
 import math
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
-from reachability_ros.core.config import StanceConfig
+from reachability_ros.core.config import RobotConfig, StanceConfig
 from reachability_ros.core.errors import ConfigError
 
 #: Node-level parameters of the stance server that are not part of :class:`StanceConfig`.
@@ -25,6 +27,15 @@ NODE_PARAMETERS = ('config_file', 'target_frame', 'tf_timeout_s', 'camera_info_t
 
 #: Parameters every rclpy node declares itself.
 RCLPY_PARAMETERS = ('use_sim_time', 'start_type_description_service')
+
+#: The stance server's world inputs (declared by :mod:`.world_input`).
+WORLD_PARAMETERS = ('map_topic', 'map_required', 'map_max_age_s', 'obstacles_file',
+                    'obstacles_topic')
+#: The stance server's grasp freedom (declared by :mod:`.grasp_set_input`).
+FREEDOM_PARAMETERS = ('grasp_symmetric', 'grasp_free_roll')
+#: The keys of the stance server's parameter file that are not config keys.
+SERVER_NODE_PARAMETERS = NODE_PARAMETERS + FREEDOM_PARAMETERS + WORLD_PARAMETERS + \
+    RCLPY_PARAMETERS
 
 #: ``rcl_interfaces/msg/ParameterType`` values, by the kind names of :class:`ParameterSpec`.
 PARAMETER_TYPES = {
@@ -210,6 +221,36 @@ def config_from_parameters(values: Mapping[str, Any]) -> StanceConfig:
     return StanceConfig.from_flat(flat)
 
 
+def stance_config_file(path: str, node: str = 'stance_server') -> StanceConfig:
+    """Read the config of the stance server's parameter file, its node-level keys skipped.
+
+    The file is a ROS parameter file (``config/lekiwi.yaml`` layout), so its section may
+    also hold :data:`SERVER_NODE_PARAMETERS` (``target_frame``, ``map_topic``,
+    ``use_sim_time``, ...), which are parameters of the node, not config keys. Any other
+    unknown key is refused.
+
+    Args:
+        path: the file (relative: the working directory, then the package share).
+        node: the node whose ``ros__parameters`` section is read.
+
+    Raises:
+        ConfigError: the file cannot be read, or its section is not a valid config.
+    """
+    from reachability_ros.config_io import load_yaml, parameters_section
+    params = parameters_section(load_yaml(path), node)
+    return StanceConfig.from_dict({k: v for k, v in params.items()
+                                   if k not in SERVER_NODE_PARAMETERS})
+
+
+def resolve_urdf(robot: RobotConfig, resolve: Callable[[str], Path]) -> RobotConfig:
+    """Return ``robot`` with a non-empty ``urdf`` made absolute when the file is found."""
+    if robot.urdf:
+        p = Path(resolve(robot.urdf))
+        if p.is_file():
+            return replace(robot, urdf=str(p.resolve()))
+    return robot
+
+
 def resolve_config_paths(config: StanceConfig,
                          resolve: Callable[[str], Path]) -> StanceConfig:
     """Resolve the model and URDF paths of a config (working directory, then package share).
@@ -235,12 +276,8 @@ def resolve_config_paths(config: StanceConfig,
                               'train one, or clear it (launch argument model:=none) to use the '
                               'model-free sampler')
         flat['proposal.model_path'] = str(p.resolve())
-    urdf = flat.get('robot.urdf', '')
-    if urdf:
-        p = Path(resolve(urdf))
-        if p.is_file():
-            flat['robot.urdf'] = str(p.resolve())
-    return StanceConfig.from_flat(flat)
+    config = StanceConfig.from_flat(flat)
+    return replace(config, robot=resolve_urdf(config.robot, resolve))
 
 
 def unknown_parameters(given: Iterable[str], declared: Iterable[str]) -> list[str]:

@@ -20,7 +20,6 @@ from typing import Any, Callable
 
 from nav_msgs.srv import GetPlan
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.time import Time
 from reachability_ros.core.types import BasePose, Grasp
 from std_msgs.msg import String
@@ -30,6 +29,7 @@ from . import messages as msgs
 from .conversions import PlanPose
 from .lifecycle import poll_until
 from .navigator_io import arms_from_candidates, ProposeAnswer, report_reason
+from .qos import latched_qos
 
 #: The longest a wait inside a callback goes without checking its interruption (s).
 WAIT_STEP_S = 0.05
@@ -37,13 +37,6 @@ WAIT_STEP_S = 0.05
 COMPANION_WAIT_S = 2.0
 #: Companion messages kept to match an answer (several clients may ask at once).
 COMPANION_HISTORY = 16
-
-
-def latched_qos(depth: int = 1) -> QoSProfile:
-    """Return a latched QoS: keep last ``depth``, transient local, reliable."""
-    return QoSProfile(depth=depth, history=HistoryPolicy.KEEP_LAST,
-                      durability=DurabilityPolicy.TRANSIENT_LOCAL,
-                      reliability=ReliabilityPolicy.RELIABLE)
 
 
 def wait_for(future: Any, timeout_s: float, interrupt: Callable[[], bool]) -> bool:
@@ -86,15 +79,19 @@ class StanceClient:
                                  qos, callback_group=callback_group)
 
     def propose(self, grasp: Grasp, start: BasePose | None, joint_names: list,
-                server_timeout_s: float, answer_timeout_s: float) -> ProposeAnswer:
+                server_timeout_s: float, answer_timeout_s: float,
+                interrupt: Callable[[], bool] = lambda: False) -> ProposeAnswer:
         """Call the service; return the stances with their ``q`` (``joint_names`` order).
 
         ``ProposeAnswer.failure`` says why there is no answer (no server, no reply in
-        time); a reply without stances carries the server's reason.
+        time, the wait interrupted); a reply without stances carries the server's reason.
+        The waits end early on shutdown or when ``interrupt()`` is true (a cancel).
         """
-        if not poll_until(self._client.service_is_ready, server_timeout_s, self._stop,
-                          WAIT_STEP_S):
-            return ProposeAnswer([], failure=f'{self.service} is not available')
+        def stop() -> bool:
+            return self._stop() or interrupt()
+        if not poll_until(self._client.service_is_ready, server_timeout_s, stop, WAIT_STEP_S):
+            return ProposeAnswer([], failure='interrupted' if stop() else
+                                 f'{self.service} is not available')
         request = GetPlan.Request()
         request.goal.header.frame_id = self._target
         p, o = request.goal.pose.position, request.goal.pose.orientation
@@ -104,8 +101,10 @@ class StanceClient:
             request.start = msgs.plan_pose_stamped(PlanPose(start.x, start.y, start.yaw),
                                                    msgs.header_msg(self._target, Time().to_msg()))
         future = self._client.call_async(request)
-        if not wait_for(future, answer_timeout_s, self._stop):
-            return ProposeAnswer([], failure=f'no answer within {answer_timeout_s} s')
+        if not wait_for(future, answer_timeout_s, stop):
+            self._client.remove_pending_request(future)  # a late answer is dropped
+            return ProposeAnswer([], failure='interrupted' if stop() else
+                                 f'no answer within {answer_timeout_s} s')
         plan = future.result().plan
         stamp = msgs.stamp_of(plan.header)
         stances = [msgs.base_pose(msgs.pose_input(ps)) for ps in plan.poses]

@@ -35,12 +35,12 @@ from typing import Any
 
 from geometry_msgs.msg import PoseStamped, Twist
 from nav2_msgs.action import NavigateToPose
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.action import ActionClient, ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.duration import Duration
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
-from rclpy.time import Time
 from reachability_ros.core.arrival import ArrivalPlanner
 from reachability_ros.core.errors import ConfigError, DescriptionError, ReachabilityError
 from reachability_ros.core.manifold import StanceManifold
@@ -54,17 +54,18 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from . import messages as msgs
 from .camera_input import camera_entry, CameraInfoInput
 from .conversions import (check_raw_goal, normalize_frame_id, PlanPose, PoseInput,
-                          retry_with_latest, tf_remap_arguments, transform_failure_reason)
+                          tf_remap_arguments, transform_failure_reason)
 from .lifecycle import poll_until, ShutdownRequest
 from .navigation import (goal_failure, goal_status, GraspNavigator, INTERNAL_ERROR,
                          INVALID_GOAL, NavigationResult, STATUS_CANCELED, STATUS_SUCCEEDED,
                          TF_MISSING)
-from .navigator_io import (navigator_config, navigator_parameter_specs, NavOutcome,
-                           ProposeAnswer, robot_config)
+from .navigator_io import (navigator_config, navigator_config_update,
+                           navigator_parameter_specs, NavOutcome, ProposeAnswer, robot_config)
 from .node_main import run_node, THREAD_STOP_S
 from .parameters import unknown_parameters, unknown_parameters_message
-from .stance_client import latched_qos, StanceClient, wait_for, WAIT_STEP_S
-from .tf_listener import TfListener
+from .qos import latched_qos
+from .stance_client import StanceClient, wait_for, WAIT_STEP_S
+from .tf_listener import TfListener, transform_pose
 
 NODE_NAME = 'stance_navigator'
 EXECUTOR_THREADS = 4
@@ -87,6 +88,7 @@ class StanceNavigator(Node):
         self._stop = stop if stop is not None else ShutdownRequest(raise_on_signal=False)
         self._group = ReentrantCallbackGroup()
         self._busy = threading.Lock()  # held while a goal runs
+        self._planner_lock = threading.Lock()  # around replacing the arrival planner
         self._tf: TfListener | None = None
         self._camera_input: CameraInfoInput | None = None
         self._pub_twist = None
@@ -135,6 +137,19 @@ class StanceNavigator(Node):
         self._server = ActionServer(self, NavigateToPose, cfg.action_name, self._execute,
                                     callback_group=group, goal_callback=self._on_goal,
                                     cancel_callback=lambda _request: CancelResponse.ACCEPT)
+        # registered last: rclpy also calls it for every declare_parameter
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+    def _on_set_parameters(self, params: list) -> SetParametersResult:
+        """Apply run-time changes (attempts, timeouts, ``arrival.*``); refuse bad ones."""
+        try:
+            cfg = navigator_config_update(self._config, {p.name: p.value for p in params})
+        except ConfigError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        with self._planner_lock:  # the camera callback replaces the planner too
+            self._config = self._navigator.config = cfg  # the next reads of a goal use it
+            self._navigator.planner = replace(self._navigator.planner, config=cfg.arrival)
+        return SetParametersResult(successful=True)
 
     def log_ready(self) -> None:
         """Log the one 'ready' line."""
@@ -167,7 +182,8 @@ class StanceNavigator(Node):
             visibility = Visibility(self._robot, camera)
         except (ReachabilityError, ValueError) as exc:
             return str(exc)
-        self._navigator.planner = replace(self._navigator.planner, visibility=visibility)
+        with self._planner_lock:
+            self._navigator.planner = replace(self._navigator.planner, visibility=visibility)
         return ''
 
     # ------------------------------------------------------------------ goals
@@ -240,28 +256,15 @@ class StanceNavigator(Node):
 
     def _transform(self, msg: PoseStamped, frame: str) -> PoseStamped:
         """Transform a pose into the target frame at its stamp (the latest if too old)."""
-        stamped = PoseStamped()
-        stamped.header.frame_id, stamped.header.stamp, stamped.pose = frame, msg.header.stamp, \
-            msg.pose
-        timeout = self._config.tf_timeout_s
-        try:
-            return self._tf.transform(stamped, self._target, timeout, self._stop.is_set)
-        except tf2_ros.ExtrapolationException:
-            if not retry_with_latest(True, msg.header.stamp.sec, msg.header.stamp.nanosec):
-                raise
-            stamped.header.stamp = Time().to_msg()
-            return self._tf.transform(stamped, self._target, timeout, self._stop.is_set)
+        return transform_pose(self._tf, msg, frame, self._target, self._config.tf_timeout_s,
+                              self._stop.is_set)[0]
 
     # ------------------------------------------------------------------ for the navigator
     def base_pose(self) -> BasePose | None:
         """Return the base pose in the target frame from TF (latest), None when missing."""
-        base = self._robot.config.base_frame
-        buf = self._tf.buffer
-        if not poll_until(lambda: buf.can_transform(self._target, base, Time()),
-                          self._config.tf_timeout_s, self._stop.is_set, 0.01):
-            return None
         try:
-            t = buf.lookup_transform(self._target, base, Time())
+            t = self._tf.lookup_latest(self._target, self._robot.config.base_frame,
+                                       self._config.tf_timeout_s, self._stop.is_set)
         except tf2_ros.TransformException:
             return None
         p, r = t.transform.translation, t.transform.rotation
@@ -280,9 +283,14 @@ class StanceNavigator(Node):
         goal.behavior_tree = goal_handle.request.behavior_tree
         sent = self._nav2.send_goal_async(
             goal, feedback_callback=lambda m: self._relay(goal_handle, m.feedback))
-        if not wait_for(sent, cfg.server_timeout_s, stop):
-            return NavOutcome('shutdown' if stop() else 'failed', 0,
-                              'Nav2 did not answer the goal request')
+        if not wait_for(sent, cfg.server_timeout_s,
+                        lambda: stop() or goal_handle.is_cancel_requested):
+            sent.add_done_callback(_cancel_if_accepted)  # never leave Nav2 driving to it
+            if stop() or goal_handle.is_cancel_requested:
+                self.stop_base()
+                return NavOutcome('shutdown' if stop() else 'canceled', 0,
+                                  'the Nav2 goal was canceled before Nav2 accepted it')
+            return NavOutcome('failed', 0, 'Nav2 did not answer the goal request')
         handle = sent.result()
         if not handle.accepted:
             return NavOutcome('failed', 0, 'Nav2 rejected the goal')
@@ -338,6 +346,16 @@ class StanceNavigator(Node):
         self._pub_arm.publish(msg)
 
 
+def _cancel_if_accepted(sent: Any) -> None:
+    """Cancel a Nav2 goal that was accepted after the navigator stopped waiting for it."""
+    try:
+        handle = sent.result()
+        if handle is not None and handle.accepted:
+            handle.cancel_goal_async()
+    except Exception:  # the node is shutting down
+        pass
+
+
 class _GoalRobot:
     """The :class:`.navigation.NavigatorRobot` of one goal: the node's operations, its handle."""
 
@@ -351,7 +369,8 @@ class _GoalRobot:
     def propose(self, grasp: Grasp, start: BasePose | None) -> ProposeAnswer:
         cfg = self._node._config
         return self._node._stances.propose(grasp, start, self._node._robot.joint_names,
-                                           cfg.server_timeout_s, cfg.propose_timeout_s)
+                                           cfg.server_timeout_s, cfg.propose_timeout_s,
+                                           self.cancel_requested)
 
     def navigate(self, stance: BasePose) -> NavOutcome:
         self.moved = True

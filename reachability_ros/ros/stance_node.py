@@ -41,9 +41,10 @@ Camera: with the parameter ``camera_info_topic`` set, the intrinsics of the Came
 received there replace ``robot.camera.*`` (:mod:`.camera_input`); the report's ``camera``
 entry says which intrinsics each answer used and since when.
 
-Threads: the main thread spins the node (service, parameters) in a single-threaded
-executor; :class:`~.companions.CompanionPublisher` publishes the companions; a third
-thread spins the TF node. SIGINT or SIGTERM: exit within a second, code 0 (:mod:`.lifecycle`).
+Threads: the main thread spins the node (service, parameters, subscriptions) in a
+single-threaded executor; :class:`~.companions.CompanionPublisher` publishes the
+companions; a third thread spins the TF node; a fourth builds each new map's distance
+field. SIGINT or SIGTERM: exit within a second, code 0 (:mod:`.lifecycle`).
 
 This module is a thin wrapper: every decision lives in :mod:`.conversions`,
 :mod:`.parameters`, :mod:`.markers`, :mod:`.companions`, :mod:`.lifecycle` and
@@ -65,16 +66,12 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.time import Time
-from reachability_ros.config_io import load_yaml, parameters_section
 from reachability_ros.core.config import StanceConfig
 from reachability_ros.core.errors import ConfigError, ReachabilityError
 from reachability_ros.core.paths import resolve_data_path
 from reachability_ros.core.pipeline import StanceProposer
 from reachability_ros.core.report import frustum_segments
 from std_msgs.msg import Header, String
-import tf2_ros
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import MarkerArray
 
@@ -83,19 +80,19 @@ from .camera_input import camera_entry, follow_camera_info
 from .companions import CompanionPublisher
 from .conversions import (answer_request, build_report, check_raw_goal, check_raw_start,
                           failure_answer, latest_transform_note, normalize_frame_id,
-                          plan_poses, pose_request, PoseInput, ReportContext,
-                          retry_with_latest, StanceAnswer, tf_remap_arguments,
-                          trajectory_layout, transform_failure_reason)
-from .grasp_set_node import FREEDOM_PARAMETERS, GraspSetServer
+                          plan_poses, pose_request, PoseInput, ReportContext, StanceAnswer,
+                          tf_remap_arguments, trajectory_layout, transform_failure_reason)
+from .grasp_set_node import GraspSetServer
 from .lifecycle import ShutdownRequest
 from .markers import marker_specs
 from .node_main import run_node, THREAD_STOP_S
-from .parameters import (config_from_parameters, node_parameter_specs, NODE_PARAMETERS,
-                         parameter_specs, ParameterSpec, plain_parameter_value,
-                         resolve_config_paths, startup_message, unknown_parameters,
-                         unknown_parameters_message)
-from .tf_listener import TfListener
-from .world_subscriber import world_parameter_specs, WORLD_PARAMETERS, WorldInputs
+from .parameters import (config_from_parameters, FREEDOM_PARAMETERS, node_parameter_specs,
+                         NODE_PARAMETERS, parameter_specs, ParameterSpec,
+                         plain_parameter_value, resolve_config_paths, stance_config_file,
+                         startup_message, unknown_parameters, unknown_parameters_message)
+from .qos import latched_qos
+from .tf_listener import TfListener, transform_pose
+from .world_subscriber import world_parameter_specs, WorldInputs
 
 
 NODE_NAME = 'stance_server'
@@ -110,13 +107,6 @@ POINT_CHUNK = 64
 #: 0.005): a request that arrives while the companion worker builds messages waits at most
 #: about this long for the interpreter.
 SWITCH_INTERVAL_S = 0.0002
-
-
-def latched_qos() -> QoSProfile:
-    """Return the QoS of the companion topics: depth 1, transient local, reliable."""
-    return QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
-                      durability=DurabilityPolicy.TRANSIENT_LOCAL,
-                      reliability=ReliabilityPolicy.RELIABLE)
 
 
 @dataclass
@@ -172,7 +162,7 @@ class StanceServer(GraspSetServer, Node):
         if not self._target_frame:
             raise ConfigError("parameter target_frame is empty; set it to e.g. 'map'")
         self._tf_timeout_s = float(self.get_parameter('tf_timeout_s').value)
-        base = self._load_config_file(config_file) if config_file else StanceConfig()
+        base = stance_config_file(config_file, NODE_NAME) if config_file else StanceConfig()
         self._specs = parameter_specs(defaults=base.to_flat())
         for spec in self._specs:
             value: Any = spec.default
@@ -216,13 +206,6 @@ class StanceServer(GraspSetServer, Node):
             ok = self._tf.close(timeout_s) and ok
         ok = (self._world is None or self._world.close(timeout_s)) and ok
         return ok
-
-    def _load_config_file(self, path: str) -> StanceConfig:
-        """Read the ``config_file`` parameter's YAML (node-level keys are skipped)."""
-        params = parameters_section(load_yaml(path), NODE_NAME)
-        skip = NODE_PARAMETERS + FREEDOM_PARAMETERS + WORLD_PARAMETERS
-        params = {k: v for k, v in params.items() if k not in skip}
-        return StanceConfig.from_dict(params)
 
     def _refuse_unknown_parameters(self) -> None:
         """Raise ConfigError for parameters set on the node that it does not declare."""
@@ -296,28 +279,16 @@ class StanceServer(GraspSetServer, Node):
             Exception: whatever tf2 raises (``tf2_ros.TransformException`` and others).
         """
         frame = normalize_frame_id(msg.header.frame_id)
-        if frame == target:
-            pose = msgs.pose_input(msg)
-            pose.frame_id = target
-            return pose, False
-        stamped = PoseStamped()
-        stamped.header.stamp = msg.header.stamp
-        stamped.header.frame_id = frame
-        stamped.pose = msg.pose
-        latest = False
-        try:
-            out = self._tf.transform(stamped, target, timeout_s, self._stop.is_set)
-        except tf2_ros.ExtrapolationException as exc:
-            sec, nanosec = msg.header.stamp.sec, msg.header.stamp.nanosec
-            if not retry_with_latest(True, sec, nanosec):
-                raise
-            stamped.header.stamp = Time().to_msg()  # zero: the latest transform
-            out = self._tf.transform(stamped, target, timeout_s, self._stop.is_set)
-            notes.append(latest_transform_note(what, frame, target, sec, nanosec, exc))
-            latest = True
+        out, fallback = msg, None
+        if frame != target:
+            out, fallback = transform_pose(self._tf, msg, frame, target, timeout_s,
+                                           self._stop.is_set)
+        if fallback is not None:
+            notes.append(latest_transform_note(what, frame, target, *msgs.stamp_of(msg.header),
+                                               fallback))
         pose = msgs.pose_input(out)
         pose.frame_id = target
-        return pose, latest
+        return pose, fallback is not None
 
     def _on_request(self, request: GetPlan.Request, response: GetPlan.Response
                     ) -> GetPlan.Response:
@@ -329,14 +300,14 @@ class StanceServer(GraspSetServer, Node):
                  ) -> GetPlan.Response:
         with self._lock:  # one consistent snapshot for the whole request
             target, timeout_s = self._target_frame, self._tf_timeout_s
-            proposer, config = self._proposer, self._config
+            proposer, config, freedom = self._proposer, self._config, self._freedom
             self._sequence += 1
             sequence = self._sequence
         header = msgs.header_msg(target, self.get_clock().now().to_msg())
         response.plan.header = header
         names = list(proposer.robot.joint_names)
         try:
-            answer = self._answer(request, target, timeout_s, proposer, config)
+            answer = self._answer(request, target, timeout_s, proposer, config, freedom)
         except Exception as exc:  # a bug, not a bad request: still answer
             answer = failure_answer(f'internal error: {type(exc).__name__}: {exc}', names,
                                     sampler=proposer.sampler_name)
@@ -356,7 +327,8 @@ class StanceServer(GraspSetServer, Node):
         return response
 
     def _answer(self, request: GetPlan.Request, target: str, timeout_s: float,
-                proposer: StanceProposer, config: StanceConfig) -> StanceAnswer:
+                proposer: StanceProposer, config: StanceConfig, freedom: Any
+                ) -> StanceAnswer:
         """Check the raw request, transform it into ``target`` and run the core."""
         names = list(proposer.robot.joint_names)
         sampler = proposer.sampler_name
@@ -396,8 +368,7 @@ class StanceServer(GraspSetServer, Node):
             return failure_answer(world.failure, names, pose_request(goal), sampler, notes)
         rng = np.random.default_rng(config.proposal.seed)
         answer = answer_request(proposer, goal, start, rng, self._compute_lock,
-                                self._freedom.symmetric, self._freedom.free_roll,
-                                world=world.world)
+                                freedom.symmetric, freedom.free_roll, world=world.world)
         answer.notes = notes + list(world.notes) + answer.notes
         answer.goal_tf_latest = latest
         answer.start_request = start_request

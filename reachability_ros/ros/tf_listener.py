@@ -16,19 +16,26 @@ both names as node arguments (:func:`.conversions.tf_remap_arguments`).
 Waits poll ``can_transform`` and end early when a shutdown is requested
 (tf2's own waits cannot be interrupted). A callback that raises is logged and
 the listener keeps spinning (:func:`.lifecycle.spin_until`).
+
+The nodes' two uses of TF are here, once: :func:`transform_pose` (a stamped pose into the
+target frame at its stamp, the latest transform when the stamp has left the buffer) and
+:meth:`TfListener.lookup_latest` (the latest transform between two frames, e.g. the base
+pose).
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
-from geometry_msgs.msg import PoseStamped
+from geometry_msgs.msg import PoseStamped, TransformStamped
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.time import Time
 import tf2_geometry_msgs  # noqa: F401  (registers PoseStamped with Buffer.transform)
 import tf2_ros
 
+from .conversions import retry_with_latest
 from .lifecycle import poll_until, SPIN_PERIOD_S, spin_until
 
 #: Time between two checks of a pending transform (s).
@@ -90,6 +97,19 @@ class TfListener:
                    should_stop, POLL_S)
         return self.buffer.transform(stamped, target)  # no timeout: raises what tf2 finds
 
+    def lookup_latest(self, target: str, source: str, timeout_s: float,
+                      should_stop: Callable[[], bool]) -> TransformStamped:
+        """Return the latest transform from ``source`` to ``target``, waiting up to ``timeout_s``.
+
+        The wait ends early when ``should_stop()`` is true.
+
+        Raises:
+            tf2_ros.TransformException: the transform is still missing.
+        """
+        poll_until(lambda: self.buffer.can_transform(target, source, Time()), timeout_s,
+                   should_stop, POLL_S)
+        return self.buffer.lookup_transform(target, source, Time())
+
     def close(self, timeout_s: float = 0.2) -> bool:
         """Stop the thread, then destroy the node; return False if the thread did not stop."""
         self._stop.set()
@@ -99,3 +119,41 @@ class TfListener:
         self._executor.shutdown(timeout_sec=0.0)
         self._node.destroy_node()
         return True
+
+
+def transform_pose(tf: Any, msg: PoseStamped, frame: str, target: str, timeout_s: float,
+                   should_stop: Callable[[], bool]
+                   ) -> tuple[PoseStamped, BaseException | None]:
+    """Express a stamped pose in ``target`` at its stamp, or with the latest transform.
+
+    When the stamped lookup fails with ``ExtrapolationException`` (a stamp older than the
+    TF buffer, ~10 s, or newer than its last transform) and the stamp is not zero, the
+    transform is retried once with the latest one (stamp zero)
+    (:func:`.conversions.retry_with_latest`).
+
+    Args:
+        tf: a :class:`TfListener` (anything with its ``transform``).
+        msg: the pose; its ``header.frame_id`` is replaced by ``frame``.
+        frame: the pose's frame, normalized (no leading '/').
+        target: the frame to express it in.
+        timeout_s: the longest wait for the transform (s).
+        should_stop: true ends the wait early (shutdown).
+
+    Returns:
+        ``(pose, fallback)``: ``fallback`` is the stamped lookup's exception when the
+        latest transform was used, else None.
+
+    Raises:
+        Exception: whatever tf2 raises otherwise (``tf2_ros.TransformException`` and
+            others, e.g. ``numpy.linalg.LinAlgError``).
+    """
+    stamped = PoseStamped()
+    stamped.header.stamp, stamped.header.frame_id, stamped.pose = msg.header.stamp, frame, \
+        msg.pose
+    try:
+        return tf.transform(stamped, target, timeout_s, should_stop), None
+    except tf2_ros.ExtrapolationException as exc:
+        if not retry_with_latest(True, msg.header.stamp.sec, msg.header.stamp.nanosec):
+            raise
+        stamped.header.stamp = Time().to_msg()  # zero: the latest transform
+        return tf.transform(stamped, target, timeout_s, should_stop), exc

@@ -39,13 +39,13 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 from std_msgs.msg import String
 
 from .lifecycle import (clean_up, exit_now, interrupted_exit_code, lingering_threads,
                         ShutdownRequest, SPIN_PERIOD_S, spin_until)
 from .parameters import plain_parameter_value, unknown_parameters, unknown_parameters_message
+from .qos import latched_qos
 from .trainer_run import (check_trainer_parameters, EXIT_BAD_CONFIG, EXIT_OK,
                           failure_message, interrupted_message, progress_json, progress_line,
                           STOP_GRACE_S, TrainerJob, TrainingThread)
@@ -53,13 +53,6 @@ from .trainer_run import (check_trainer_parameters, EXIT_BAD_CONFIG, EXIT_OK,
 NODE_NAME = 'trainer'
 PROGRESS_TOPIC = '~/progress'
 PARAMETERS = ('config', 'output_dir', 'overrides')
-
-
-def latched_qos() -> QoSProfile:
-    """Return the QoS of ``~/progress``: depth 1, transient local, reliable."""
-    return QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
-                      durability=DurabilityPolicy.TRANSIENT_LOCAL,
-                      reliability=ReliabilityPolicy.RELIABLE)
 
 
 class TrainerNode(Node):

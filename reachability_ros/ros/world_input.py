@@ -15,7 +15,8 @@ once, at the boundary (:mod:`.world_subscriber`), and calls what is below.
   (ADD/MODIFY, DELETE, DELETEALL), each as an upright box (a tilted cube becomes the
   upright box around it).
 * :class:`WorldState`: the latest map and boxes. A new map's distance field is built
-  on a worker thread (:class:`GridBuilder`), never in a request.
+  on a worker thread (:class:`GridBuilder`), never in a request; until it is ready the
+  requests use the previous map with its own field, origin, frame and stamp.
 * :func:`world_for_request`: one request's world in the target frame, from a snapshot
   of the state and a TF lookup: or the failure reason (no map yet when one is
   required, a map older than ``map_max_age_s``, a frame TF cannot place, a transform
@@ -34,11 +35,8 @@ from reachability_ros.core.errors import ConfigError
 from reachability_ros.core.geometry import quat_to_matrix
 from reachability_ros.core.world import Boxes, OccupancyGrid, World
 
-from .parameters import ParameterSpec
-
-#: Node-level parameters of the world inputs (not part of ``StanceConfig``).
-WORLD_PARAMETERS = ('map_topic', 'map_required', 'map_max_age_s', 'obstacles_file',
-                    'obstacles_topic')
+# WORLD_PARAMETERS: the names of the parameters declared here (re-exported)
+from .parameters import ParameterSpec, WORLD_PARAMETERS  # noqa: F401
 #: Nav2's global costmap (ros2-nav-reference.md: the planner server's costmap node).
 DEFAULT_MAP_TOPIC = '/global_costmap/costmap'
 #: A transform counts as planar when its roll and pitch are below this (rad).
@@ -267,9 +265,11 @@ class WorldSnapshot:
     """What one request sees of the world inputs.
 
     Attributes:
-        grid: the latest map (its values, frame, stamp), or None.
-        field_world: the map's prepared :class:`World` (grid pose = its own origin),
-            or None while it is being built.
+        grid: the map of ``field_world`` (its values, origin, frame, stamp); without a
+            prepared map, the latest map received, or None.
+        field_world: the prepared :class:`World` of ``grid`` (grid pose = its own
+            origin), or None while the first map (or the map after a configuration
+            change) is being built.
         received_s: when the latest map arrived (node clock, s), or None.
         boxes: boxes by frame (the file's and the markers').
         map_error: why the latest map was refused, or "".
@@ -295,9 +295,12 @@ class WorldState:
     def __init__(self, prepare: Callable[[OccupancyGrid], World],
                  file_boxes: Boxes | None = None) -> None:
         self._lock = threading.Lock()
-        self._grid: OccupancyGrid | None = None
-        self._world: World | None = None
-        self._received: float | None = None
+        self._grid: OccupancyGrid | None = None  # the latest map received
+        self._world: World | None = None  # the latest prepared field ...
+        self._field_grid: OccupancyGrid | None = None  # ... and the map it was built from
+        self._received: float | None = None  # when the latest map arrived
+        self._received_field: float | None = None  # when the prepared one arrived
+        self._arrivals: dict[OccupancyGrid, float] = {}  # maps not yet prepared, in order
         self._error = ''
         self._file_boxes = file_boxes
         self._prepare = prepare
@@ -308,6 +311,7 @@ class WorldState:
         """Keep a new map and build its field off the request path."""
         with self._lock:
             self._grid, self._received, self._error = grid, received_s, ''
+            self._arrivals[grid] = received_s
         self._builder.submit(grid)
 
     def refuse_grid(self, reason: str) -> None:
@@ -318,7 +322,10 @@ class WorldState:
     def set_prepare(self, prepare: Callable[[OccupancyGrid], World]) -> None:
         """Rebuild the latest map's field with a new proposer's checker (config change)."""
         with self._lock:
-            grid, self._world, self._prepare = self._grid, None, prepare
+            grid, self._prepare = self._grid, prepare
+            self._world = self._field_grid = None
+            if grid is not None:
+                self._arrivals[grid] = self._received
         self._builder.set_build(prepare)
         if grid is not None:
             self._builder.submit(grid)
@@ -329,12 +336,25 @@ class WorldState:
             self.markers.apply(markers)
 
     def _ready(self, grid: OccupancyGrid, world: World, build: Callable) -> None:
+        # The worker builds in arrival order, so a build made with the current prepare
+        # function is the newest field, even when a newer map is already waiting: taking
+        # it keeps maps that arrive faster than they are built from starving the requests.
         with self._lock:
-            if grid is self._grid and build is self._prepare:  # not an outdated build
-                self._world = world
+            received = self._forget_up_to(grid)
+            if build is self._prepare:  # not a build of a replaced configuration
+                self._world, self._field_grid = world, grid
+                self._received_field = received if received is not None else self._received
+
+    def _forget_up_to(self, grid: OccupancyGrid) -> float | None:
+        """Drop the arrival of ``grid`` and of the maps before it; return its time."""
+        received = None
+        while grid in self._arrivals:
+            received = self._arrivals.pop(next(iter(self._arrivals)))
+        return received
 
     def _failed(self, grid: OccupancyGrid, exc: BaseException) -> None:
         with self._lock:
+            self._forget_up_to(grid)
             if grid is self._grid:
                 self._error = ' '.join(f'{type(exc).__name__}: {exc}'.split())
 
@@ -346,7 +366,9 @@ class WorldState:
                 frame = self._file_boxes.frame_id
                 boxes[frame] = (boxes[frame] + self._file_boxes) if frame in boxes else \
                     self._file_boxes
-            return WorldSnapshot(self._grid, self._world, self._received, boxes, self._error,
+            grid = self._field_grid if self._world is not None else self._grid
+            received = self._received if grid is self._grid else self._received_field
+            return WorldSnapshot(grid, self._world, received, boxes, self._error,
                                  tuple(self.markers.ignored))
 
     def close(self, timeout_s: float = 0.2) -> bool:

@@ -20,33 +20,17 @@ from typing import Any, Callable
 
 from nav_msgs.msg import OccupancyGrid as OccupancyGridMsg
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.time import Time
 from reachability_ros.core.errors import ConfigError
 from reachability_ros.core.paths import resolve_data_path
 from visualization_msgs.msg import MarkerArray
 
-from .lifecycle import poll_until
-from .tf_listener import POLL_S, TfListener
+from .qos import map_qos, markers_qos
+from .tf_listener import TfListener
 from .world_input import (grid_from_fields, normalize_frame, planar_pose, world_for_request,
                           world_parameter_specs, WORLD_PARAMETERS, WorldAnswer, WorldState)
 
 __all__ = ['WORLD_PARAMETERS', 'WorldInputs', 'map_qos', 'markers_qos',
            'world_parameter_specs']
-
-
-def map_qos() -> QoSProfile:
-    """Return the QoS of Nav2's maps and costmaps: keep last 1, reliable, transient local."""
-    return QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
-                      durability=DurabilityPolicy.TRANSIENT_LOCAL,
-                      reliability=ReliabilityPolicy.RELIABLE)
-
-
-def markers_qos() -> QoSProfile:
-    """Return the obstacle markers' QoS: keep last 10, reliable, volatile."""
-    return QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST,
-                      durability=DurabilityPolicy.VOLATILE,
-                      reliability=ReliabilityPolicy.RELIABLE)
 
 
 def _seconds(stamp: Any) -> float:
@@ -122,10 +106,8 @@ class WorldInputs:
 
         def lookup(frame: str) -> tuple[float, float, float, float]:
             frame = normalize_frame(frame)
-            buffer = self._tf.buffer
-            poll_until(lambda: buffer.can_transform(target_frame, frame, Time()), timeout_s,
-                       self._should_stop, POLL_S)
-            t = buffer.lookup_transform(target_frame, frame, Time()).transform
+            t = self._tf.lookup_latest(target_frame, frame, timeout_s,
+                                       self._should_stop).transform
             return planar_pose((t.translation.x, t.translation.y, t.translation.z),
                                (t.rotation.x, t.rotation.y, t.rotation.z, t.rotation.w),
                                f"the transform from '{frame}' to '{target_frame}'")
