@@ -160,10 +160,10 @@ def integrator_sweep(model, evaluate: Callable[[torch.nn.Module], dict],
                 rows.append({"integrator": integ, "n_steps": int(n),
                              "velocity_evals": int(n) * (1 if integ == "euler" else 2),
                              "sample_ms_per_1k": ms, **m})
-                log(f"integrator {integ} x {n}: " + ", ".join(
-                    f"{k} {m[k]:.4g}" for k in ("frac_good_20mm_5deg", "pos_err_mm_median",
-                                                  "gt_kl_mean", "gt_coverage_gap_rad_mean")
-                    if k in m))
+                shown = ("frac_good_20mm_5deg", "pos_err_mm_median", "gt_kl_mean",
+                         "gt_coverage_gap_rad_mean")
+                log(f"integrator {integ} x {n}: "
+                    + ", ".join(f"{k} {m[k]:.4g}" for k in shown if k in m))
     finally:
         model.n_steps, model.integrator = keep
     return rows

@@ -81,7 +81,7 @@ class FiLMVelocity(nn.Module):
         nn.init.zeros_(self.film_cond.bias)
 
     def condition(self, cn: torch.Tensor) -> torch.Tensor:
-        """FiLM parameters' condition part ``(B, n_layers, 2 hidden)`` of conditions ``(B, dc)``."""
+        """Return the condition part ``(B, n_layers, 2 hidden)`` of the FiLM parameters."""
         return self.film_cond(cn).view(-1, self.n_layers, 2 * self.hidden)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, film_c: torch.Tensor) -> torch.Tensor:

@@ -377,16 +377,17 @@ class ReverseKL:
         kl_w = (torch.exp(p["log_w"]) * (p["log_w"] - pr["log_w"])).sum(1).mean()
         stats = {"kl_mean": (kl_mu_k * norm).sum() / norm.sum(),
                  "kl_cov": (kl_cov_k * norm).sum() / norm.sum(), "kl_weights": kl_w}
-        # trust regions (Lagrangian; dual ascent on the relative violation KL / eps - 1)
+        # trust regions (Lagrangian): dual ascent on the relative violation KL / eps - 1,
+        # clipped to [-1, 10] so that one noisy batch cannot blow a multiplier up (seed 001
+        # section 3.2.2: a step too large makes the multipliers diverge)
         for name, kl, eps in (("mu", kl_mu_k, cfg.eps_mean), ("cov", kl_cov_k, cfg.eps_cov),
                               ("w", kl_w, cfg.eps_weights)):
             if eps > 0:
                 alpha = getattr(self, f"alpha_{name}")
                 loss = loss + (alpha * kl).sum()
-                setattr(self, f"alpha_{name}", (alpha + cfg.dual_lr * (kl.detach() / eps - 1.0)
-                                                ).clamp(min=0.0))
+                violation = (kl.detach() / eps - 1.0).clamp(-1.0, 10.0)
+                setattr(self, f"alpha_{name}", (alpha + cfg.dual_lr * violation).clamp(min=0.0))
                 stats[f"alpha_{name}"] = alpha.mean()
         stats["entropy_w"] = -(torch.exp(p["log_w"]) * p["log_w"]).sum(1).mean()
         stats["cov_offset"] = (p["offset"] > 0).float().mean()
         return loss, -bound.detach(), {k: v.detach() for k, v in stats.items()}
-
