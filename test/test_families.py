@@ -196,9 +196,10 @@ def test_switched_off_components_are_never_drawn():
     z = torch.randn(50_000, 3, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         y = m.sample(torch.zeros(len(z), 7), z)
-        w = m.mean_weights(torch.zeros(10, 7))
+        w, top = m.weight_stats(torch.zeros(10, 7))
     assert not bool((y[:, 2:].argmax(1) == 2).any())
-    assert float(w[2]) < 1e-12 and abs(float(w.sum()) - 1.0) < 1e-6
+    assert float(top[2]) < 1e-12 and abs(float(w.sum()) - 1.0) < 1e-6
+    assert torch.allclose(top[[0, 1, 3]], torch.tensor([0.1, 0.2, 0.4]) / 0.7, atol=1e-5)
 
 
 @settings(max_examples=200, deadline=None)
@@ -306,7 +307,8 @@ def test_reverse_kl_fits_a_gaussian_target():
 
 def test_trust_region_multipliers_grow_while_the_bound_is_violated():
     cfg = ReverseKLConfig(samples=4, grid_pan=8, grid_lift=8, e_step_interval=1000,
-                          eps_mean=1e-6, eps_cov=1e-6, eps_weights=1e-6, dual_lr=0.1)
+                          eps_mean=1e-6, eps_cov=1e-6, eps_weights=1e-6, dual_lr=0.1,
+                          weight_update="gradient")
     torch.manual_seed(0)
     m = ConditionalMixture(6, 7, n_components=2, hidden=8, n_layers=1)
     rkl = ReverseKL(m, cfg)
@@ -321,3 +323,31 @@ def test_trust_region_multipliers_grow_while_the_bound_is_violated():
         opt.step()
     assert float(rkl.alpha_mu.max()) > 0 and float(rkl.alpha_cov.max()) > 0
     assert float(rkl.alpha_w) > 0 and float(st_["kl_mean"]) > 1e-6
+
+
+@pytest.mark.parametrize("update", ["closed_form", "gradient"])
+def test_a_component_the_gate_dropped_comes_back_only_with_the_closed_form_update(update):
+    """The bound's gradient in a weight is w_k (R_k - mean R): a component whose weight went to
+    ~0 early never returns, even where it is the only good one. The closed-form update (the
+    gate fitted to w* ~ w_ref^(eta/(1+eta)) exp(R/(1+eta))) brings it back."""
+    cfg = ReverseKLConfig(beta=1.0, samples=8, grid_pan=9, grid_lift=9, pan_range=(-1.0, 1.0),
+                          e_step_interval=1, eps_mean=0.0, eps_cov=0.0, eps_weights=0.0,
+                          weight_update=update)
+    table = np.full((4, 4, 9, 9), -40.0, dtype=np.float32)
+    table[:, 2] = 0.0  # only branch 2 is feasible
+    torch.manual_seed(0)
+    m = ConditionalMixture(6, 7, n_components=1, hidden=8, n_layers=1)
+    with torch.no_grad():
+        m.gate[-1].bias.copy_(torch.tensor([0.0, 0.0, -30.0, 0.0]))
+    rkl = ReverseKL(m, cfg)
+    opt = torch.optim.Adam(m.parameters(), lr=0.05)
+    cn = torch.zeros(4, 7)
+    for step in range(100):
+        loss, _, _ = rkl.training_loss(m, torch.as_tensor(table), cn, step,
+                                       torch.Generator().manual_seed(step))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        w2 = float(torch.exp(m.components(cn)["log_w"][0, 2]))
+    assert (w2 > 0.9) if update == "closed_form" else (w2 < 1e-6)

@@ -55,6 +55,7 @@ FAMILY_PARAMS = {
     "manifold_gmm": ("hidden", "n_layers", "n_components", "max_condition"),
 }
 INTEGRATORS = ("euler", "midpoint")
+WEIGHT_UPDATES = ("closed_form", "gradient")
 
 
 def _section(cls: type, description: str):
@@ -303,6 +304,17 @@ class ReverseKLConfig(ConfigSection):
                                  "the feasible set (quality units)", 0.0, 1e6)
     robustness_samples: int = _f(64, "base perturbations of the linearized robustness term "
                                  "(fixed set)", 0, 100_000)
+    weight_update: str = _f(
+        "closed_form", "how the gate learns the mixture weights: closed_form (cross-entropy "
+        "toward the trust-region weight update w* ~ w_ref^(eta/(1+eta)) exp(R/(1+eta)) of "
+        "the component rewards R; its gradient does not vanish for a weight near 0) | "
+        "gradient (the bound's own gradient, with the eps_weights trust region)")
+    weight_eta: float = _f(1.0, "closed_form: the trust region's multiplier eta (larger = "
+                           "smaller steps toward softmax(R))", 0.0, 1e6)
+    component_normalization: bool = _f(
+        True, "average each component's objective over the grasps with its own weights "
+        "w_k(c) / mean_c w_k(c) (the expectation form of context resampling), so that a "
+        "component the gate rarely picks still learns where it is picked")
     e_step_interval: int = _f(10, "gradient steps per M-step: the reference model of the "
                               "trust regions and the responsibilities is refreshed this "
                               "often", 1, 10**6)
@@ -310,17 +322,18 @@ class ReverseKLConfig(ConfigSection):
                          "part, nats); 0 = off", 0.0, 1e6)
     eps_cov: float = _f(0.005, "trust region of each component's covariance (nats); 0 = off",
                         0.0, 1e6)
-    eps_weights: float = _f(0.01, "trust region of the mixture weights (nats); 0 = off",
-                            0.0, 1e6)
+    eps_weights: float = _f(0.01, "trust region of the mixture weights (nats; weight_update "
+                            "gradient only); 0 = off", 0.0, 1e6)
     dual_lr: float = _f(0.5, "step of the Lagrange multipliers, per unit of relative "
                         "violation (KL / eps - 1)", 0.0, 1e6)
-    prune_weight: float = _f(1e-3, "components whose mean weight over the training grasps "
+    prune_weight: float = _f(0.01, "components whose largest weight over the training grasps "
                              "is below this are switched off before the export; 0 = keep all",
                              0.0, 1.0)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         owner = type(self).__name__
+        _choice(owner, "weight_update", self.weight_update, WEIGHT_UPDATES)
         for name in ("pan_range", "lift_range"):
             r = _floats(owner, name, getattr(self, name), min_len=2)
             if len(r) != 2 or not -1.0 <= r[0] < r[1] <= 1.0:

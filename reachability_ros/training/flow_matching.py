@@ -14,9 +14,9 @@ graph is the integrator unrolled (``n_steps`` velocity evaluations for Euler, tw
 that for the midpoint rule).
 
 The condition enters every hidden layer through FiLM (Perez et al. 2018, "FiLM: Visual
-Reasoning with a General Conditioning Layer"): ``h <- (1 + gamma(c, t)) * h + beta(c, t)``,
-with ``gamma`` and ``beta`` linear in the normalized condition and in Fourier features of
-``t``; the projections start at zero, so an untrained layer is unmodulated. Seed 004
+Reasoning with a General Conditioning Layer"): ``h <- gamma(c, t) * h + beta(c, t)``,
+with ``gamma - 1`` and ``beta`` linear in the normalized condition and in Fourier features
+of ``t``; the projections start at zero, so an untrained layer is unmodulated. Seed 004
 (sections 5 and 6) is where these choices come from: the formulation is the same in
 training and sampling (it predicts the velocity, not the noise), each feature group
 (condition, output) is normalized by its own statistics, and FiLM conditioning made the
@@ -52,10 +52,11 @@ def time_features(t: torch.Tensor) -> torch.Tensor:
 class FiLMVelocity(nn.Module):
     """Velocity MLP ``v(x, t; c)`` whose hidden layers are modulated by FiLM.
 
-    ``h_0 = W_in x``; for each layer ``i``: ``h = SiLU((1 + gamma_i) h + beta_i)``, then a
-    linear layer (the last one maps to the output). ``(gamma_i, beta_i) = A_i c + B_i
-    phi(t) + b_i`` with ``phi`` the time features: the condition part is computed once
-    per sample and reused at every integration step (:meth:`condition`).
+    ``h_0 = W_in x``; for each layer ``i``: ``h = SiLU(gamma_i * h + beta_i)``, then a
+    linear layer (the last one maps to the output), with ``gamma_i = 1 + A_i c + B_i
+    phi(t)`` and ``beta_i = C_i c + D_i phi(t) + d_i`` (``phi``: the time features). The
+    condition parts are computed once per sample and reused at every integration step
+    (:meth:`condition`); in the exported graph the time parts of each step are constants.
 
     Args:
         dx: data dimension.
@@ -74,17 +75,23 @@ class FiLMVelocity(nn.Module):
         self.inp = nn.Linear(dx, hidden)
         self.layers = nn.ModuleList([nn.Linear(hidden, hidden) for _ in range(n_layers - 1)])
         self.out = nn.Linear(hidden, dx)
-        self.film_cond = nn.Linear(dc, 2 * hidden * n_layers)
-        self.film_time = nn.Linear(dt, 2 * hidden * n_layers, bias=False)
-        for lin in (self.film_cond, self.film_time):
+        self.gamma_c = nn.ModuleList([nn.Linear(dc, hidden) for _ in range(n_layers)])
+        self.beta_c = nn.ModuleList([nn.Linear(dc, hidden) for _ in range(n_layers)])
+        self.gamma_t = nn.ModuleList([nn.Linear(dt, hidden, bias=False)
+                                      for _ in range(n_layers)])
+        self.beta_t = nn.ModuleList([nn.Linear(dt, hidden, bias=False)
+                                     for _ in range(n_layers)])
+        for lin in (*self.gamma_c, *self.beta_c, *self.gamma_t, *self.beta_t):
             nn.init.zeros_(lin.weight)
-        nn.init.zeros_(self.film_cond.bias)
+            if lin.bias is not None:
+                nn.init.zeros_(lin.bias)
 
-    def condition(self, cn: torch.Tensor) -> torch.Tensor:
-        """Return the condition part ``(B, n_layers, 2 hidden)`` of the FiLM parameters."""
-        return self.film_cond(cn).view(-1, self.n_layers, 2 * self.hidden)
+    def condition(self, cn: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Return the condition parts ``(1 + A_i c, C_i c + d_i)``, each ``(B, hidden)``."""
+        return [(1.0 + g(cn), b(cn)) for g, b in zip(self.gamma_c, self.beta_c)]
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, film_c: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor,
+                film_c: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
         """Velocity ``(B, dx)`` at states ``x (B, dx)``, times ``t (B, 1)`` or ``(1, 1)``.
 
         Args:
@@ -92,12 +99,12 @@ class FiLMVelocity(nn.Module):
             t: times in [0, 1].
             film_c: :meth:`condition` of the samples' conditions.
         """
-        film = film_c + self.film_time(time_features(t)).view(-1, self.n_layers,
-                                                              2 * self.hidden)
+        phi = time_features(t)
         h = self.inp(x)
-        for i in range(self.n_layers):
-            gamma, beta = film[:, i, :self.hidden], film[:, i, self.hidden:]
-            h = nn.functional.silu((1.0 + gamma) * h + beta)
+        for i, (gc, bc) in enumerate(film_c):
+            gamma = gc + self.gamma_t[i](phi)
+            beta = bc + self.beta_t[i](phi)
+            h = nn.functional.silu(gamma * h + beta)
             h = self.layers[i](h) if i < self.n_layers - 1 else self.out(h)
         return h
 

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -80,14 +81,18 @@ class GroupedMLP(nn.Module):
             self.biases.append(nn.Parameter(torch.empty(groups, 1, b).uniform_(-bound, bound)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Outputs ``(B, K, d_out)`` of inputs ``(B, d_in)`` (the same input to every MLP)."""
-        h = x[:, None, None, :]  # (B, 1, 1, d_in), broadcast over the K MLPs
+        """Outputs ``(B, K, d_out)`` of inputs ``(B, d_in)`` (the same input to every MLP).
+
+        Computed as ``K`` batched products ``(K, B, d) @ (K, d, d')`` (one GEMM per MLP and
+        layer, also in the ONNX graph), not as ``B K`` products of single rows.
+        """
+        h = x[None]  # (1, B, d_in), broadcast over the K MLPs
         last = len(self.weights) - 1
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            h = h @ w + b  # (B, K, 1, d)
+            h = h @ w + b  # (K, B, d)
             if i < last:
                 h = nn.functional.silu(h)
-        return h[:, :, 0, :]
+        return h.transpose(0, 1)
 
 
 def bounded_covariance(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor,
@@ -234,14 +239,16 @@ class ConditionalMixture(nn.Module):
         scores = 2.0 * (onehot @ self.branch_onehot) - 1.0
         return torch.cat([pan, lift, scores], dim=1)
 
-    def mean_weights(self, cond: torch.Tensor, batch: int = 8192) -> torch.Tensor:
-        """Mean mixture weights ``(K,)`` over raw conditions ``(N, dc)``."""
+    def weight_stats(self, cond: torch.Tensor, batch: int = 8192
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and largest mixture weights ``(K,)`` over raw conditions ``(N, dc)``."""
         with torch.no_grad():
-            tot = torch.zeros(self.K)
+            tot, top = torch.zeros(self.K), torch.zeros(self.K)
             for s in range(0, len(cond), batch):
-                cn = self.cond_norm(cond[s:s + batch])
-                tot += torch.exp(self.components(cn)["log_w"]).sum(0)
-            return tot / max(len(cond), 1)
+                w = torch.exp(self.components(self.cond_norm(cond[s:s + batch]))["log_w"])
+                tot += w.sum(0)
+                top = torch.maximum(top, w.max(0).values)
+            return tot / max(len(cond), 1), top
 
 
 # ---------------------------------------------------------------- the target
@@ -322,8 +329,12 @@ class ReverseKL:
 
     def bound(self, model: ConditionalMixture, ref: ConditionalMixture, grids: torch.Tensor,
               cn: torch.Tensor, generator: torch.Generator | None = None
-              ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """The lower bound ``L(c)`` per grasp ``(B,)``, the model's and the reference's parameters.
+              ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """The lower bound ``L(c)`` per grasp ``(B,)`` and its parts.
+
+        The parts: ``p`` and ``ref`` (the model's and the reference's parameters,
+        :meth:`ConditionalMixture.components`) and ``reward`` ``(B, K)``, each component's
+        ``E[log p(y) + log q~(k | y)] + H(N_k)``.
 
         Args:
             model: the mixture (its parameters get the gradients).
@@ -357,7 +368,7 @@ class ReverseKL:
         reward = (log_target + log_resp).mean(2) + model.entropy(p)  # (B, K)
         w = torch.exp(p["log_w"])
         weight_entropy = -(w * p["log_w"]).sum(1)
-        return (w * reward).sum(1) + weight_entropy, p, pr
+        return (w * reward).sum(1) + weight_entropy, {"p": p, "ref": pr, "reward": reward}
 
     def training_loss(self, model: ConditionalMixture, grids: torch.Tensor, cn: torch.Tensor,
                       step: int, generator: torch.Generator | None = None
@@ -367,8 +378,29 @@ class ReverseKL:
         if self.reference is None or step % cfg.e_step_interval == 0:
             self.refresh(model)
         ref = self.reference
-        bound, p, pr = self.bound(model, ref, grids, cn, generator)
-        loss = -bound.mean()
+        bound, parts = self.bound(model, ref, grids, cn, generator)
+        p, pr, reward = parts["p"], parts["ref"], parts["reward"]
+        w = torch.exp(p["log_w"])
+        if cfg.weight_update == "closed_form":
+            # the gate regresses (cross-entropy) onto the closed-form optimum of
+            # sum_k w_k R_k + H(w) - eta KL(w || w_ref): w* ~ w_ref^(eta/(1+eta)) exp(R/(1+eta))
+            # (VIPS, seed 001 section 2.2 with a trust region); unlike the bound's gradient,
+            # w_k (R_k - sum_j w_j R_j), it does not vanish where a weight is near 0
+            eta = cfg.weight_eta
+            target = torch.softmax((eta * pr["log_w"] + reward.detach()) / (eta + 1.0), dim=1)
+            gate = -(target * p["log_w"]).sum(1).mean()
+        else:
+            gate = -((w * reward.detach()).sum(1) - (w * p["log_w"]).sum(1)).mean()
+        if cfg.component_normalization:
+            # each component's reward averaged over the grasps with its own normalized
+            # weights (seed 001 section 3.3: a component's objective is an expectation over
+            # q(c | k) = q(k | c) p(c) / q(k)), so that a component with a small mean weight
+            # keeps learning where the gate picks it
+            wn = (w / w.mean(0, keepdim=True).clamp_min(1e-12)).detach()
+            experts = -(wn * reward).sum(1).mean() / model.K
+        else:
+            experts = -(w.detach() * reward).sum(1).mean()
+        loss = gate + experts
         kl_mu, kl_cov = gaussian_kl_parts(p, pr)
         w_ref = torch.exp(pr["log_w"])
         norm = w_ref.sum(0).clamp_min(1e-12)
@@ -380,8 +412,9 @@ class ReverseKL:
         # trust regions (Lagrangian): dual ascent on the relative violation KL / eps - 1,
         # clipped to [-1, 10] so that one noisy batch cannot blow a multiplier up (seed 001
         # section 3.2.2: a step too large makes the multipliers diverge)
+        eps_w = cfg.eps_weights if cfg.weight_update == "gradient" else 0.0
         for name, kl, eps in (("mu", kl_mu_k, cfg.eps_mean), ("cov", kl_cov_k, cfg.eps_cov),
-                              ("w", kl_w, cfg.eps_weights)):
+                              ("w", kl_w, eps_w)):
             if eps > 0:
                 alpha = getattr(self, f"alpha_{name}")
                 loss = loss + (alpha * kl).sum()

@@ -151,7 +151,7 @@ def _batches_loss(model, xb, cb, tcfg, step, ctx, gen=None):
     if model.family == "manifold_gmm":
         if "rkl" in ctx:
             return ctx["rkl"].training_loss(model, xb, cn, step, gen)
-        bound, _, _ = ctx.get("rkl_eval").bound(model, model, xb, cn, gen)
+        bound, _ = ctx["rkl_eval"].bound(model, model, xb, cn, gen)
         return -bound.mean(), -bound, stats
     xn = model.x_norm(xb)
     noise = tcfg.noise_std
@@ -471,23 +471,26 @@ def _epoch_ground_truth(cfg: TrainingConfig, va: dict, meta: dict) -> Callable |
 
 
 def _prune(ck_path: Path, cond: torch.Tensor, threshold: float, log: Log) -> list[int]:
-    """Switch off the mixture components whose mean weight is below ``threshold``.
+    """Switch off the mixture components that no training grasp uses.
 
-    Seed 001 section 3.4.2 (removing components): a component that the training grasps
-    hardly use is dropped; the remaining weights are renormalized by the softmax.
-    Returns the switched-off components.
+    Seed 001 section 3.4.2 (removing components), with the largest weight over the
+    training grasps as the criterion instead of the mean: a component that only a rare
+    kind of grasp needs (a branch that is feasible alone for a few grasps) stays. The
+    remaining weights are renormalized by the softmax. Returns the switched-off components.
     """
     model, ck = load_checkpoint(ck_path)
-    w = model.mean_weights(cond)
-    off = [int(k) for k in torch.nonzero(w < threshold).flatten()] if threshold > 0 else []
+    mean, top = model.weight_stats(cond)
+    off = [int(k) for k in torch.nonzero(top < threshold).flatten()] if threshold > 0 else []
     if len(off) == model.K:  # never switch off everything
-        off.remove(int(torch.argmax(w)))
+        off.remove(int(torch.argmax(top)))
     with torch.no_grad():
         model.active[off] = 0.0
     save_checkpoint(ck_path, model, ck["spec"], dict(ck["extra"], pruned=off,
-                                                     mean_weights=w.tolist()))
-    log(f"mixture: {model.K - len(off)} of {model.K} components kept (mean weight >= "
-        f"{threshold:g}); mean weights {[round(float(v), 4) for v in w]}")
+                                                     mean_weights=mean.tolist(),
+                                                     max_weights=top.tolist()))
+    log(f"mixture: {model.K - len(off)} of {model.K} components kept (largest weight >= "
+        f"{threshold:g}); mean weights {[round(float(v), 4) for v in mean]}, largest "
+        f"{[round(float(v), 3) for v in top]}")
     return off
 
 
