@@ -16,8 +16,9 @@ stance set (by area).
 
 Every sampler (each ONNX model, the exact grid, optionally the rejection baseline) runs
 the full pipeline (``StanceProposer.propose``, top-10, one thread) at every sample count
-of ``--sweep``, interleaved grasp by grasp so that a slow spell of the machine hits all
-alike. From each answer:
+of ``--sweep``, interleaved grasp by grasp (every sampler at every N on one grasp, then
+the next), so that a slow spell of the machine hits all alike and latencies at different
+N compare. From each answer:
 
 * raw samples (the verified stances the sampler's proposals became, ``feasible_q``):
   coverage against the truth (largest uncovered azimuth gap, KL to the true density
@@ -106,6 +107,8 @@ class Row:
         t = time.perf_counter()
         r = proposer.propose(grasp, rng=np.random.default_rng(seed))
         self._add(n, "latency_ms", (time.perf_counter() - t) * 1e3)
+        for stage, ms in r.timing_ms.items():
+            self._add(n, f"stage_{stage}", ms)
         ok, _, _ = verify_top(self.robot, self.vis, r, grasp)
         self._add(n, "success", ok)
         self._add(n, "returned", len(r.candidates))
@@ -196,10 +199,10 @@ def main(argv=None):
                 row.proposers[n].propose(g, rng=np.random.default_rng(0))
     speed = [machine_speed()]
     t = time.perf_counter()
-    for n in sweep:
-        for i, g in enumerate(grasps):
-            if not len(truths[i]["q"]):
-                continue
+    for i, g in enumerate(grasps):  # every (sampler, N) on grasp 1, then on grasp 2, ...
+        if not len(truths[i]["q"]):
+            continue
+        for n in sweep:
             for row in rows:
                 row.step(n, g, [BENCH_SEED, n, i], truths[i], refs[i])
     for row in rows:
@@ -254,13 +257,23 @@ def report(rows, args, sweep, grasps, unreach, refs, speed):
               f"{r.stat(nn, 'top1_quality'):.3f} | {r.stat(nn, 'returned'):.1f} | {size} | "
               f"{params} | {train} |")
     print(f"\nColumns at N = {N} unless named: gap, KL, modes = coverage of the verified "
-          "stances against the exact truth (seed 000's metrics; KL over (branch, pan, lift) "
-          f"cells, lower = closer to uniform over the stance set's area); feasible, good = "
+          "stances against the exact truth (largest uncovered azimuth arc; KL over (branch, "
+          "pan, lift) cells, lower = closer to uniform over the stance set's area; share of "
+          f"its modes reached); feasible, good = "
           f"share of the N proposals that became verified stances / stances in the best "
           f"{100 * TOP_FRACTION:g} % of the grasp's stance set; best-of-N = best quality among "
           "them over the best exact stance's (mean over grasps).")
+    stages = ("sample", "coarse_filter", "refine", "verify", "rank", "robustness", "total")
+    print("\nmedian time per pipeline stage at N* (ms; timing_ms of the answers):\n")
+    print("| family | N* | " + " | ".join(stages) + " |")
+    print("|---" * (len(stages) + 2) + "|")
+    for r in rows:
+        nn = r.n_star(args.target) or max(sweep)
+        print(f"| {r.name} | {nn} | " + " | ".join(
+            _fmt(r.stat(nn, f"stage_{k}", np.median), ".2f") for k in stages) + " |")
     for title, key, fn, spec in (("success@1 (%)", "success", np.mean, ".1f"),
                                  ("p50 latency (ms)", "latency_ms", np.median, ".2f"),
+                                 ("stances returned", "returned", np.mean, ".1f"),
                                  ("good (share of the N proposals)", "frac_good", np.mean, ".3f"),
                                  ("best-of-N quality / best exact", "best_of_n", np.mean, ".3f"),
                                  ("top-1 quality / best exact", "top1_quality", np.mean, ".3f"),

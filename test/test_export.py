@@ -22,7 +22,10 @@ from reachability_ros.training.export import (export_checkpoint, export_onnx,  #
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = {"lekiwi_flow.onnx": ("flow", "stance_features", 9),
            "lekiwi_cvae.onnx": ("cvae", "stance_features", 9),
-           "lekiwi_manifold.onnx": ("manifold_flow", "manifold_coords", 6)}
+           "lekiwi_manifold.onnx": ("manifold_flow", "manifold_coords", 6),
+           "lekiwi_cfm.onnx": ("cfm", "stance_features", 9),
+           "lekiwi_manifold_cfm.onnx": ("manifold_cfm", "manifold_coords", 6),
+           "lekiwi_manifold_gmm.onnx": ("manifold_gmm", "manifold_coords", 6)}
 EXPECTED_KEYS = {"format", "robot", "urdf_sha256", "featurization", "joint_names", "reach_m",
                  "dc", "dz", "dq", "family", "output", "metrics", "train_config", "seed"}
 

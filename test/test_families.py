@@ -202,6 +202,33 @@ def test_switched_off_components_are_never_drawn():
     assert torch.allclose(top[[0, 1, 3]], torch.tensor([0.1, 0.2, 0.4]) / 0.7, atol=1e-5)
 
 
+def test_a_kept_subset_samples_exactly_as_the_switched_off_model(tmp_path):
+    """Pruning writes a smaller model (ConditionalMixture.keep): same samples for the same
+    (cond, z) as the full model with the other components switched off; it round-trips
+    through a checkpoint whose spec lists the kept components' branches."""
+    from reachability_ros.training.checkpoint import load_checkpoint, save_checkpoint
+
+    torch.manual_seed(0)
+    m = ConditionalMixture(6, 7, n_components=3, hidden=16, n_layers=2).eval()
+    with torch.no_grad():
+        for q in m.parameters():
+            q.add_(0.3 * torch.randn(q.shape))
+    kept = [0, 2, 7, 8, 11]
+    small = m.keep(kept).eval()
+    m.active[[k for k in range(m.K) if k not in kept]] = 0.0
+    assert small.K == 5 and small.branch_of.tolist() == [0, 0, 2, 2, 3]
+    cond, z = torch.randn(2000, 7), torch.randn(2000, 3)
+    with torch.no_grad():
+        assert torch.allclose(small.sample(cond, z), m.sample(cond, z), atol=1e-6)
+    spec = {"family": "manifold_gmm", "dx": 6, "dc": 7, "seed": 0,
+            "params": {"hidden": 16, "n_layers": 2, "n_components": 3, "max_condition": 100.0,
+                       "branches": small.branch_of.tolist()}}
+    save_checkpoint(tmp_path / "ck.pt", small, spec)
+    loaded, _ = load_checkpoint(tmp_path / "ck.pt")
+    with torch.no_grad():
+        assert torch.equal(loaded.sample(cond, z), small.sample(cond, z))
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.floats(1e-6, 10.0), st.floats(1e-6, 10.0), st.floats(-0.999, 0.999),
        st.floats(1.5, 1e4))

@@ -200,7 +200,7 @@ NEW_FAMILIES = {  # tiny config -> (family, columns its metrics.csv must hold)
     "train_tiny_cfm.yaml": ("cfm", ("loss_t_early", "scale_ratio_mean", "velocity_at_data")),
     "train_tiny_manifold_cfm.yaml": ("manifold_cfm", ("train_loss_t_late", "scale_ratio_min",
                                                       "sens_height")),
-    "train_tiny_manifold_gmm.yaml": ("manifold_gmm", ("train_kl_mean", "train_alpha_cov",
+    "train_tiny_manifold_gmm.yaml": ("manifold_gmm", ("train_kl_mean", "train_entropy_w",
                                                       "weight_entropy", "components_used",
                                                       "cond_max")),
 }

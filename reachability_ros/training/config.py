@@ -312,21 +312,21 @@ class ReverseKLConfig(ConfigSection):
     weight_eta: float = _f(1.0, "closed_form: the trust region's multiplier eta (larger = "
                            "smaller steps toward softmax(R))", 0.0, 1e6)
     component_normalization: bool = _f(
-        True, "average each component's objective over the grasps with its own weights "
+        False, "average each component's objective over the grasps with its own weights "
         "w_k(c) / mean_c w_k(c) (the expectation form of context resampling), so that a "
         "component the gate rarely picks still learns where it is picked")
     e_step_interval: int = _f(10, "gradient steps per M-step: the reference model of the "
                               "trust regions and the responsibilities is refreshed this "
                               "often", 1, 10**6)
-    eps_mean: float = _f(0.05, "trust region of each component's mean (expected KL "
-                         "part, nats); 0 = off", 0.0, 1e6)
-    eps_cov: float = _f(0.005, "trust region of each component's covariance (nats); 0 = off",
-                        0.0, 1e6)
+    eps_mean: float = _f(0.0, "trust region of each component's mean (expected KL part, "
+                         "nats; 0.05 is a starting point); 0 = off", 0.0, 1e6)
+    eps_cov: float = _f(0.0, "trust region of each component's covariance (nats; 0.005 is a "
+                        "starting point); 0 = off", 0.0, 1e6)
     eps_weights: float = _f(0.01, "trust region of the mixture weights (nats; weight_update "
                             "gradient only); 0 = off", 0.0, 1e6)
     dual_lr: float = _f(0.5, "step of the Lagrange multipliers, per unit of relative "
                         "violation (KL / eps - 1)", 0.0, 1e6)
-    prune_weight: float = _f(0.01, "components whose largest weight over the training grasps "
+    prune_weight: float = _f(0.05, "components whose largest weight over the training grasps "
                              "is below this are switched off before the export; 0 = keep all",
                              0.0, 1.0)
 

@@ -26,14 +26,21 @@ reference copy of the model refreshed every ``e_step_interval`` steps (E-step),
 
     L(c) = sum_k w_k(c) [ E_{N_k}[ log p(y) + log q~(k | y) ] + H(N_k) ] + H(w(c)),
 
-estimated with reparameterized samples of every component (so the weights get exact
-gradients); with the reference equal to the model the bound is the ELBO and its gradient
-the "sticking the landing" estimator (Roeder et al. 2017). Stabilizers (seed 001
-sections 3.2, 3.4.2, 3.5): per-component trust regions on the mean and covariance parts of
-``KL(N_k || N~_k)`` and one on the weights, enforced with Lagrange multipliers updated by
-dual ascent; a bound on each covariance's condition number by an eigenvalue-bound
-diagonal offset (Gershgorin and trace bounds; exact in 2 x 2); components whose mean
-weight stays below ``prune_weight`` are switched off before the export.
+estimated with reparameterized samples of every component; with the reference equal to the
+model the bound is the ELBO and its gradient the "sticking the landing" estimator (Roeder
+et al. 2017). The experts follow the bound's gradient. The gate is fitted (cross-entropy)
+to the closed-form weight update of VIPS under a KL trust region, ``w* ~ w_ref^(eta /
+(1 + eta)) exp(R / (1 + eta))`` with ``R`` the component rewards: the bound's own gradient
+in a weight is ``w_k (R_k - sum_j w_j R_j)``, which vanishes for a component the gate has
+dropped, so that a component that is the only good one for a rare kind of grasp never
+comes back (``weight_update: gradient`` keeps that gradient, with a Lagrangian trust
+region on the weights). Further stabilizers of seed 001 (sections 3.2-3.5), as options:
+per-component trust regions on the mean and covariance parts of ``KL(N_k || N~_k)``
+(Lagrange multipliers by dual ascent), each component's objective averaged with its own
+normalized weights (the expectation form of context resampling), a bound on each
+covariance's condition number by an eigenvalue-bound diagonal offset (Gershgorin and
+trace bounds; exact in 2 x 2), and switching off the components that no training grasp
+uses before the export. ``models/README.md`` says which of them mattered.
 
 Example:
     >>> m = ConditionalMixture(dx=6, dc=7, n_components=4, hidden=32)
@@ -133,44 +140,74 @@ class ConditionalMixture(nn.Module):
         hidden: hidden width of the expert and gating MLPs.
         n_layers: their hidden layers.
         max_condition: bound on each covariance's condition number (0 = none).
+        branches: the branch of each component (overrides ``n_components``; what
+            :meth:`keep` writes after pruning).
         family: name stored in the exported metadata.
     """
 
     def __init__(self, dx: int = 6, dc: int = 7, n_components: int = 4, hidden: int = 32,
                  n_layers: int = 2, max_condition: float = 100.0,
-                 family: str = "manifold_gmm") -> None:
+                 branches: list[int] | None = None, family: str = "manifold_gmm") -> None:
         super().__init__()
-        if dx < 3 or n_components < 1:
+        nb = int(dx) - 2
+        if nb < 1 or n_components < 1:
             raise ConfigError(f"a manifold mixture needs dx >= 3 (pan, lift, >= 1 branch) and "
                               f"n_components >= 1, got dx={dx}, n_components={n_components}")
         if 0.0 < max_condition <= 1.0:
             raise ConfigError(f"model.max_condition must exceed 1 (or be 0), got {max_condition}")
+        if branches is None:
+            branch = torch.arange(nb * int(n_components)) // int(n_components)
+        else:
+            branch = torch.as_tensor(list(branches), dtype=torch.long)
+            if branch.ndim != 1 or not len(branch) or int(branch.min()) < 0 or int(
+                    branch.max()) >= nb:
+                raise ConfigError(f"mixture branches must be a non-empty list of integers in "
+                                  f"[0, {nb}), got {branches!r}")
         self.dx, self.dc, self.dz = int(dx), int(dc), 3
         self.family = family
-        self.n_branches = nb = self.dx - 2
-        self.n_per_branch = int(n_components)
-        self.K = K = nb * self.n_per_branch
+        self.n_branches = nb
+        self.K = K = len(branch)
+        self.hidden, self.n_layers = int(hidden), int(n_layers)
         self.max_condition = float(max_condition)
         self.cond_norm = Normalizer(dc)
-        branch = torch.arange(K) // self.n_per_branch
         self.register_buffer("branch_of", branch)
-        onehot = nn.functional.one_hot(branch, nb).float()  # (K, nb)
-        self.register_buffer("branch_onehot", onehot)
+        self.register_buffer("branch_onehot", nn.functional.one_hot(branch, nb).float())
         self.register_buffer("active", torch.ones(K))
         self.experts = GroupedMLP(K, dc, 5, hidden, n_layers)
         self.gate = mlp(dc, K, hidden, n_layers)
         with torch.no_grad():  # start: broad components spread over lift, equal weights
             self.experts.weights[-1].mul_(0.1)
-            i = torch.arange(K) % self.n_per_branch
-            lift0 = (torch.linspace(-0.6, 0.6, self.n_per_branch) if self.n_per_branch > 1
-                     else torch.zeros(1))
             bias = torch.zeros(K, 1, 5)
-            bias[:, 0, 1] = lift0[i]
+            for k in range(K):
+                same = (branch == branch[k]).nonzero().flatten().tolist()
+                n = len(same)
+                bias[k, 0, 1] = -0.6 + 1.2 * same.index(k) / (n - 1) if n > 1 else 0.0
             bias[:, 0, 2] = math.log(0.1)
             bias[:, 0, 3] = math.log(0.3)
             self.experts.biases[-1].copy_(bias)
             nn.init.zeros_(self.gate[-1].weight)
             nn.init.zeros_(self.gate[-1].bias)
+
+    def keep(self, components: list[int]) -> "ConditionalMixture":
+        """Return a copy with only ``components``: their experts, gate outputs and branches.
+
+        The copy samples exactly as this model does with the others switched off (the
+        weights of the others are 0 there), with fewer experts to evaluate.
+        """
+        idx = torch.as_tensor(list(components), dtype=torch.long)
+        new = ConditionalMixture(self.dx, self.dc, hidden=self.hidden, n_layers=self.n_layers,
+                                 max_condition=self.max_condition,
+                                 branches=self.branch_of[idx].tolist(), family=self.family)
+        with torch.no_grad():
+            new.cond_norm.load_state_dict(self.cond_norm.state_dict())
+            for w_new, w in zip(new.experts.weights, self.experts.weights):
+                w_new.copy_(w[idx])
+            for b_new, b in zip(new.experts.biases, self.experts.biases):
+                b_new.copy_(b[idx])
+            last = f"{len(self.gate) - 1}."  # the gate's output layer: one row per component
+            new.gate.load_state_dict({k: v[idx] if k.startswith(last) else v
+                                      for k, v in self.gate.state_dict().items()})
+        return new
 
     # ------------------------------------------------------------ parameters
     def components(self, cn: torch.Tensor) -> dict[str, torch.Tensor]:

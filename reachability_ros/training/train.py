@@ -471,26 +471,30 @@ def _epoch_ground_truth(cfg: TrainingConfig, va: dict, meta: dict) -> Callable |
 
 
 def _prune(ck_path: Path, cond: torch.Tensor, threshold: float, log: Log) -> list[int]:
-    """Switch off the mixture components that no training grasp uses.
+    """Remove the mixture components that no training grasp uses.
 
     Seed 001 section 3.4.2 (removing components), with the largest weight over the
     training grasps as the criterion instead of the mean: a component that only a rare
     kind of grasp needs (a branch that is feasible alone for a few grasps) stays. The
-    remaining weights are renormalized by the softmax. Returns the switched-off components.
+    kept components are written as a smaller model (``ConditionalMixture.keep``: its spec
+    lists their branches), so the exported graph evaluates only them. Returns the removed
+    components.
     """
     model, ck = load_checkpoint(ck_path)
     mean, top = model.weight_stats(cond)
     off = [int(k) for k in torch.nonzero(top < threshold).flatten()] if threshold > 0 else []
-    if len(off) == model.K:  # never switch off everything
+    if len(off) == model.K:  # never remove everything
         off.remove(int(torch.argmax(top)))
-    with torch.no_grad():
-        model.active[off] = 0.0
-    save_checkpoint(ck_path, model, ck["spec"], dict(ck["extra"], pruned=off,
-                                                     mean_weights=mean.tolist(),
-                                                     max_weights=top.tolist()))
-    log(f"mixture: {model.K - len(off)} of {model.K} components kept (largest weight >= "
-        f"{threshold:g}); mean weights {[round(float(v), 4) for v in mean]}, largest "
-        f"{[round(float(v), 3) for v in top]}")
+    kept = [k for k in range(model.K) if k not in off]
+    small = model.keep(kept)
+    spec = dict(ck["spec"], params=dict(ck["spec"]["params"],
+                                        branches=small.branch_of.tolist()))
+    save_checkpoint(ck_path, small, spec, dict(ck["extra"], pruned=off,
+                                               mean_weights=mean.tolist(),
+                                               max_weights=top.tolist()))
+    log(f"mixture: {len(kept)} of {model.K} components kept (largest weight >= "
+        f"{threshold:g}), on branches {small.branch_of.tolist()}; mean weights "
+        f"{[round(float(v), 4) for v in mean]}, largest {[round(float(v), 3) for v in top]}")
     return off
 
 
