@@ -57,8 +57,7 @@ def manifold(robot):
 def one_torch_thread():
     """Run a module's torch work on one thread (``pytestmark = usefixtures(...)``): on a
     shared 2-core machine torch's own thread pool is many times slower under load."""
-    import torch
-
+    torch = pytest.importorskip("torch")
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

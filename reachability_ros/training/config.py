@@ -327,7 +327,7 @@ class ReverseKLConfig(ConfigSection):
     dual_lr: float = _f(0.5, "step of the Lagrange multipliers, per unit of relative "
                         "violation (KL / eps - 1)", 0.0, 1e6)
     prune_weight: float = _f(0.05, "components whose largest weight over the training grasps "
-                             "is below this are switched off before the export; 0 = keep all",
+                             "is below this are removed before the export; 0 = keep all",
                              0.0, 1.0)
 
     def __post_init__(self) -> None:
