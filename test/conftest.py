@@ -20,6 +20,7 @@ OPTIONAL = {
     "test_export.py": ("torch", "onnx"),
     "test_training.py": ("torch", "onnx"),
     "test_training_cli.py": ("torch", "onnx"),
+    "test_model_contract.py": ("torch", "onnx"),
     "test_onnx_sampler.py": ("onnx",),
 }
 
@@ -50,6 +51,17 @@ def visibility(robot):
 def manifold(robot):
     from reachability_ros.core.manifold import StanceManifold
     return StanceManifold(robot)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Run a module's torch work on one thread (``pytestmark = usefixtures(...)``): on a
+    shared 2-core machine torch's own thread pool is many times slower under load."""
+    torch = pytest.importorskip("torch")
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture

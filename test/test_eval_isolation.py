@@ -21,7 +21,7 @@ import reachability_ros.evaluation as ev
 mods = [m.name for m in pkgutil.iter_modules(ev.__path__)]
 for m in mods:
     importlib.import_module("reachability_ros.evaluation." + m)
-for m in ("config", "data", "dataset"):
+for m in ("config", "data", "dataset", "target"):
     importlib.import_module("reachability_ros.training." + m)
 leaked = [m for m in sys.modules if m.split(".")[0] in BLOCKED]
 assert not leaked, leaked

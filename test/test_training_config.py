@@ -7,7 +7,7 @@ import pytest
 from reachability_ros.config_io import parse_overrides
 from reachability_ros.core.config import RobotConfig
 from reachability_ros.core.errors import ConfigError
-from reachability_ros.training.config import (DataConfig, GeneratorConfig, ModelConfig,
+from reachability_ros.training.config import (FAMILIES, DataConfig, GeneratorConfig, ModelConfig,
                                               TrainingConfig, build_config,
                                               load_data_config, load_train_config)
 
@@ -22,7 +22,7 @@ def _cfg(data, overrides=None):
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
 def test_shipped_training_configs_are_valid(path):
     cfg = load_train_config(path)
-    assert cfg.model.family in ("flow", "cvae", "manifold_flow")
+    assert cfg.model.family in FAMILIES
     assert cfg.robot == RobotConfig()  # every shipped model is for the packaged LeKiwi
     # the ONNX metadata stores to_dict(): it rebuilds the same config
     assert build_config(TrainingConfig, cfg.to_dict()) == cfg
@@ -76,6 +76,16 @@ def test_defaults_are_one_source():
     ({"data": {"source": "lekiwi_manifold", "generator": {"manifold": "off"}},
       "model": {"family": "manifold_flow"}}, "needs data.generator.manifold on"),
     (["a"], "must be a mapping"),
+    ({"model": {"family": "cfm", "integrator": "rk4"}}, r"^model\.integrator = 'rk4'"),
+    ({"model": {"family": "cfm", "n_components": 3}},
+     r"^model\.n_components is not a parameter of family 'cfm'"),
+    ({"model": {"family": "manifold_gmm", "max_condition": 0.5},
+      "data": {"source": "lekiwi_manifold"}}, r"^model\.max_condition = 0\.5 must exceed 1"),
+    ({"rkl": {"beta": 3.0}}, r"^the rkl section applies to model\.family manifold_gmm only"),
+    ({"model": {"family": "manifold_gmm"}, "data": {"source": "lekiwi_manifold"},
+      "rkl": {"pan_range": [0.5, 0.2]}}, r"^rkl\.pan_range must be \[lo, hi\]"),
+    ({"eval": {"integrator_steps": [0, 4]}}, r"^eval\.integrator_steps must be a list"),
+    ({"model": {"family": "manifold_cfm"}}, "does not go with data.source"),
 ])
 def test_bad_values_name_the_key(data, match):
     with pytest.raises(ConfigError, match=match):
@@ -129,3 +139,7 @@ def test_model_params_follow_the_family():
     assert ModelConfig(family="manifold_flow", n_blocks=3, hidden=32).params() == {
         "n_blocks": 3, "hidden": 32, "n_layers": 2, "clamp": 2.0}
     assert ModelConfig(family="cvae", dz=6).params() == {"dz": 6, "hidden": 192, "n_layers": 2}
+    assert ModelConfig(family="manifold_cfm", n_steps=4).params() == {
+        "hidden": 192, "n_layers": 2, "n_steps": 4, "integrator": "midpoint"}
+    assert ModelConfig(family="manifold_gmm", n_components=3).params() == {
+        "hidden": 192, "n_layers": 2, "n_components": 3, "max_condition": 100.0}

@@ -16,7 +16,8 @@ key                value
 ``reach_m``        reach scale R (m) of the features
 ``dc``, ``dz``,    condition, latent and output dimensions
 ``dq``
-``family``         ``"flow"``, ``"cvae"`` or ``"manifold_flow"``
+``family``         one of :data:`FAMILIES` (``"flow"``, ``"cvae"``, ``"manifold_flow"``,
+                   ``"cfm"``, ``"manifold_cfm"``, ``"manifold_gmm"``)
 ``output``         ``"stance_features"`` (core.canonical stance features ``x``) or
                    ``"manifold_coords"`` (``y = (pan, lift, branch scores)``)
 ``metrics``        JSON: training / evaluation metrics
@@ -26,7 +27,9 @@ key                value
 
 The graph has inputs ``cond [B, dc]`` and ``z [B, dz]`` (float32; the caller
 supplies the noise, so a request is reproducible from its seed) and one output
-``[B, dq]``. :func:`robot_metadata` is what a model must agree with to serve a
+``[B, dq]``. For every family ``z`` is standard normal noise; what each family makes of
+it (a flow's latent, a flow-matching ODE's start, a mixture's component and Gaussian
+draw) is inside the graph. :func:`robot_metadata` is what a model must agree with to serve a
 robot; a file made for another robot, description, featurization, joint order or
 reach scale is refused with :class:`~.errors.ModelMismatch`, a file that is
 missing or not ONNX with :class:`~.errors.ConfigError`.
@@ -50,7 +53,8 @@ PREFIX = "reachability_ros."
 FORMAT_VERSION = "1"
 #: output of each model family
 FAMILY_OUTPUT = {"flow": "stance_features", "cvae": "stance_features",
-                 "manifold_flow": "manifold_coords"}
+                 "manifold_flow": "manifold_coords", "cfm": "stance_features",
+                 "manifold_cfm": "manifold_coords", "manifold_gmm": "manifold_coords"}
 FAMILIES = tuple(FAMILY_OUTPUT)
 OUTPUTS = ("stance_features", "manifold_coords")
 #: every metadata key an export writes, in order
@@ -273,7 +277,7 @@ class OnnxStanceModel:
 
     Attributes:
         metadata: every ``reachability_ros.*`` key, prefix stripped (str values).
-        family: ``"flow"``, ``"cvae"`` or ``"manifold_flow"``.
+        family: one of :data:`FAMILIES`.
         output: ``"stance_features"`` or ``"manifold_coords"``.
         dc, dz, dq: condition, latent and output dimensions.
         metrics, train_config: parsed JSON (empty dict when absent).

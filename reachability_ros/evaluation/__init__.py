@@ -8,6 +8,9 @@ library: no torch, so benchmarks and tests use it without the training extra.
   stance manifold's area), its modes, draws from it.
 * :mod:`.coverage`: seed 000's coverage metrics (largest gap, KL, mode recall) and
   :func:`~.coverage.evaluate_samples` against a ground truth.
+* :mod:`.quality`: the quality of exact stances by the ranking's terms, and a grasp's
+  best exact quality (what the mixture family is trained toward and the model
+  families are judged by).
 * :mod:`.grasps`: the one generator of reachable and unreachable grasps for the
   benchmarks, the tests and the training data.
 * :mod:`.toys`, :mod:`.toy_urdf`, :mod:`.toy_data`, :mod:`.toy_metrics`: the analytic

@@ -2,11 +2,15 @@
 
 * :mod:`.config`: validated dataset and training configs.
 * :mod:`.data`, :mod:`.dataset`: the (grasp, stance) pairs and the sharded dataset.
-* :mod:`.models`, :mod:`.train`, :mod:`.diagnostics`, :mod:`.plots`: models and trainer.
+* :mod:`.models` (coupling flow, cVAE, nearest neighbour), :mod:`.flow_matching`
+  (conditional flow matching with FiLM conditioning), :mod:`.mixture` (the amortized
+  Gaussian mixture and its reverse-KL objective), :mod:`.target` (the mixture's tabulated
+  targets), :mod:`.train`, :mod:`.diagnostics`, :mod:`.plots`: models and trainer.
 * :mod:`.checkpoint`, :mod:`.export`: checkpoints and their ONNX export.
 * :mod:`.evaluate`: metrics of a trained sampler; :mod:`.cli`: the command line.
 
-Importing this package (and :mod:`.config`, :mod:`.data`, :mod:`.dataset`) needs no torch.
+Importing this package (and :mod:`.config`, :mod:`.data`, :mod:`.dataset`, :mod:`.target`)
+needs no torch.
 """
 
 #: the commands of ``training/cli.py`` (``python -m reachability_ros <command>``), with the

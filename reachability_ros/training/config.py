@@ -41,7 +41,21 @@ QUALITY_RULES = ("none", "hard", "soft", "weight")
 DENSITIES = ("forward", "area", "area_weight")
 MANIFOLD_MODES = ("auto", "on", "off")
 SOURCES = ("lekiwi", "lekiwi_manifold", "toy_v2")
-FAMILIES = ("flow", "cvae", "manifold_flow")
+FAMILIES = ("flow", "cvae", "manifold_flow", "cfm", "manifold_cfm", "manifold_gmm")
+#: the families whose output is the manifold coordinates (trained on lekiwi_manifold data)
+MANIFOLD_FAMILIES = ("manifold_flow", "manifold_cfm", "manifold_gmm")
+#: constructor parameters of each family (``ModelConfig`` fields; the others must keep
+#: their defaults)
+FAMILY_PARAMS = {
+    "flow": ("n_blocks", "hidden", "n_layers", "clamp"),
+    "manifold_flow": ("n_blocks", "hidden", "n_layers", "clamp"),
+    "cvae": ("dz", "hidden", "n_layers"),
+    "cfm": ("hidden", "n_layers", "n_steps", "integrator"),
+    "manifold_cfm": ("hidden", "n_layers", "n_steps", "integrator"),
+    "manifold_gmm": ("hidden", "n_layers", "n_components", "max_condition"),
+}
+INTEGRATORS = ("euler", "midpoint")
+WEIGHT_UPDATES = ("closed_form", "gradient")
 
 
 def _section(cls: type, description: str):
@@ -184,30 +198,42 @@ class ModelConfig(ConfigSection):
     """The ``model`` section: the family and its constructor parameters."""
 
     family: str = _f("flow", "flow (cINN, 8-D stance features) | cvae | manifold_flow "
-                     "(cINN on manifold coordinates)")
+                     "(cINN on manifold coordinates) | cfm (conditional flow matching, 8-D "
+                     "stance features) | manifold_cfm (flow matching on manifold coordinates) "
+                     "| manifold_gmm (Gaussian mixture on manifold coordinates, trained by "
+                     "reverse KL toward good stances)")
     n_blocks: int = _f(6, "coupling blocks (flow families)", 1, 1000)
     hidden: int = _f(192, "hidden width of the subnets / MLPs", 1, 100_000)
     n_layers: int = _f(2, "hidden layers of the subnets / MLPs", 1, 100)
     clamp: float = _f(2.0, "soft clamp of the coupling log-scales (flow families)", 1e-3, 100.0)
     dz: int = _f(4, "latent dimension (cvae; a flow's latent is its output's)", 1, 1000)
+    n_steps: int = _f(8, "integration steps unrolled in the exported graph (cfm families)",
+                      1, 1000)
+    integrator: str = _f("midpoint", "fixed-step ODE integrator of the cfm families: euler "
+                         "(one velocity evaluation per step) | midpoint (two, second order)")
+    n_components: int = _f(4, "Gaussian components per branch (manifold_gmm)", 1, 256)
+    max_condition: float = _f(100.0, "largest condition number of a component's covariance "
+                              "(manifold_gmm; bound-based regularization; 0 = off)", 0.0, 1e12)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         owner = type(self).__name__
         _choice(owner, "family", self.family, FAMILIES)
+        _choice(owner, "integrator", self.integrator, INTEGRATORS)
+        if 0.0 < self.max_condition <= 1.0:
+            raise ConfigError(f"{owner}.max_condition = {self.max_condition} must exceed 1 "
+                              "(or be 0: no bound)")
         default = ModelConfig.__dataclass_fields__
-        unused = ("dz",) if self.family != "cvae" else ("n_blocks", "clamp")
-        for name in unused:
-            if getattr(self, name) != default[name].default:
+        used = FAMILY_PARAMS[self.family]
+        for name in default:
+            if name != "family" and name not in used and (
+                    getattr(self, name) != default[name].default):
                 raise ConfigError(f"{owner}.{name} is not a parameter of family "
                                   f"{self.family!r}; remove it")
 
     def params(self) -> dict[str, Any]:
         """Constructor parameters of the family (``training.models.build_model``)."""
-        if self.family == "cvae":
-            return {"dz": self.dz, "hidden": self.hidden, "n_layers": self.n_layers}
-        return {"n_blocks": self.n_blocks, "hidden": self.hidden, "n_layers": self.n_layers,
-                "clamp": self.clamp}
+        return {name: getattr(self, name) for name in FAMILY_PARAMS[self.family]}
 
 
 @dataclass(frozen=True)
@@ -254,11 +280,94 @@ class OptimConfig(ConfigSection):
 
 
 @dataclass(frozen=True)
+class ReverseKLConfig(ConfigSection):
+    """The ``rkl`` section: reverse-KL training of ``manifold_gmm`` toward good stances.
+
+    The target of a grasp is ``log p(pan, lift, branch) = beta * quality`` on its feasible
+    stances (``evaluation.quality``: the ranking's terms), tabulated on a grid of the
+    normalized (pan, lift) coordinates per branch and interpolated bilinearly; outside
+    the feasible set it falls by ``infeasible_gap`` at the edge and ``infeasible_slope``
+    per unit of distance, so samples that land outside are pulled back.
+    """
+
+    beta: float = _f(10.0, "inverse temperature of the target (per unit of quality)",
+                     1e-6, 1e6)
+    samples: int = _f(16, "reparameterized samples per component and grasp", 1, 100_000)
+    grid_pan: int = _f(48, "target grid nodes along the normalized pan", 2, 4096)
+    grid_lift: int = _f(64, "target grid nodes along the normalized lift", 2, 4096)
+    pan_range: tuple[float, ...] = _f((-0.4, 0.4), "normalized pan range of the grid (the "
+                                      "LeKiwi's visible stances lie within +-0.30)")
+    lift_range: tuple[float, ...] = _f((-1.0, 1.0), "normalized lift range of the grid")
+    infeasible_gap: float = _f(1.0, "target drop (quality units) just outside the feasible "
+                               "set", 0.0, 1e6)
+    infeasible_slope: float = _f(10.0, "further drop per unit of normalized distance from "
+                                 "the feasible set (quality units)", 0.0, 1e6)
+    robustness_samples: int = _f(64, "base perturbations of the linearized robustness term "
+                                 "(fixed set)", 0, 100_000)
+    weight_update: str = _f(
+        "closed_form", "how the gate learns the mixture weights: closed_form (cross-entropy "
+        "toward the trust-region weight update w* ~ w_ref^(eta/(1+eta)) exp(R/(1+eta)) of "
+        "the component rewards R; its gradient does not vanish for a weight near 0) | "
+        "gradient (the bound's own gradient, with the eps_weights trust region)")
+    weight_eta: float = _f(1.0, "closed_form: the trust region's multiplier eta (larger = "
+                           "smaller steps toward softmax(R))", 0.0, 1e6)
+    component_normalization: bool = _f(
+        False, "average each component's objective over the grasps with its own weights "
+        "w_k(c) / mean_c w_k(c) (the expectation form of context resampling), so that a "
+        "component the gate rarely picks still learns where it is picked")
+    e_step_interval: int = _f(10, "gradient steps per M-step: the reference model of the "
+                              "trust regions and the responsibilities is refreshed this "
+                              "often", 1, 10**6)
+    eps_mean: float = _f(0.0, "trust region of each component's mean (expected KL part, "
+                         "nats; 0.05 is a starting point); 0 = off", 0.0, 1e6)
+    eps_cov: float = _f(0.0, "trust region of each component's covariance (nats; 0.005 is a "
+                        "starting point); 0 = off", 0.0, 1e6)
+    eps_weights: float = _f(0.01, "trust region of the mixture weights (nats; weight_update "
+                            "gradient only); 0 = off", 0.0, 1e6)
+    dual_lr: float = _f(0.5, "step of the Lagrange multipliers, per unit of relative "
+                        "violation (KL / eps - 1)", 0.0, 1e6)
+    prune_weight: float = _f(0.05, "components whose largest weight over the training grasps "
+                             "is below this are removed before the export; 0 = keep all",
+                             0.0, 1.0)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        owner = type(self).__name__
+        _choice(owner, "weight_update", self.weight_update, WEIGHT_UPDATES)
+        for name in ("pan_range", "lift_range"):
+            r = _floats(owner, name, getattr(self, name), min_len=2)
+            if len(r) != 2 or not -1.0 <= r[0] < r[1] <= 1.0:
+                raise ConfigError(f"{owner}.{name} must be [lo, hi] with -1 <= lo < hi <= 1, "
+                                  f"got {list(r)}")
+            object.__setattr__(self, name, r)
+
+
+@dataclass(frozen=True)
 class EvalConfig(ConfigSection):
     """The ``eval`` section: the evaluation after training (held-out grasps)."""
 
     n_grasps: int = _f(200, "held-out grasps (toy: test targets)", 1, 10**7)
     n_samples: int = _f(256, "samples per grasp", 2, 10**7)
+    n_ground_truth: int = _f(0, "of the n_grasps, how many are also compared with the exact "
+                             "ground truth (gt_* metrics: coverage gap, KL, mode recall)",
+                             0, 10**7)
+    epoch_gt_grasps: int = _f(0, "held-out grasps whose samples are compared with the exact "
+                              "ground truth after every epoch (coverage gap, KL, modes, "
+                              "fraction good; LeKiwi only); 0 = off", 0, 10**5)
+    integrator_steps: tuple[int, ...] = _f((), "cfm families: step counts at which the "
+                                           "trained model is also evaluated with both "
+                                           "integrators (result.json, integrator_sweep); "
+                                           "empty = none")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        v = self.integrator_steps
+        ok = isinstance(v, (list, tuple)) and all(
+            isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 1000 for n in v)
+        if not ok:
+            raise ConfigError(f"{type(self).__name__}.integrator_steps must be a list of "
+                              f"integers in [1, 1000], got {v!r}")
+        object.__setattr__(self, "integrator_steps", tuple(v))
 
 
 @dataclass(frozen=True)
@@ -286,16 +395,20 @@ class TrainingConfig(ConfigSection):
     data: TrainDataConfig = _section(TrainDataConfig, "training data")
     model: ModelConfig = _section(ModelConfig, "model family and size")
     train: OptimConfig = _section(OptimConfig, "optimization")
+    rkl: ReverseKLConfig = _section(ReverseKLConfig, "reverse-KL training (manifold_gmm)")
     eval: EvalConfig = _section(EvalConfig, "evaluation on held-out grasps")
     export: ExportConfig = _section(ExportConfig, "ONNX export")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         fam, src = self.model.family, self.data.source
-        if (fam == "manifold_flow") != (src == "lekiwi_manifold"):
+        if (fam in MANIFOLD_FAMILIES) != (src == "lekiwi_manifold"):
             raise ConfigError(f"model.family {fam!r} does not go with data.source {src!r}: "
-                              "manifold_flow trains on lekiwi_manifold data, the other "
-                              "families on lekiwi or toy_v2")
+                              f"{', '.join(MANIFOLD_FAMILIES)} train on lekiwi_manifold data, "
+                              "the other families on lekiwi or toy_v2")
+        if fam != "manifold_gmm" and self.rkl != ReverseKLConfig():
+            raise ConfigError(f"the rkl section applies to model.family manifold_gmm only, "
+                              f"not {fam!r}; remove it")
         if src == "lekiwi_manifold" and self.data.generator.manifold == "off":
             raise ConfigError("data.source lekiwi_manifold needs data.generator.manifold on "
                               "or auto (the manifold coordinates are its training targets)")

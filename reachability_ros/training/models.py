@@ -1,5 +1,8 @@
 """Generative stance models (torch): conditional flow, conditional VAE, nearest neighbour.
 
+(Conditional flow matching is in :mod:`.flow_matching`, the amortized Gaussian mixture in
+:mod:`.mixture`; :func:`build_model` builds every family.)
+
 Every model maps a RAW condition ``cond (B, dc)`` and caller-supplied noise
 ``z (B, dz)`` to RAW output features ``x (B, dx)`` through :meth:`sample`, a pure
 function, so the ONNX graph is ``(cond, z) -> x`` with nothing random inside.
@@ -420,6 +423,11 @@ class TorchFK(nn.Module):
 def build_model(family: str, dx: int, dc: int, params: dict, seed: int = 0) -> nn.Module:
     """Build a model from its family name and the ``model`` section of a config.
 
+    Families: ``flow`` and ``manifold_flow`` (:class:`ConditionalFlow`), ``cvae``
+    (:class:`ConditionalVAE`), ``cfm`` and ``manifold_cfm``
+    (:class:`~.flow_matching.ConditionalFlowMatching`), ``manifold_gmm``
+    (:class:`~.mixture.ConditionalMixture`).
+
     Raises:
         ConfigError: unknown family or parameter.
     """
@@ -430,6 +438,13 @@ def build_model(family: str, dx: int, dc: int, params: dict, seed: int = 0) -> n
             return ConditionalFlow(dx, dc, seed=seed, family=family, **p)
         if family == "cvae":
             return ConditionalVAE(dx, dc, **p)
+        if family in ("cfm", "manifold_cfm"):
+            from .flow_matching import ConditionalFlowMatching
+            return ConditionalFlowMatching(dx, dc, family=family, **p)
+        if family == "manifold_gmm":
+            from .mixture import ConditionalMixture
+            return ConditionalMixture(dx, dc, family=family, **p)
     except TypeError as e:
         raise ConfigError(f"bad model parameters for family {family!r}: {e}") from e
-    raise ConfigError(f"model.family must be flow, cvae or manifold_flow, got {family!r}")
+    raise ConfigError(f"model.family must be one of flow, cvae, manifold_flow, cfm, "
+                      f"manifold_cfm, manifold_gmm; got {family!r}")

@@ -31,8 +31,9 @@ import torch
 from ..core.errors import ConfigError
 from ..core.paths import resolve_data_path
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import TrainingConfig, load_train_config
-from .diagnostics import conditioning_sensitivity, fk_loss, health, normalization_round_trip
+from .config import MANIFOLD_FAMILIES, TrainingConfig, load_train_config
+from .diagnostics import (conditioning_sensitivity, fk_loss, health, integrator_sweep,
+                          normalization_round_trip)
 from .models import ConditionalFlow, TorchFK, build_model
 
 Log = Callable[[str], None]
@@ -112,6 +113,7 @@ def get_data(cfg: TrainingConfig, out_dir: Path, log: Log) -> tuple[dict, dict, 
                                     Path(d.cache_dir).expanduser() if d.cache_dir
                                     else out_dir / "data", log=log, progress=False)
         log(f"data: ready in {time.time() - t0:.1f} s")
+    meta["data_dir"] = Path(manifest).parent if Path(manifest).suffix else Path(manifest)
     tr = {k: v[:d.n_train] for k, v in load_dataset(manifest, "train").items()}
     va = {k: v[:d.n_val] for k, v in load_dataset(manifest, "heldout").items()}
     log(f"data: {len(tr['cond'])} train / {len(va['cond'])} held-out pairs from {manifest}")
@@ -120,29 +122,61 @@ def get_data(cfg: TrainingConfig, out_dir: Path, log: Log) -> tuple[dict, dict, 
 
 def target_key(family: str) -> str:
     """Name of the output array in a dataset for a model family."""
-    return "y" if family == "manifold_flow" else "x"
+    return "y" if family in MANIFOLD_FAMILIES else "x"
+
+
+def _target_tables(cfg: TrainingConfig, arrays: dict, meta: dict, cache_dir: Path,
+                   log: Log) -> np.ndarray:
+    """Reverse-KL target tables of the grasps of a split (``training/target.py``)."""
+    from ..core.visibility import Visibility
+    from .target import target_tables
+
+    if "T_grasp" not in arrays:
+        raise ConfigError("the manifold_gmm family needs the grasps (T_grasp) of its dataset")
+    vis = meta.setdefault("visibility", Visibility(meta["robot"]))
+    return target_tables(arrays["T_grasp"], meta["manifold"], vis, cfg.rkl, cache_dir, log)
 
 
 # ------------------------------------------------------------------ training
-def _batches_loss(model, xb, cb, tcfg, step, fk_ctx, gen=None):
-    """Per-batch training loss, per-sample loss and logged statistics."""
-    xn = model.x_norm(xb)
+def _batches_loss(model, xb, cb, tcfg, step, ctx, gen=None):
+    """Per-batch training loss, per-sample loss and logged statistics.
+
+    ``xb`` holds the targets of the batch (raw outputs; for ``manifold_gmm`` the target
+    tables of the grasps); ``ctx`` the FK regularizer (``fk``) and the reverse-KL state
+    (``rkl``) of a training step, None for the validation loss.
+    """
+    ctx = ctx or {}
     cn = model.cond_norm(cb)
+    stats: dict[str, torch.Tensor] = {}
+    if model.family == "manifold_gmm":
+        if "rkl" in ctx:
+            return ctx["rkl"].training_loss(model, xb, cn, step, gen)
+        bound, _ = ctx["rkl_eval"].bound(model, model, xb, cn, gen)
+        return -bound.mean(), -bound, stats
+    xn = model.x_norm(xb)
     noise = tcfg.noise_std
     if isinstance(noise, tuple) or noise > 0:
         sd = torch.as_tensor(noise, dtype=xn.dtype, device=xn.device)
         xn = xn + sd * torch.randn(xn.shape, generator=gen, device=xn.device) / model.x_norm.std
-    stats: dict[str, torch.Tensor] = {}
     if isinstance(model, ConditionalFlow):
         per, st = model.nll_normalized(xn, cn)
         train = per
         stats["logdet"] = st["logdet"].mean()
+    elif model.family in ("cfm", "manifold_cfm"):
+        per, st = model.loss(xn, cn, gen)
+        train = per
+        t = st["t"]
+        for name, lo, hi in (("t_early", 0.0, 1 / 3), ("t_mid", 1 / 3, 2 / 3),
+                             ("t_late", 2 / 3, 1.0)):
+            m = (t >= lo) & (t < hi)
+            stats[f"loss_{name}"] = per[m].mean() if bool(m.any()) else per.new_zeros(())
     else:
         beta = tcfg.beta_max * min(1.0, step / max(1, tcfg.beta_warmup_steps))
         train, per, st = model.loss(xn, cn, beta=beta, free_bits=tcfg.free_bits)
         stats["kl"] = st["kl_dim"].sum()
         stats["rec"] = st["rec"].mean()
     loss = train.mean()
+    fk_ctx = ctx.get("fk")
     if tcfg.fk_weight > 0 and fk_ctx is not None:
         z = torch.randn(len(cb), model.dz, device=cb.device)
         xs = model.sample(cb, z)
@@ -152,15 +186,20 @@ def _batches_loss(model, xb, cb, tcfg, step, fk_ctx, gen=None):
     return loss, per, stats
 
 
-def _eval_nll(model, x, c, tcfg, bs=8192) -> float:
-    """Validation NLL (flow) or negative ELBO (cVAE), per sample, fixed noise."""
+def _eval_nll(model, x, c, tcfg, bs=8192, ctx=None) -> float:
+    """Validation NLL (flow), loss (flow matching), negative ELBO (cVAE, mixture), per sample.
+
+    Fixed noise.
+    """
     model.eval()
     gen = torch.Generator(device=x.device).manual_seed(123)
     tot, n = 0.0, 0
+    if model.family == "manifold_gmm":
+        bs = 256  # a grasp's target table is large
     with torch.no_grad():
         torch.manual_seed(123)
         for s in range(0, len(x), bs):
-            _, per, _ = _batches_loss(model, x[s:s + bs], c[s:s + bs], tcfg, 10 ** 9, None, gen)
+            _, per, _ = _batches_loss(model, x[s:s + bs], c[s:s + bs], tcfg, 10 ** 9, ctx, gen)
             tot += float(per.sum())
             n += len(per)
     model.train()
@@ -233,37 +272,48 @@ def train_from_config(config_path: str | Path, out_dir: str | Path,
     spec = {"family": family, "dx": int(dx), "dc": int(dc), "params": params, "seed": cfg.seed}
     model = build_model(family, dx, dc, params, seed=cfg.seed)
     model.cond_norm.fit(tr["cond"])
-    model.x_norm.fit(tr[key])
-    # Floor each output's scale at its dequantization noise: a column that is constant in
-    # the data (a branch never seen) would otherwise keep the 1e-3 floor and blow the noise
-    # up a thousandfold in normalized space.
-    with torch.no_grad():
-        model.x_norm.std.copy_(torch.maximum(model.x_norm.std, torch.as_tensor(
-            np.broadcast_to(noise, (dx,)).copy(), dtype=torch.float32)))
+    gmm = family == "manifold_gmm"
+    if not gmm:
+        model.x_norm.fit(tr[key])
+        # Floor each output's scale at its dequantization noise: a column that is constant
+        # in the data (a branch never seen) would otherwise keep the 1e-3 floor and blow the
+        # noise up a thousandfold in normalized space.
+        with torch.no_grad():
+            model.x_norm.std.copy_(torch.maximum(model.x_norm.std, torch.as_tensor(
+                np.broadcast_to(noise, (dx,)).copy(), dtype=torch.float32)))
     model.to(device)
 
-    X = torch.as_tensor(tr[key], dtype=torch.float32, device=device)
+    if gmm:  # the targets are the grasps' tabulated target densities, not stances
+        X = torch.as_tensor(_target_tables(cfg, tr, meta, meta["data_dir"], log), device=device)
+        Xv = torch.as_tensor(_target_tables(cfg, va, meta, meta["data_dir"], log),
+                             device=device)
+    else:
+        X = torch.as_tensor(tr[key], dtype=torch.float32, device=device)
+        Xv = torch.as_tensor(va[key], dtype=torch.float32, device=device)
     C = torch.as_tensor(tr["cond"], dtype=torch.float32, device=device)
     W = torch.as_tensor(tr.get("weight", np.ones(len(X))), dtype=torch.float32)
-    Xv = torch.as_tensor(va[key], dtype=torch.float32, device=device)
     Cv = torch.as_tensor(va["cond"], dtype=torch.float32, device=device)
     rt = normalization_round_trip(model, Cv, Xv)
-    log(f"normalization round trip: cond {rt['roundtrip_cond']:.2e}, x {rt['roundtrip_x']:.2e}")
+    log("normalization round trip: " + ", ".join(f"{k[10:]} {v:.2e}" for k, v in rt.items()))
 
-    fk_ctx = None
-    if tcfg.fk_weight > 0 and family != "manifold_flow" and "robot" in meta:
+    ctx: dict[str, Any] = {}
+    if tcfg.fk_weight > 0 and family in ("flow", "cvae", "cfm") and "robot" in meta:
         r = meta["robot"]
-        fk_ctx = {"fk": TorchFK(r).to(device), "reach": r.config.reach_m,
-                  "lower": torch.tensor(r.lower[3:], dtype=torch.float32, device=device),
-                  "upper": torch.tensor(r.upper[3:], dtype=torch.float32, device=device)}
+        ctx["fk"] = {"fk": TorchFK(r).to(device), "reach": r.config.reach_m,
+                     "lower": torch.tensor(r.lower[3:], dtype=torch.float32, device=device),
+                     "upper": torch.tensor(r.upper[3:], dtype=torch.float32, device=device)}
+    if gmm:
+        from .mixture import ReverseKL
+        ctx["rkl"] = ReverseKL(model, cfg.rkl)
+    epoch_eval = _epoch_ground_truth(cfg, va, meta) if cfg.eval.epoch_gt_grasps else None
 
     extra = {"robot_metadata": _robot_metadata(meta), "train_config": cfg.to_dict(),
              "metrics": {}, "interrupted": False}
     ck_path = out / "checkpoint.pt"
     rows, best, best_epoch, interrupted = _fit(
-        model, (X, C, W, Xv, Cv), tcfg, fk_ctx, cfg.seed, device, t_start, log, progress,
+        model, (X, C, W, Xv, Cv), tcfg, ctx, cfg.seed, device, t_start, log, progress,
         should_stop, lambda epoch, val: save_checkpoint(ck_path, model, spec, dict(
-            extra, epoch=epoch, val_nll=val)), out / "metrics.csv")
+            extra, epoch=epoch, val_nll=val)), out / "metrics.csv", epoch_eval)
     if not ck_path.exists():  # stopped before the first epoch ended: keep what there is
         save_checkpoint(ck_path, model, spec, dict(extra, epoch=-1, val_nll=None,
                                                    interrupted=True))
@@ -276,6 +326,9 @@ def train_from_config(config_path: str | Path, out_dir: str | Path,
         log(f"stopped after {len(rows)} epoch(s); checkpoint {ck_path} (export it with "
             f"python -m reachability_ros export {ck_path} --out MODEL.onnx)")
     else:
+        if gmm:
+            result["pruned"] = _prune(ck_path, C.cpu(), cfg.rkl.prune_weight, log)
+        result["train_wall_s"] = time.time() - t_start
         _finish(result, cfg, out, ck_path, rows, va, meta, log)
     result["wall_s"] = time.time() - t_start
     (out / "result.json").write_text(json.dumps(result, indent=2, default=float))
@@ -284,8 +337,8 @@ def train_from_config(config_path: str | Path, out_dir: str | Path,
     return result
 
 
-def _fit(model, tensors, tcfg, fk_ctx, seed, device, t_start, log, progress, should_stop,
-         save, csv_path):
+def _fit(model, tensors, tcfg, ctx, seed, device, t_start, log, progress, should_stop,
+         save, csv_path, epoch_eval=None):
     """The epoch loop; returns ``(rows, best val, best epoch, interrupted)``."""
     X, C, W, Xv, Cv = tensors
     bs, max_epochs = tcfg.batch_size, tcfg.max_epochs
@@ -315,7 +368,7 @@ def _fit(model, tensors, tcfg, fk_ctx, seed, device, t_start, log, progress, sho
                     interrupted = True
                     break
                 b = idx[i * bs:(i + 1) * bs].to(device)
-                loss, _, stats = _batches_loss(model, X[b], C[b], tcfg, step, fk_ctx, gen)
+                loss, _, stats = _batches_loss(model, X[b], C[b], tcfg, step, ctx, gen)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 gn = float(torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip))
@@ -336,7 +389,7 @@ def _fit(model, tensors, tcfg, fk_ctx, seed, device, t_start, log, progress, sho
             if interrupted:
                 break
             row = _epoch_row(model, epoch, step, sched, acc, extra_acc, spe, Xv, Cv, tcfg,
-                             device, t_start)
+                             device, t_start, ctx, epoch_eval)
             rows.append(row)
             log(f"epoch {epoch}: train {row['train_loss']:.4f} val {row['val_nll']:.4f} "
                 f"gn {row['grad_norm_pre_clip']:.2f} sens {row['sens_height']:.4f} "
@@ -365,7 +418,7 @@ def _fit(model, tensors, tcfg, fk_ctx, seed, device, t_start, log, progress, sho
 
 
 def _epoch_row(model, epoch, step, sched, acc, extra_acc, spe, Xv, Cv, tcfg, device,
-               t_start) -> dict:
+               t_start, ctx=None, epoch_eval=None) -> dict:
     """One row of ``metrics.csv``: losses, gradient norms, validation and health."""
     row: dict[str, float] = {"epoch": epoch, "step": step, "lr": sched.get_last_lr()[0],
                              "train_loss": acc["loss"] / spe,
@@ -373,13 +426,76 @@ def _epoch_row(model, epoch, step, sched, acc, extra_acc, spe, Xv, Cv, tcfg, dev
                              "grad_norm_post_clip": acc["gn_post"] / spe,
                              "grad_norm_pre_clip_max": acc["gn_pre_max"]}
     row.update({f"train_{k}": v / spe for k, v in extra_acc.items()})
-    row["val_nll"] = _eval_nll(model, Xv, Cv, tcfg)
+    eval_ctx = {"rkl_eval": ctx["rkl"]} if ctx and "rkl" in ctx else None
+    row["val_nll"] = _eval_nll(model, Xv, Cv, tcfg, ctx=eval_ctx)
     nb = min(4096, len(Xv))
-    row.update(health(model, model.x_norm(Xv[:nb]), model.cond_norm(Cv[:nb])))
+    row.update(health(model, Xv[:nb].float() if model.family != "manifold_gmm" else None,
+                      Cv[:nb]))
     row.update(conditioning_sensitivity(model.cpu(), Cv[:nb].cpu()))
+    if epoch_eval is not None:
+        row.update(epoch_eval(model))
     model.to(device)
     row["wall_s"] = time.time() - t_start
     return row
+
+
+def _epoch_ground_truth(cfg: TrainingConfig, va: dict, meta: dict) -> Callable | None:
+    """Seed 004's ground-truth comparison after every epoch: ``model -> {gt_*: float}``.
+
+    The first ``eval.epoch_gt_grasps`` held-out grasps, ``eval.n_samples`` samples each,
+    against their exact stance sets (coverage gap, KL, mode recall) and the fraction of
+    samples that are valid, visible stances within 20 mm / 5 deg. LeKiwi data only.
+    """
+    if "robot" not in meta or "T_grasp" not in va:
+        return None
+    from ..core.manifold import StanceManifold
+    from ..core.onnx_sampler import FAMILY_OUTPUT
+    from ..core.visibility import Visibility
+    from .evaluate import evaluate_lekiwi, torch_sampler
+
+    k = min(cfg.eval.epoch_gt_grasps, len(va["cond"]))
+    robot = meta["robot"]
+    manifold = meta.get("manifold") or StanceManifold(robot)
+    vis = meta.setdefault("visibility", Visibility(robot))
+
+    def run(model) -> dict[str, float]:
+        m = evaluate_lekiwi(torch_sampler(model), va["cond"][:k], va["T_grasp"][:k], robot,
+                            cfg.eval.n_samples, model.dz, cfg.seed, visibility=vis,
+                            output=FAMILY_OUTPUT[model.family], manifold=manifold,
+                            n_ground_truth=k)
+        return {f"epoch_{key}": m[key] for key in (
+            "gt_coverage_gap_rad_mean", "gt_kl_mean", "gt_mode_recall_mean",
+            "frac_good_20mm_5deg", "pos_err_mm_median") if key in m}
+
+    return run
+
+
+def _prune(ck_path: Path, cond: torch.Tensor, threshold: float, log: Log) -> list[int]:
+    """Remove the mixture components that no training grasp uses.
+
+    Seed 001 section 3.4.2 (removing components), with the largest weight over the
+    training grasps as the criterion instead of the mean: a component that only a rare
+    kind of grasp needs (a branch that is feasible alone for a few grasps) stays. The
+    kept components are written as a smaller model (``ConditionalMixture.keep``: its spec
+    lists their branches), so the exported graph evaluates only them. Returns the removed
+    components.
+    """
+    model, ck = load_checkpoint(ck_path)
+    mean, top = model.weight_stats(cond)
+    off = [int(k) for k in torch.nonzero(top < threshold).flatten()] if threshold > 0 else []
+    if len(off) == model.K:  # never remove everything
+        off.remove(int(torch.argmax(top)))
+    kept = [k for k in range(model.K) if k not in off]
+    small = model.keep(kept)
+    spec = dict(ck["spec"], params=dict(ck["spec"]["params"],
+                                        branches=small.branch_of.tolist()))
+    save_checkpoint(ck_path, small, spec, dict(ck["extra"], pruned=off,
+                                               mean_weights=mean.tolist(),
+                                               max_weights=top.tolist()))
+    log(f"mixture: {len(kept)} of {model.K} components kept (largest weight >= "
+        f"{threshold:g}), on branches {small.branch_of.tolist()}; mean weights "
+        f"{[round(float(v), 4) for v in mean]}, largest {[round(float(v), 3) for v in top]}")
+    return off
 
 
 def _finish(result: dict, cfg: TrainingConfig, out: Path, ck_path: Path, rows: list[dict],
@@ -390,7 +506,12 @@ def _finish(result: dict, cfg: TrainingConfig, out: Path, ck_path: Path, rows: l
         model, torch.as_tensor(va["cond"][:4096], dtype=torch.float32))
     metrics = evaluate_trained(model, va, meta, cfg, log)
     metrics["val_nll"] = result["val_nll"]
+    metrics["train_wall_s"] = result["train_wall_s"]
     result["metrics"] = metrics
+    if cfg.eval.integrator_steps and model.family in ("cfm", "manifold_cfm"):
+        result["integrator_sweep"] = integrator_sweep(
+            model, lambda m: evaluate_trained(m, va, meta, cfg, log), cfg.eval.integrator_steps,
+            log)
     try:
         result["plots"] = _plots(out, rows, model, va, meta, cfg.seed)
     except Exception as e:  # noqa: BLE001 - plotting must never lose a trained model
@@ -436,5 +557,6 @@ def evaluate_trained(model, va: dict, meta: dict, cfg: TrainingConfig, log: Log)
         log("no T_grasp in the data: skipping the FK evaluation")
         return {}
     return evaluate_lekiwi(sampler, va["cond"][:G], va["T_grasp"][:G], meta["robot"], ns,
-                           model.dz, cfg.seed, output=FAMILY_OUTPUT[model.family],
-                           manifold=meta.get("manifold"))
+                           model.dz, cfg.seed, visibility=meta.get("visibility"),
+                           output=FAMILY_OUTPUT[model.family], manifold=meta.get("manifold"),
+                           n_ground_truth=min(cfg.eval.n_ground_truth, G))
