@@ -279,8 +279,8 @@ class StanceManifold:
 
     # --------------------------------------------------------------- solve
     def solve(self, T_world_grasp: np.ndarray, pan: np.ndarray, lift: np.ndarray,
-              branch: np.ndarray, roll: np.ndarray | None = None
-              ) -> tuple[np.ndarray, np.ndarray]:
+              branch: np.ndarray, roll: np.ndarray | None = None,
+              roll_rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Solve the whole-body IK exactly at manifold coordinates.
 
         Args:
@@ -292,6 +292,9 @@ class StanceManifold:
             roll: ``(M,)`` free wrist-roll parameter, used only by rows whose
                 approach is vertical (the roll is then ``roll + pi *
                 roll_branch``); default :attr:`roll_zero`.
+            roll_rng: without ``roll``, draw it uniformly over the canonical
+                half-circle from this generator (``M`` draws, only when a row's
+                approach is vertical: other requests draw nothing).
 
         Returns:
             ``q (M, 8)`` whole-body configurations (NaN rows where the elbow
@@ -319,6 +322,8 @@ class StanceManifold:
         rt = self._roll_terms(T)
         rb = branch >> 1
         eb = branch & 1
+        if roll is None and roll_rng is not None and M and rt["vertical"][gi].any():
+            roll = self.roll_zero + np.pi * roll_rng.random(M)
         roll_free = (np.full(M, self.roll_zero) if roll is None
                      else np.broadcast_to(np.asarray(roll, dtype=float), (M,)))
         if len(T) == 1 and not rt["vertical"][0]:

@@ -144,22 +144,42 @@ class ArmSolution:
     """The arm-only re-solve of landed base poses (all last axes ``n``).
 
     Attributes:
-        q: ``(n, nq)`` the landed base poses with the solved arm joints (within limits).
+        q_landed: ``(n, nq)`` the landed base poses with the start arm joints.
+        arm: ``(n_arm, n)`` the solved arm joints (within limits).
         weighted_error: ``(6, n)`` the tool residual (grasp minus tool position, then the
             rotation vector of ``R_grasp R_tool^T``), in the base frame, divided by the
             tolerances: each of its two parts is inside the tolerance when its norm is <= 1.
-        position_error_m: ``(n,)`` the tool's distance to the grasp (m).
-        orientation_error_rad: ``(n,)`` the tool's rotation away from the grasp (rad).
+        weights: ``(6, 1)`` the inverse tolerances that divided it.
         tool_base: ``(3, n)`` the tool origins in the base frames.
         chain: ``(njoints, 3, 4, n)`` the solved arms' joint poses in the base frames.
+
+    The solved configurations and the errors in metres and radians are computed when
+    asked for (the robustness measure needs only :meth:`within`).
     """
 
-    q: np.ndarray
+    q_landed: np.ndarray
+    arm: np.ndarray
     weighted_error: np.ndarray
-    position_error_m: np.ndarray
-    orientation_error_rad: np.ndarray
+    weights: np.ndarray
     tool_base: np.ndarray
     chain: np.ndarray
+
+    @property
+    def q(self) -> np.ndarray:
+        """``(n, nq)`` the landed base poses with the solved arm joints."""
+        q = self.q_landed.copy()
+        q[:, 3:] = self.arm.T
+        return q
+
+    @property
+    def position_error_m(self) -> np.ndarray:
+        """``(n,)`` the tool's distance to the grasp (m)."""
+        return np.sqrt(((self.weighted_error[:3] / self.weights[:3]) ** 2).sum(0))
+
+    @property
+    def orientation_error_rad(self) -> np.ndarray:
+        """``(n,)`` the tool's rotation away from the grasp (rad)."""
+        return np.sqrt(((self.weighted_error[3:] / self.weights[3:]) ** 2).sum(0))
 
     def within(self) -> np.ndarray:
         """Return ``(n,)``: both parts of the residual inside the tolerances."""
@@ -273,10 +293,7 @@ def arm_only_solve(robot: WholeBodyModel, q_landed: np.ndarray, T_goal: np.ndarr
                 J = np.repeat(J0, S, axis=-1)
             J, cost = np.where(better, Jc, J), np.where(better, cc, cost)
             lam = np.where(better, np.maximum(lam * 0.3, 1e-6), lam * 10.0)
-    q_out = qp.copy()
-    q_out[:, 3:] = qa.T
-    return ArmSolution(q_out, e, np.sqrt(((e[:3] / w[:3]) ** 2).sum(0)),
-                       np.sqrt(((e[3:] / w[3:]) ** 2).sum(0)), p, X)
+    return ArmSolution(qp, qa, e, w, p, X)
 
 
 def nonlinear_robustness(robot: WholeBodyModel, visibility: Visibility, q: np.ndarray,

@@ -217,8 +217,7 @@ class ModelSampler:
         cond = np.repeat(condition_features(T_world_grasp[None], self.robot.config.reach_m), n,
                          axis=0)
         z = rng.standard_normal((n, self.model.dz)).astype(np.float32)
-        return self._decode(self.model.run(cond.astype(np.float32), z), T_world_grasp, n, rng,
-                            lambda: np.repeat(self._vertical(T_world_grasp), n))
+        return self._decode(self.model.run(cond.astype(np.float32), z), T_world_grasp, n, rng)
 
     def sample_targets(self, targets: Targets, rng: np.random.Generator) -> Proposals:
         """Run the model once over every row, conditioned on the row's own target."""
@@ -226,34 +225,26 @@ class ModelSampler:
         cond = condition_features(targets.T, self.robot.config.reach_m)[rows]
         z = rng.standard_normal((targets.n_noise, self.model.dz)).astype(np.float32)
         props = self._decode(self.model.run(cond.astype(np.float32), z[targets.noise]),
-                             targets.T[rows], rows.size, rng,
-                             lambda: self._vertical(targets.T)[rows])
+                             targets.T[rows], rows.size, rng)
         props.target = rows
         return props
 
-    def _vertical(self, T: np.ndarray) -> np.ndarray:
-        """``(G,)`` the approach of each grasp is vertical (the wrist roll is free)."""
-        return self.manifold.is_vertical(T)
-
-    def _decode(self, y: np.ndarray, T: np.ndarray, n: int, rng: np.random.Generator,
-                vertical) -> Proposals:
+    def _decode(self, y: np.ndarray, T: np.ndarray, n: int, rng: np.random.Generator
+                ) -> Proposals:
         """Model outputs ``(n, d)`` -> proposals for grasps ``T`` (4, 4) or (n, 4, 4).
 
         The model proposes (pan, lift, branch); at a vertical approach the wrist roll
         is a third free coordinate (the stance set is 3-D, ``core/manifold.py``) that
         the model does not output: those rows get a roll drawn uniformly (with the
         roll branch, over the whole circle) instead of one fixed roll, which would
-        leave only two base headings around the grasp. ``vertical`` returns the
-        ``(n,)`` flags (called only for manifold-coordinate models); the roll is
-        drawn only when a row is vertical, so other requests draw what they did.
+        leave only two base headings around the grasp. The solver draws the rolls
+        from ``rng`` only when a row is vertical, so other requests draw what they did.
         """
         if self.model.output == "manifold_coords":
             from .onnx_sampler import decode_manifold_output
             pan, lift, branch = decode_manifold_output(y, self.robot.lower[3:5],
                                                        self.robot.upper[3:5])
-            vert = vertical()
-            roll = (self.manifold.roll_zero + np.pi * rng.random(n)) if vert.any() else None
-            q, valid = self.manifold.solve(T, pan, lift, branch, roll=roll)
+            q, valid = self.manifold.solve(T, pan, lift, branch, roll_rng=rng)
             return Proposals(q, valid, exact=True)
         q = self.codec.decode(y, T if T.ndim == 3 else np.repeat(T[None], n, axis=0))
         return Proposals(q, np.all(np.isfinite(q), axis=1), exact=False)
