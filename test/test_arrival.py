@@ -95,6 +95,29 @@ def test_arm_only_solve_with_a_target_per_group_is_one_call_per_group(robot, sta
     assert (both.within() & ~fixed.within()).any()  # the freedom helps somewhere
 
 
+def test_the_served_target_is_the_grasp_turned_to_the_stances_tool(planner, robot, stances):
+    """A stance reaching the grasp turned about its approach axis (the server's grasp
+    freedom) is served that turned grasp; its own grasp, or another pose, leave the request
+    as it is (bit for bit: fixed grasps are untouched)."""
+    q, T = stances
+    rng = np.random.default_rng(8)
+    for qi, Ti in zip(q[:8], T[:8]):
+        same, turn = planner.served_target(Ti, qi)
+        assert turn == 0.0 and np.array_equal(same, Ti)
+        r = rng.uniform(-np.pi, np.pi)
+        request = Ti.copy()  # the stance's tool is this request turned by r about its z
+        request[:3, :3] = Ti[:3, :3] @ pin.exp3(np.array([0.0, 0.0, -r]))
+        served, turn = planner.served_target(request, qi)
+        assert turn == pytest.approx(r, abs=1e-9)
+        np.testing.assert_allclose(served, Ti, atol=1e-9)
+        assert np.array_equal(served[:3, 3], request[:3, 3])
+        assert np.array_equal(served[:3, 2], request[:3, 2])
+        tilted = request.copy()  # the approach axis 3 degrees off: not a turn
+        tilted[:3, :3] = request[:3, :3] @ pin.exp3(np.array([np.radians(3.0), 0.0, 0.0]))
+        other, turn = planner.served_target(tilted, qi)
+        assert turn == 0.0 and np.array_equal(other, tilted)
+
+
 def test_check_at_the_stance_itself_is_exact(planner, robot, stances):
     q, T = stances
     for qi, Ti in zip(q[:8], T[:8]):
