@@ -314,12 +314,14 @@ class ArrivalPlanner:
                             np.asarray(arm_seeds, dtype=float)], axis=1)
         sol = arm_only_solve(self.robot, q, np.asarray(T_goal, dtype=float), cfg.tolerance_m,
                              math.radians(cfg.tolerance_deg), cfg.solve_iterations)
-        limits = self.robot.within_limits(sol.q)
+        # ArmSolution computes q and the errors when asked: once each, not once per row
+        q_solved, dp, dr, within = (sol.q, sol.position_error_m, sol.orientation_error_rad,
+                                    sol.within())
+        limits = self.robot.within_limits(q_solved)
         vis = self.visibility.check_chain(sol.tool_base, sol.chain)
         margin = vis.margin
         seen = vis.visible & (margin >= cfg.min_visibility_margin_m)
-        return [ArmCheck(sol.q[i].copy(), float(sol.position_error_m[i]),
-                         float(sol.orientation_error_rad[i]), bool(sol.within()[i]),
+        return [ArmCheck(q_solved[i].copy(), float(dp[i]), float(dr[i]), bool(within[i]),
                          bool(limits[i]), bool(seen[i]), float(margin[i]))
                 for i in range(q.shape[0])]
 
