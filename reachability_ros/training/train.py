@@ -13,6 +13,10 @@ keeps its best checkpoint, which :func:`.export.export_checkpoint` turns into a
 model. Every user error (bad YAML, an unknown key, a bad value, an output folder
 that cannot be created, CUDA asked on a CPU build, a missing dataset) is a
 :class:`~reachability_ros.core.errors.ConfigError` with a one-line message.
+
+(About 560 lines: the data, the loop with its early stopping, the per-epoch diagnostics,
+the mixture's pruning and the export read top to bottom in one module; the models, the
+diagnostics' maths, the plots and the checkpoints are in their own modules.)
 """
 
 from __future__ import annotations
