@@ -191,10 +191,11 @@ def _load_world(args, proposer) -> None:
     """Read --map and --obstacles into the proposer's world; say what was loaded."""
     if not (getattr(args, "map", None) or getattr(args, "obstacles", None)):
         return
-    from reachability_ros.core.paths import resolve_data_path
     from reachability_ros.world_io import load_map, load_obstacles
-    grid = load_map(resolve_data_path(args.map)) if args.map else None
-    boxes = load_obstacles(resolve_data_path(args.obstacles)) if args.obstacles else None
+    # both resolve a relative path like --config (core/paths.resolve_data_path), and name
+    # the file as the user typed it in their errors
+    grid = load_map(args.map) if args.map else None
+    boxes = load_obstacles(args.obstacles) if args.obstacles else None
     proposer.set_world(grid, boxes)
     if grid is not None:
         h, w = grid.shape

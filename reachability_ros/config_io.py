@@ -40,11 +40,12 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return " ".join(f"{problem}{where}".split())
 
 
-def load_yaml(path: str | Path) -> dict:
+def load_yaml(path: str | Path, what: str = "config file") -> dict:
     """Load a YAML file; every way it can fail is a one-line :class:`ConfigError`.
 
     Args:
         path: the file; a relative path is looked up with :func:`resolve_data_path`.
+        what: what the file is, in the error messages (``"map file"``, ...).
 
     Raises:
         ConfigError: the file is missing, unreadable, not UTF-8 text or not valid YAML.
@@ -54,17 +55,17 @@ def load_yaml(path: str | Path) -> dict:
         with open(p, encoding="utf-8") as fh:
             return yaml.safe_load(fh) or {}
     except FileNotFoundError:
-        raise ConfigError(f"config file {str(path)!r} not found (looked at {p})") from None
+        raise ConfigError(f"{what} {str(path)!r} not found (looked at {p})") from None
     except IsADirectoryError:
-        raise ConfigError(f"config file {str(path)!r} is a directory ({p})") from None
+        raise ConfigError(f"{what} {str(path)!r} is a directory ({p})") from None
     except OSError as exc:
-        raise ConfigError(f"cannot read config file {p}: {exc.strerror or exc}") from None
+        raise ConfigError(f"cannot read {what} {p}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
-        raise ConfigError(f"config file {p} is not UTF-8 text") from None
+        raise ConfigError(f"{what} {p} is not UTF-8 text") from None
     except RecursionError:
-        raise ConfigError(f"config file {p} is nested too deeply to be a config") from None
+        raise ConfigError(f"{what} {p} is nested too deeply to be read") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {p} is not valid YAML: {_yaml_problem(exc)}") from None
+        raise ConfigError(f"{what} {p} is not valid YAML: {_yaml_problem(exc)}") from None
 
 
 def load_stance_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None,

@@ -32,6 +32,7 @@ import numpy as np
 
 from reachability_ros.config_io import load_yaml
 from reachability_ros.core.errors import ConfigError
+from reachability_ros.core.paths import resolve_data_path
 from reachability_ros.core.world import Boxes, OccupancyGrid
 
 MAP_MODES = ("trinary", "scale", "raw")
@@ -48,9 +49,9 @@ def _number(doc: dict, key: str, where: str) -> float:
 
 
 def _mapping(path: str | Path, what: str) -> dict:
-    doc = load_yaml(path)
+    doc = load_yaml(path, f"{what} file")
     if not isinstance(doc, dict):
-        raise ConfigError(f"{what} {str(path)!r} must hold a mapping, got "
+        raise ConfigError(f"{what} file {str(path)!r} must hold a mapping, got "
                           f"{type(doc).__name__}")
     return doc
 
@@ -59,7 +60,8 @@ def load_map(path: str | Path) -> OccupancyGrid:
     """Read a map_server map (YAML and image) into an occupancy grid.
 
     Args:
-        path: the map's YAML file.
+        path: the map's YAML file; a relative path is looked up like a config file
+            (``core/paths.resolve_data_path``), and its image next to where it was found.
 
     Returns:
         The grid; its ``origin`` is the YAML's, ``frame_id`` empty (the grasps' frame).
@@ -96,7 +98,7 @@ def load_map(path: str | Path) -> OccupancyGrid:
                           f"{mode!r}")
     image_path = Path(image)
     if not image_path.is_absolute():
-        image_path = Path(path).resolve().parent / image_path
+        image_path = resolve_data_path(path).resolve().parent / image_path
     values = image_occupancy(image_path, mode, bool(negate), free, occupied)
     return OccupancyGrid(values, resolution, tuple(float(v) for v in origin))
 
@@ -165,7 +167,7 @@ def load_obstacles(path: str | Path) -> Boxes:
             centre or a positive size, non-finite numbers.
     """
     where = f"obstacles file {str(path)!r}"
-    doc = _mapping(path, "obstacles file")
+    doc = _mapping(path, "obstacles")
     unknown = sorted(set(doc) - {"obstacles", "frame_id"})
     if unknown:
         raise ConfigError(f"{where}: unknown keys {unknown}; it holds 'obstacles' (a list of "

@@ -4,6 +4,7 @@ the correction law; every result checked with Pinocchio FK from the URDF."""
 import math
 
 import numpy as np
+import pinocchio as pin
 import pytest
 
 from reachability_ros.core.arrival import (ArrivalConfig, ArrivalPlanner, base_error,
@@ -54,6 +55,67 @@ def test_arm_only_solve_groups_agree_with_single_rows(robot, stances):
     dp, dr = fk_error(robot, grouped.q, T[0])
     np.testing.assert_allclose(grouped.position_error_m, dp, atol=1e-9)
     np.testing.assert_allclose(np.degrees(grouped.orientation_error_rad), dr, atol=1e-7)
+
+
+def test_arm_only_solve_with_a_target_per_group_is_one_call_per_group(robot, stances):
+    """The two merged forms of the arm-only solve: targets ``(n // group, 4, 4)`` and
+    ``free_roll`` per group give, group by group, what a call for that group alone gives
+    (and what one row per call gives); a free-roll group ignores only the turn about its
+    approach axis (Pinocchio FK)."""
+    q, T = stances
+    M, S = 6, 5
+    delta = np.random.default_rng(4).standard_normal((S, 3)) * [0.03, 0.03, 0.05]
+    qp = compose_planar(q[:M], delta).reshape(M * S, -1)
+    free = np.array([True, False, False, True, False, True])
+    tol_m, tol_rad = 0.002, np.radians(1.0)
+    for flags in (None, free):
+        both = arm_only_solve(robot, qp, T[:M], tol_m, tol_rad, 3, group=S, free_roll=flags)
+        for m in range(M):
+            rows = slice(m * S, (m + 1) * S)
+            f = None if flags is None else flags[m:m + 1]
+            alone = arm_only_solve(robot, qp[rows], T[m], tol_m, tol_rad, 3, group=S,
+                                   free_roll=f)
+            one_by_one = arm_only_solve(robot, qp[rows], np.repeat(T[m][None], S, axis=0),
+                                        tol_m, tol_rad, 3, free_roll=None if f is None
+                                        else np.repeat(f, S))
+            for other in (alone, one_by_one):
+                np.testing.assert_allclose(other.q, both.q[rows], atol=1e-9)
+                np.testing.assert_allclose(other.weighted_error, both.weighted_error[:, rows],
+                                           atol=1e-7)
+                assert np.array_equal(other.within(), both.within()[rows])
+    # the free groups: the reported rotation error leaves out the turn about the approach
+    # axis (Pinocchio FK); the fixed groups keep all of it
+    T_fk = robot.fk_pinocchio(both.q, robot.config.tool_frame)
+    T_goal = np.repeat(T[:M], S, axis=0)
+    fixed = arm_only_solve(robot, qp, T[:M], tol_m, tol_rad, 3, group=S)
+    for i, is_free in enumerate(np.repeat(free, S)):
+        w = pin.log3(T_goal[i, :3, :3].T @ T_fk[i, :3, :3])
+        expect = np.hypot(w[0], w[1]) if is_free else np.linalg.norm(w)
+        assert both.orientation_error_rad[i] == pytest.approx(expect, abs=1e-7)
+    assert (both.within() & ~fixed.within()).any()  # the freedom helps somewhere
+
+
+def test_the_served_target_is_the_grasp_turned_to_the_stances_tool(planner, robot, stances):
+    """A stance reaching the grasp turned about its approach axis (the server's grasp
+    freedom) is served that turned grasp; its own grasp, or another pose, leave the request
+    as it is (bit for bit: fixed grasps are untouched)."""
+    q, T = stances
+    rng = np.random.default_rng(8)
+    for qi, Ti in zip(q[:8], T[:8]):
+        same, turn = planner.served_target(Ti, qi)
+        assert turn == 0.0 and np.array_equal(same, Ti)
+        r = rng.uniform(-np.pi, np.pi)
+        request = Ti.copy()  # the stance's tool is this request turned by r about its z
+        request[:3, :3] = Ti[:3, :3] @ pin.exp3(np.array([0.0, 0.0, -r]))
+        served, turn = planner.served_target(request, qi)
+        assert turn == pytest.approx(r, abs=1e-9)
+        np.testing.assert_allclose(served, Ti, atol=1e-9)
+        assert np.array_equal(served[:3, 3], request[:3, 3])
+        assert np.array_equal(served[:3, 2], request[:3, 2])
+        tilted = request.copy()  # the approach axis 3 degrees off: not a turn
+        tilted[:3, :3] = request[:3, :3] @ pin.exp3(np.array([np.radians(3.0), 0.0, 0.0]))
+        other, turn = planner.served_target(tilted, qi)
+        assert turn == 0.0 and np.array_equal(other, tilted)
 
 
 def test_check_at_the_stance_itself_is_exact(planner, robot, stances):

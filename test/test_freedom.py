@@ -11,6 +11,7 @@ import numpy as np
 import pinocchio as pin
 import pytest
 
+from reachability_ros.core.canonical import condition_features
 from reachability_ros.core.config import ProposalConfig, StanceConfig
 from reachability_ros.core.errors import InvalidRequest
 from reachability_ros.core.freedom import (expand_targets, flip_quaternion, MAX_ALTERNATIVES,
@@ -201,6 +202,52 @@ def test_top_down_grasp_stances_go_around_it(proposers, robot, visibility):
     assert max_circular_gap(np.arctan2(f[:, 1] - 0.0, f[:, 0] - 1.5)) < math.radians(90)
     best = r.candidates[0].q
     assert best[0] < 1.5 and abs(best[1]) < 0.1  # behind the grasp, on the way from (0, 0)
+
+
+def test_the_solver_draws_the_free_roll_as_the_sampler_did(proposers):
+    """``StanceManifold.solve(..., roll_rng=)`` draws a vertical approach's free wrist roll
+    exactly as the model sampler drew it before it moved there (commit 6d6a3a4: one
+    ``roll_zero + pi * U[0, 1)`` per row, drawn only when a row is vertical, after the
+    noise): the same stances and the generator left in the same state, for one grasp and
+    for the targets of a set (vertical, tilted-vertical, symmetric, free-roll grasps)."""
+    from reachability_ros.core.onnx_sampler import decode_manifold_output
+    p = proposers["model"]
+    s, m = p.sampler, p.manifold
+    lo, hi = p.robot.lower[3:5], p.robot.upper[3:5]
+
+    def before(y, T, n, rng):  # the sampler's own draw, as in 6d6a3a4
+        pan, lift, branch = decode_manifold_output(y, lo, hi)
+        vert = np.repeat(m.is_vertical(T), n) if T.ndim == 2 else m.is_vertical(T)
+        roll = (m.roll_zero + np.pi * rng.random(n)) if vert.any() else None
+        return m.solve(T, pan, lift, branch, roll=roll)
+
+    cfg = p.config.proposal
+    grasps = [Grasp((1.0, 0.5, 0.1), (1.0, 0.0, 0.0, 0.0)),
+              Grasp((1.0, 0.5, 0.1), (0.2, 0.9797959, 0.0, 0.0), free_roll=True),
+              Grasp((0.8, 0.2, 0.15), (0.0, 0.7071068, 0.0, 0.7071068), symmetric=True),
+              Grasp((0.8, 0.2, 0.05), (0.7071068, 0.7071068, 0.0, 0.0), symmetric=True)]
+    T = [validate_grasp(g, cfg) for g in grasps]
+    assert p.manifold.is_vertical(np.array(T)).tolist() == [True, True, False, True]
+    for i, Ti in enumerate(T):
+        rng_new, rng_old = np.random.default_rng(i), np.random.default_rng(i)
+        got = s.sample(Ti, 300, rng_new)
+        cond = np.repeat(condition_features(Ti[None], p.robot.config.reach_m), 300, axis=0)
+        z = rng_old.standard_normal((300, s.model.dz)).astype(np.float32)
+        q, valid = before(s.model.run(cond.astype(np.float32), z), Ti, 300, rng_old)
+        assert np.array_equal(got.q, q, equal_nan=True) and np.array_equal(got.valid, valid)
+        assert rng_new.random() == rng_old.random()
+    for sel in ([0], [2], [1, 3], [0, 1, 2, 3]):
+        targets = expand_targets([grasps[j] for j in sel], [T[j] for j in sel], 64,
+                                 np.random.default_rng(5), None)
+        rng_new, rng_old = np.random.default_rng(9), np.random.default_rng(9)
+        got = s.sample_targets(targets, rng_new)
+        rows = targets.rows
+        cond = condition_features(targets.T, p.robot.config.reach_m)[rows]
+        z = rng_old.standard_normal((targets.n_noise, s.model.dz)).astype(np.float32)
+        q, valid = before(s.model.run(cond.astype(np.float32), z[targets.noise]),
+                          targets.T[rows], rows.size, rng_old)
+        assert np.array_equal(got.q, q, equal_nan=True) and np.array_equal(got.valid, valid)
+        assert rng_new.random() == rng_old.random()
 
 
 # --------------------------------------------------------------- symmetric

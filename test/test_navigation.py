@@ -217,6 +217,48 @@ def test_stances_without_their_joints_are_solved_by_the_navigator(proposer):
     assert mm <= 2.0 and deg <= 1.0 and ok
 
 
+@pytest.mark.parametrize('freedom', ['symmetric', 'free_roll'])
+def test_a_stance_for_a_turned_grasp_is_reached_as_the_server_chose_it(proposer, robot,
+                                                                       freedom):
+    """With the server's grasp freedom (grasp_symmetric / grasp_free_roll) a stance may
+    serve the grasp turned about its approach axis; the navigator solves the arm for that
+    tool pose (it solved for the request's roll: out of reach from the exact stance
+    itself, corrections towards another stance). Pinocchio FK from the true base."""
+    from reachability_ros.core.geometry import quat_to_matrix
+    from reachability_ros.evaluation.grasps import reachable_grasps
+
+    class FreedomServer:  # the stance server with its freedom parameter set
+        def propose(self, grasp, start, rng):
+            return proposer.propose(Grasp(grasp.position, grasp.orientation, grasp.frame_id,
+                                          **{freedom: True}), start, rng)
+
+    n = navigator(proposer)
+    turned = 0
+    for i, g in enumerate(reachable_grasps(robot, 12, np.random.default_rng(4)).grasps()):
+        grasp = Grasp(g.position, g.orientation, 'map')
+        for sigma in (0.0, 0.03):  # Nav2 lands exactly, then with error
+            s = SimulatedRobot(FreedomServer(), np.random.default_rng(i), sigma_xy_m=sigma,
+                               sigma_yaw_rad=math.radians(100 * sigma))
+            r = n.run(s, grasp)
+            assert r.code == nav.SUCCEEDED, r.message
+            used = r.report['attempts'][r.report['stance_used']['rank'] - 1]
+            turn = math.radians(used.get('grasp_turn_deg', 0.0))
+            if sigma == 0.0:
+                assert used['corrections'] == []
+                turned += abs(turn) > 1e-6
+            if freedom == 'symmetric':
+                assert min(abs(turn), abs(abs(turn) - math.pi)) <= 1e-6
+            c, si = math.cos(turn), math.sin(turn)
+            T = grasp.matrix()
+            T[:3, :3] = quat_to_matrix(np.array(g.orientation)) @ np.array(
+                [[c, -si, 0.0], [si, c, 0.0], [0.0, 0.0, 1.0]])
+            q = np.array([[s.pose.x, s.pose.y, s.pose.yaw, *r.arm]])
+            dp, dr = pose_error(robot.fk_pinocchio(q, robot.config.tool_frame), T[None])
+            assert dp[0] <= 0.002 and math.degrees(dr[0]) <= 1.0
+            assert proposer.visibility.check(q).visible[0] and robot.within_limits(q)[0]
+    assert turned >= 3  # stances for the turned grasp were among those used
+
+
 def test_candidates_that_do_not_match_the_answer_are_not_used(proposer):
     n = navigator(proposer)
     result = proposer.propose(SIDE_GRASP)

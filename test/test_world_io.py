@@ -196,3 +196,26 @@ def test_propose_batch_uses_the_world(world_files, tmp_path, capsys):
     assert rc == 0 and rec["id"] == "g1" and rec["ok"]
     assert "base_collision" in rec["funnel"] and "clearance_m" in rec["candidates"][0]
     assert math.isfinite(rec["candidates"][0]["clearance_m"])
+
+
+def test_a_map_is_found_like_a_config_file_and_its_image_next_to_it(tmp_path, monkeypatch):
+    """A relative map path is looked up in the working directory, then in the package
+    (core/paths.resolve_data_path), and its image next to the YAML that was found (it was
+    looked for under the working directory, where the packaged example map is not)."""
+    monkeypatch.chdir(tmp_path)
+    grid = load_map("config/examples/room.yaml")
+    assert grid.shape == (60, 80) and (grid.values == 100).any()
+    mine = tmp_path / "config" / "examples"  # the user's own file of that name wins
+    mine.mkdir(parents=True)
+    write_map(mine, np.zeros((4, 5)), name="room.pgm").rename(mine / "room.yaml")
+    assert load_map("config/examples/room.yaml").shape == (4, 5)
+
+
+@pytest.mark.parametrize("flag, noun", [("--map", "map file"),
+                                        ("--obstacles", "obstacles file")])
+def test_a_missing_world_file_is_named_as_typed(tmp_path, monkeypatch, capsys, flag, noun):
+    monkeypatch.chdir(tmp_path)
+    rc = main(["propose", *GRASP, flag, "nothere.yaml", "--sampler", "grid", "--model", ""])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err[-1] == (f"error: {noun} 'nothere.yaml' not found (looked at "
+                                   f"{tmp_path / 'nothere.yaml'})")

@@ -314,12 +314,14 @@ class ArrivalPlanner:
                             np.asarray(arm_seeds, dtype=float)], axis=1)
         sol = arm_only_solve(self.robot, q, np.asarray(T_goal, dtype=float), cfg.tolerance_m,
                              math.radians(cfg.tolerance_deg), cfg.solve_iterations)
-        limits = self.robot.within_limits(sol.q)
+        # ArmSolution computes q and the errors when asked: once each, not once per row
+        q_solved, dp, dr, within = (sol.q, sol.position_error_m, sol.orientation_error_rad,
+                                    sol.within())
+        limits = self.robot.within_limits(q_solved)
         vis = self.visibility.check_chain(sol.tool_base, sol.chain)
         margin = vis.margin
         seen = vis.visible & (margin >= cfg.min_visibility_margin_m)
-        return [ArmCheck(sol.q[i].copy(), float(sol.position_error_m[i]),
-                         float(sol.orientation_error_rad[i]), bool(sol.within()[i]),
+        return [ArmCheck(q_solved[i].copy(), float(dp[i]), float(dr[i]), bool(within[i]),
                          bool(limits[i]), bool(seen[i]), float(margin[i]))
                 for i in range(q.shape[0])]
 
@@ -437,6 +439,43 @@ class ArrivalPlanner:
         base = BasePose(float(q[0]), float(q[1]), float(wrap_angle(q[2])))
         return CorrectionTarget(q.copy(), base, math.hypot(base.x - landed.x, base.y - landed.y),
                                 float(wrap_angle(base.yaw - landed.yaw)), sources[best])
+
+    def served_target(self, T_goal: np.ndarray, stance_q: np.ndarray
+                      ) -> tuple[np.ndarray, float]:
+        """Return the grasp as a stance serves it: turned about its approach axis, and the turn.
+
+        A stance server with grasp freedom (``grasp_symmetric``, ``grasp_free_roll``)
+        answers with stances whose tool reaches the grasp turned about its approach axis
+        (the tool's +z): its flip, or any roll. The stance was verified, ranked and found
+        robust for that tool pose, so the arrival solves and checks for it, not for the
+        requested roll (from which the arm may not reach, or see, the grasp at all).
+
+        Args:
+            T_goal: ``(4, 4)`` the requested grasp (tool pose in the world).
+            stance_q: ``(nq,)`` the stance (exact for the tool pose it serves).
+
+        Returns:
+            ``T_goal`` turned about its own +z by the stance's turn (position and
+            approach axis exactly the request's), and the turn (rad, in (-pi, pi]); the
+            request itself and 0.0 when the stance's tool is not at the grasp's position
+            and approach within the arrival tolerance, or turned by 1e-9 rad or less.
+        """
+        T = np.asarray(T_goal, dtype=float)
+        tool = self.robot.config.tool_frame
+        T_tool = self.robot.fk(np.asarray(stance_q, dtype=float)[None], [tool])[tool][0]
+        cfg = self.config
+        cos_tilt = float(np.clip(T[:3, 2] @ T_tool[:3, 2], -1.0, 1.0))
+        if (np.linalg.norm(T_tool[:3, 3] - T[:3, 3]) > cfg.tolerance_m
+                or math.acos(cos_tilt) > math.radians(cfg.tolerance_deg)):
+            return T, 0.0
+        x = T[:3, :3].T @ T_tool[:3, 0]  # the tool's x in the grasp's frame
+        turn = math.atan2(x[1], x[0])
+        if abs(turn) <= 1e-9:
+            return T, 0.0
+        c, s = math.cos(turn), math.sin(turn)
+        out = T.copy()
+        out[:3, :3] = T[:3, :3] @ np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+        return out, turn
 
     def arm_of_stance(self, T_goal: np.ndarray, base: BasePose,
                       n_pan: int = 24, n_lift: int = 24) -> np.ndarray | None:

@@ -379,11 +379,15 @@ class StanceProposer:
         Runs only when the scene removed a stance (a grasp the robot cannot reach or see
         gains nothing from more proposals): ``world.fallback_samples`` proposals of the
         exact grid (or, without the closed form, of the configured sampler), for the same
-        targets as the first round (a grasp set's, a symmetric or free-roll grasp's: each
-        grasp's share of the budget), verified and checked against the world like the
-        first ones, then appended to them. The exact rows whose base the map surely
-        blocks (``SceneChecker.surely_on_map``, one look-up per row) are labelled
-        ``base_collision`` before verification: they would fail whatever the camera sees.
+        grasps as the first round: with freedom or alternatives each grasp gets its share
+        of the budget (:meth:`expand`), per flip of a symmetric grasp and per roll of a
+        free-roll grasp's ``GRID_ROLLS`` (the grid's own rule: a whole grid per target), a
+        vertical approach's wrist rolls within it (:class:`DenseGridSampler`). The rows are
+        verified and checked against the world like the first ones, then appended to them
+        (``stages.merge_sampled``: each keeps its target and ranking group). The exact
+        rows whose base the map surely blocks (``SceneChecker.surely_on_map``, one
+        look-up per row) are labelled ``base_collision`` before verification: they would
+        fail whatever the camera sees.
 
         Returns:
             The merged proposals and verified rows, and the number of extra proposals

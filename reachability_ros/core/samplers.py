@@ -157,6 +157,13 @@ class GridSampler:
         """Pan and lift cells of a grid of about ``n`` stances (square per branch)."""
         return max(2, int(round(np.sqrt(n / self.manifold.n_branches))))
 
+    def _sides(self, counts: np.ndarray, rolls: np.ndarray) -> np.ndarray:
+        """Pan and lift cells ``(P,)`` of each target's grid, from its rows and free rolls.
+
+        The grid sampler: :meth:`side` of the rows (a vertical approach's rolls on top).
+        """
+        return np.array([self.side(c) for c in counts], dtype=int)
+
     def sample(self, T_world_grasp: np.ndarray, n: int, rng: np.random.Generator) -> Proposals:
         """Return about ``n`` grid stances (the grid is square per branch); ``rng`` unused."""
         side = self.side(n)
@@ -175,9 +182,9 @@ class GridSampler:
         m = self.manifold
         lo, hi = m.robot.lower[3:5], m.robot.upper[3:5]
         P = targets.T.shape[0]
-        side = np.array([self.side(c) for c in np.bincount(targets.rows, minlength=P)])
         vertical = m.is_vertical(targets.T)
         nr = np.where(vertical, max(1, int(n_roll)), 1)
+        side = self._sides(np.bincount(targets.rows, minlength=P), nr)
         nb = m.n_branches
         count = nr * nb * side * side
         target = np.repeat(np.arange(P), count)
@@ -254,15 +261,27 @@ class DenseGridSampler(GridSampler):
     """The exact grid with about ``n`` stances in all, a vertical approach's rolls included.
 
     (:class:`GridSampler` gives a vertical approach 8 rolls on top of ``n``.) The world's
-    fallback searches with it when the scene leaves too few stances.
+    fallback searches with it when the scene leaves too few stances; for many targets
+    (:meth:`~GridSampler.sample_targets`) each target gets the grid :meth:`sample` gives it
+    alone.
     """
 
     def sample(self, T_world_grasp: np.ndarray, n: int, rng: np.random.Generator) -> Proposals:
         """Return about ``n`` exact grid stances; ``rng`` unused."""
         rolls = 8 if self.manifold.is_vertical(T_world_grasp[None])[0] else 1
-        side = max(2, int(round(np.sqrt(n / (self.manifold.n_branches * rolls)))))
+        side = int(self._sides(np.array([n]), np.array([rolls]))[0])
         q, valid, _ = self.manifold.grid(T_world_grasp, n_pan=side, n_lift=side, n_roll=rolls)
         return Proposals(q, valid, exact=True)
+
+    def _sides(self, counts: np.ndarray, rolls: np.ndarray) -> np.ndarray:
+        """Pan and lift cells ``(P,)`` of each target's grid: about its rows, rolls included.
+
+        :meth:`GridSampler.sample_targets` then lays each target out as :meth:`sample`
+        does for it alone (a vertical approach's 8 rolls within the count, not on top).
+        """
+        nb = self.manifold.n_branches
+        return np.array([max(2, int(round(np.sqrt(c / (nb * r))))) for c, r in
+                         zip(counts.tolist(), rolls.tolist())], dtype=int)
 
 
 def make_sampler(pc, robot: WholeBodyModel, manifold=None) -> tuple:

@@ -12,9 +12,11 @@ so every decision below runs without ROS:
 3. for the stances in rank order (at most ``max_attempts``): send it to Nav2; a failed
    navigation -> the next stance; Nav2 not there -> ``NAV2_UNAVAILABLE``;
 4. on arrival (:meth:`GraspNavigator.arrive`): read the landed base from TF, solve the arm
-   from it and check by FK (``core/arrival.py``); outside the tolerance, correct the base
-   (the nearest exact stance, a bounded closed-loop motion on ``cmd_vel``) and solve again,
-   at most ``arrival.max_corrections`` times; still outside -> the next stance;
+   from it for the grasp as the stance serves it (turned about its approach axis when the
+   server's grasp freedom turned it: ``ArrivalPlanner.served_target``; the attempt's
+   ``grasp_turn_deg``) and check by FK (``core/arrival.py``); outside the tolerance, correct
+   the base (the nearest exact stance, a bounded closed-loop motion on ``cmd_vel``) and
+   solve again, at most ``arrival.max_corrections`` times; still outside -> the next stance;
 5. success: one arm command (the five arm joints), ``SUCCEEDED``; else ``NAV2_FAILED``
    when Nav2 failed for every stance tried, ``OUT_OF_REACH`` when a stance was reached
    but the grasp was not. A cancel at any moment stops the base -> ``CANCELED``.
@@ -297,7 +299,12 @@ class GraspNavigator:
         self.landing.add(dx, dy, dyaw)
         record['landing_error'] = {'dx_m': dx, 'dy_m': dy, 'dyaw_deg': math.degrees(dyaw),
                                    'distance_m': math.hypot(dx, dy)}
-        arrival = self.arrive(robot, T, q, landed)
+        # the grasp as this stance serves it (the server's grasp freedom may have turned
+        # it about its approach axis: the flip, a free roll)
+        T_served, turn = self.planner.served_target(T, q)
+        if turn:
+            record['grasp_turn_deg'] = math.degrees(turn)
+        arrival = self.arrive(robot, T_served, q, landed)
         check = arrival.check
         record.update(outcome=arrival.status, corrections=arrival.corrections,
                       correction_distance_m=arrival.travelled_m,
@@ -374,7 +381,8 @@ class GraspNavigator:
 
         Args:
             robot: the ROS glue (or a simulation).
-            T: ``(4, 4)`` the grasp in the target frame.
+            T: ``(4, 4)`` the grasp in the target frame, as the stance serves it
+                (:meth:`ArrivalPlanner.served_target`).
             stance_q: ``(nq,)`` the stance Nav2 was sent to (exact).
             landed: the base as read from TF after Nav2 stopped.
 
