@@ -127,13 +127,22 @@ def parse_line(line: str, lineno: int):
             4-number ``orientation`` (boolean ``symmetric`` / ``free_roll`` and a list of
             ``alternatives`` optional).
     """
-    from reachability_ros.core.types import Grasp
+    return _parse_record(_load_json(line, lineno), lineno)
+
+
+def _load_json(line: str, lineno: int):
+    """Decode one batch line's JSON; raise :class:`InvalidRequest` when it is not JSON."""
     try:
-        rec = json.loads(line)
+        return json.loads(line)
     except json.JSONDecodeError as exc:
         raise InvalidRequest(f"line {lineno}: not valid JSON ({exc.msg})") from None
     except (RecursionError, ValueError) as exc:
         raise InvalidRequest(f"line {lineno}: not valid JSON ({type(exc).__name__})") from None
+
+
+def _parse_record(rec, lineno: int):
+    """:func:`parse_line` of an already decoded line."""
+    from reachability_ros.core.types import Grasp
     if not isinstance(rec, dict):
         raise InvalidRequest(f"line {lineno}: expected a JSON object")
     gid = _json_id(rec.get("id"), lineno)
@@ -162,11 +171,10 @@ def answer_lines(proposer, fin, fout, seed: int) -> tuple[int, int, int, int]:
                 raise InvalidRequest(f"line {lineno}: not UTF-8 text") from None
             if not line.strip():
                 raise InvalidRequest(f"line {lineno}: empty line")
-            try:
-                gid = _json_id(json.loads(line).get("id"), lineno)
-            except Exception:  # reported by parse_line below
-                pass
-            gid, grasp, alternatives = parse_line(line, lineno)
+            rec_in = _load_json(line, lineno)
+            if isinstance(rec_in, dict):  # the answer carries the id even when it is refused
+                gid = _json_id(rec_in.get("id"), lineno)
+            gid, grasp, alternatives = _parse_record(rec_in, lineno)
             rec = result_record(proposer.propose(grasp, rng=np.random.default_rng(
                 [seed, lineno]), alternatives=alternatives))
             n_ok += rec["ok"]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from reachability_ros.batch import parse_line as _parse_line
+from reachability_ros.batch import answer_lines, parse_line as _parse_line
 from reachability_ros.core.errors import InvalidRequest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,6 +74,33 @@ def test_batch_goes_on_after_broken_lines(tmp_path):
     for r in recs[1:6]:
         assert r["reason"] and r["candidates"] == []
     assert abs(recs[6]["candidates"][0]["base"][0] - 1e4) < 1.0
+
+
+def test_a_refused_batch_line_answers_with_its_id():
+    """Each line is decoded once; a refused line's answer still carries its id (the line
+    number where it has none, or is no object), and nothing is proposed for it."""
+    class NoProposals:
+        sampler_name = "stand-in"
+
+        def propose(self, *args, **kwargs):
+            raise AssertionError("a refused line was proposed for")
+
+    import io
+    lines = [b'{"id": "g1", "position": [0, 0], "orientation": [0, 0, 0, 1]}',
+             b'{"id": 7, "position": [0, 0, 0.1], "orientation": [0, 0, 0, 1], '
+             b'"alternatives": [{"position": [0, 0, 0.1]}]}',
+             b'{"position": [0, 0, 0.1], "orientation": [0, 0, 0, 1], "symmetric": 1}',
+             b'[1, 2, 3]', b'{"id": "g5", "position": [0, 0, 0.1]',
+             b'{"id": "g6", "position": [0, 0, 0.1], "orientation": [0, 0, 0, 1], '
+             b'"free_roll": "yes"}']
+    out = io.StringIO()
+    counts = answer_lines(NoProposals(), io.BytesIO(b"\n".join(lines) + b"\n"), out, 0)
+    recs = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert counts == (0, 0, len(lines), 0)
+    assert [r["id"] for r in recs] == ["g1", 7, "line3", "line4", "line5", "g6"]
+    assert all(r["error"] == "invalid_request" and r["sampler"] == "stand-in" for r in recs)
+    assert "'position' must be a list of 3 numbers" in recs[0]["reason"]
+    assert "not valid JSON" in recs[4]["reason"]
 
 
 @settings(max_examples=300, deadline=None)

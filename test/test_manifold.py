@@ -171,6 +171,36 @@ def test_invalid_inputs(manifold):
         manifold.solve(np.stack([T] * 3), np.zeros(2), np.zeros(2), np.zeros(2, int))
 
 
+def test_rows_sharing_grasps_solve_as_one_grasp_per_row(robot, manifold):
+    """``solve(T (G, 4, 4), ..., grasp_of_row=idx)`` (the roll equation once per grasp)
+    gives bit for bit what ``solve(T[idx], ...)`` (once per row) gives, vertical
+    approaches and their free rolls included; indices that do not fit are refused."""
+    rng = np.random.default_rng(12)
+    T = np.concatenate([_tool(robot, robot.random_configurations(3, rng)),
+                        _tool(robot, _vertical_configurations(robot, manifold, 2, rng))])
+    assert manifold.is_vertical(T).tolist() == [False] * 3 + [True] * 2
+    M = 600
+    idx = rng.integers(0, len(T), M)
+    lo, hi = robot.lower[3:5], robot.upper[3:5]
+    pan, lift = rng.uniform(lo[0], hi[0], M), rng.uniform(lo[1], hi[1], M)
+    branch, roll = rng.integers(0, 4, M), rng.uniform(-np.pi, np.pi, M)
+    for kwargs in ({"roll": roll}, {"roll_rng": 5}, {}):
+        def run(**grasps):
+            extra = dict(kwargs)
+            if "roll_rng" in extra:
+                extra["roll_rng"] = np.random.default_rng(extra["roll_rng"])
+            return manifold.solve(pan=pan, lift=lift, branch=branch, **grasps, **extra)
+        q1, v1 = run(T_world_grasp=T, grasp_of_row=idx)
+        q2, v2 = run(T_world_grasp=T[idx])
+        assert np.array_equal(q1, q2, equal_nan=True) and np.array_equal(v1, v2)
+        assert v1.any()
+    one, _ = manifold.solve(T[:1], pan, lift, branch, grasp_of_row=np.zeros(M, int))
+    assert np.array_equal(one, manifold.solve(T[0], pan, lift, branch)[0], equal_nan=True)
+    for bad in (idx[:-1], np.full(M, len(T)), np.full(M, -1)):
+        with pytest.raises(InvalidRequest, match="grasp_of_row"):
+            manifold.solve(T, pan, lift, branch, grasp_of_row=bad)
+
+
 # ------------------------------------------------------------ reference URDF
 def test_reference_description_is_solved_exactly(reference_robot):
     ref = reference_robot

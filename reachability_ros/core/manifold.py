@@ -227,7 +227,13 @@ class StanceManifold:
         return self._Y - float(self._o3[1])
 
     # ------------------------------------------------------------- grasps
-    def _grasps(self, T_world_grasp: np.ndarray, M: int | None) -> tuple[np.ndarray, np.ndarray]:
+    def _grasps(self, T_world_grasp: np.ndarray, M: int | None,
+                grasp_of_row: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The grasps ``(G, 4, 4)`` and the grasp of each of ``M`` rows ``(M,)``.
+
+        ``grasp_of_row``: ``(M,)`` indices into ``G`` grasps, or None: one grasp for
+        every row, or one per row.
+        """
         T = np.asarray(T_world_grasp, dtype=float)
         if T.shape == (4, 4):
             T = T[None]
@@ -236,6 +242,12 @@ class StanceManifold:
                                  f"{T.shape}")
         if not np.all(np.isfinite(T)):
             raise InvalidRequest("T_world_grasp holds NaN or inf")
+        if grasp_of_row is not None:
+            gi = np.asarray(grasp_of_row)
+            if gi.shape != (M,) or (M and (gi.min() < 0 or gi.max() >= len(T))):
+                raise InvalidRequest(f"grasp_of_row must hold {M} indices into "
+                                     f"{len(T)} grasps")
+            return T, gi
         if M is not None and len(T) not in (1, M):
             raise InvalidRequest(f"T_world_grasp has {len(T)} poses for {M} rows")
         gi = np.zeros(M, dtype=int) if (M is not None and len(T) == 1) else np.arange(len(T))
@@ -280,11 +292,13 @@ class StanceManifold:
     # --------------------------------------------------------------- solve
     def solve(self, T_world_grasp: np.ndarray, pan: np.ndarray, lift: np.ndarray,
               branch: np.ndarray, roll: np.ndarray | None = None,
-              roll_rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+              roll_rng: np.random.Generator | None = None,
+              grasp_of_row: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Solve the whole-body IK exactly at manifold coordinates.
 
         Args:
-            T_world_grasp: ``(4, 4)`` grasp pose, or ``(M, 4, 4)`` one per row.
+            T_world_grasp: ``(4, 4)`` grasp pose, ``(M, 4, 4)`` one per row, or
+                ``(G, 4, 4)`` grasps shared by the rows (``grasp_of_row``).
             pan: ``(M,)`` shoulder-pan angles (rad).
             lift: ``(M,)`` shoulder-lift angles (rad).
             branch: ``(M,)`` ints in ``[0, n_branches)``: ``2 * roll_branch +
@@ -295,6 +309,8 @@ class StanceManifold:
             roll_rng: without ``roll``, draw it uniformly over the canonical
                 half-circle from this generator (``M`` draws, only when a row's
                 approach is vertical: other requests draw nothing).
+            grasp_of_row: ``(M,)`` the grasp of each row among ``G`` grasps (many rows per
+                grasp: the roll equation is solved once per grasp), or None.
 
         Returns:
             ``q (M, 8)`` whole-body configurations (NaN rows where the elbow
@@ -303,7 +319,8 @@ class StanceManifold:
             ``valid (M,)``: a real branch with every joint within its limits.
 
         Raises:
-            InvalidRequest: shapes that disagree, a branch out of range, NaN grasps.
+            InvalidRequest: shapes that disagree, a branch or a grasp index out of range,
+                NaN grasps.
         """
         pan = np.atleast_1d(np.asarray(pan, dtype=float))
         M = pan.shape[0]
@@ -318,7 +335,7 @@ class StanceManifold:
         if M and (branch.min() < 0 or branch.max() >= self.n_branches):
             raise InvalidRequest(f"branch must lie in [0, {self.n_branches}), got values in "
                                  f"[{branch.min()}, {branch.max()}]")
-        T, gi = self._grasps(T_world_grasp, M)
+        T, gi = self._grasps(T_world_grasp, M, grasp_of_row)
         rt = self._roll_terms(T)
         rb = branch >> 1
         eb = branch & 1

@@ -348,7 +348,8 @@ class StanceProposer:
         Base footprint and base shapes (``base_collision``), arm shapes
         (``arm_collision``), then the camera's line of sight to the tool
         (``scene_occluded``), each on the rows the previous one kept. Sets
-        ``v.good`` and ``v.clearance_m``.
+        ``v.good`` and ``v.clearance_m`` (NaN where not measured: every row without a
+        feasible one).
         """
         scene = self.scene
         good = np.flatnonzero(v.good)
@@ -410,10 +411,7 @@ class StanceProposer:
             self.coarse_filter(s2.T, s2)
             self.refine(s2.T, s2)
         v2 = self.verify(s2.T, s2)
-        if v2.good.any():
-            self.scene_filter(world, s2, v2)
-        else:
-            v2.clearance_m = np.full(v2.idx.size, np.nan)
+        self.scene_filter(world, s2, v2)
         return merge_sampled(s, s2), merge_verified(v, v2, s.n), s2.n
 
     def rank(self, v: Verified, k: int, rng: np.random.Generator,
@@ -546,10 +544,7 @@ class StanceProposer:
         world = self.world if world is None else world
         extra = None
         if world is not None and not world.empty:
-            if v.good.any():
-                self.scene_filter(world, s, v)
-            else:
-                v.clearance_m = np.full(v.idx.size, np.nan)
+            self.scene_filter(world, s, v)
             clock.tick("scene")
             s, v, extra = self.fallback(T, rng, world, s, v, grasps, [T, *T_alt])
             clock.tick("fallback")

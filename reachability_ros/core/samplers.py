@@ -196,7 +196,7 @@ class GridSampler:
         pan = lo[0] + (i_pan + 0.5) * ((hi[0] - lo[0]) / s)
         lift = lo[1] + (i_lift + 0.5) * ((hi[1] - lo[1]) / s)
         roll = m.roll_zero + (i_roll + 0.5) * (np.pi / nr[target])
-        q, valid = m.solve(targets.T[target], pan, lift, branch, roll=roll)
+        q, valid = m.solve(targets.T, pan, lift, branch, roll=roll, grasp_of_row=target)
         return Proposals(q, valid, exact=True, target=target)
 
 
@@ -232,13 +232,16 @@ class ModelSampler:
         cond = condition_features(targets.T, self.robot.config.reach_m)[rows]
         z = rng.standard_normal((targets.n_noise, self.model.dz)).astype(np.float32)
         props = self._decode(self.model.run(cond.astype(np.float32), z[targets.noise]),
-                             targets.T[rows], rows.size, rng)
+                             targets.T, rows.size, rng, rows)
         props.target = rows
         return props
 
-    def _decode(self, y: np.ndarray, T: np.ndarray, n: int, rng: np.random.Generator
-                ) -> Proposals:
-        """Model outputs ``(n, d)`` -> proposals for grasps ``T`` (4, 4) or (n, 4, 4).
+    def _decode(self, y: np.ndarray, T: np.ndarray, n: int, rng: np.random.Generator,
+                rows: np.ndarray | None = None) -> Proposals:
+        """Model outputs ``(n, d)`` -> proposals for grasps ``T`` (4, 4) or (P, 4, 4).
+
+        ``rows``: ``(n,)`` the grasp of each row among ``P`` grasps, or None: ``T``
+        (4, 4) serves every row.
 
         The model proposes (pan, lift, branch); at a vertical approach the wrist roll
         is a third free coordinate (the stance set is 3-D, ``core/manifold.py``) that
@@ -251,9 +254,10 @@ class ModelSampler:
             from .onnx_sampler import decode_manifold_output
             pan, lift, branch = decode_manifold_output(y, self.robot.lower[3:5],
                                                        self.robot.upper[3:5])
-            q, valid = self.manifold.solve(T, pan, lift, branch, roll_rng=rng)
+            q, valid = self.manifold.solve(T, pan, lift, branch, roll_rng=rng,
+                                           grasp_of_row=rows)
             return Proposals(q, valid, exact=True)
-        q = self.codec.decode(y, T if T.ndim == 3 else np.repeat(T[None], n, axis=0))
+        q = self.codec.decode(y, T[rows] if rows is not None else np.repeat(T[None], n, axis=0))
         return Proposals(q, np.all(np.isfinite(q), axis=1), exact=False)
 
 
