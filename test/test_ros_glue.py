@@ -5,7 +5,8 @@ test_launch_*.py) and these tests skip. Without it they check what the glue itse
 
 - every module of ``reachability_ros/ros`` imports (names, import order, no cycle);
 - a stamped pose is transformed at its stamp, and with the latest transform only when
-  the stamp has left the TF buffer (the stance server's note, the navigator's grasp);
+  the stamp has left the TF buffer (the stance server's note, the navigator's grasp; a
+  grasp set's stamp is tried once, not once per pose);
 - the navigator's Nav2 goal: a cancel ends the wait for Nav2 to accept it, the base is
   stopped, and a goal Nav2 accepts after the navigator stopped waiting is canceled.
 """
@@ -63,11 +64,13 @@ class Tf:
 def ros():
     """Import the ROS modules against the stand-ins; return them."""
     with ros_stand_ins():
-        from reachability_ros.ros import stance_navigator, stance_node, tf_listener
+        from reachability_ros.ros import grasp_set_node, stance_navigator, stance_node, \
+            tf_listener
         tf_listener.tf2_ros.ExtrapolationException = Extrapolation
         tf_listener.PoseStamped = Pose
         tf_listener.Time = lambda: Plain(to_msg=lambda: Plain(sec=0, nanosec=0))
-        yield Plain(node=stance_node, navigator=stance_navigator, tf=tf_listener)
+        yield Plain(node=stance_node, navigator=stance_navigator, tf=tf_listener,
+                    grasp_set=grasp_set_node)
 
 
 def test_every_ros_module_imports():
@@ -114,6 +117,41 @@ def test_the_server_notes_the_latest_transform_and_skips_tf_in_its_frame(ros):
     pose, latest = ros.node.StanceServer._transform_to_target(
         server, Pose('map', 100, 7), 'map', 1.0, 'goal', notes)
     assert not latest and server._tf.stamps == [] and len(notes) == 1
+
+
+def test_a_grasp_set_waits_for_its_stamp_once_then_uses_the_latest_transform(ros):
+    from reachability_ros.core.config import StanceConfig
+    from reachability_ros.core.types import ProposalResult
+    from reachability_ros.ros.grasp_set_input import Freedom
+    from reachability_ros.ros.world_input import WorldAnswer
+    ros.grasp_set.PoseStamped = lambda header, pose: Plain(header=header, pose=pose)
+    ros.grasp_set.Time = lambda: Plain(to_msg=lambda: Plain(sec=0, nanosec=0))
+    ros.grasp_set.msgs.header_msg = lambda frame, stamp: Plain(frame_id=frame, stamp=stamp)
+    asked = []
+
+    def propose(grasp, start, rng, alternatives=(), **kw):
+        asked.append([grasp, *alternatives])
+        return ProposalResult(False, 'none here', [], {}, {}, grasp, ['base_x'])
+
+    server = Plain(_tf=Tf(), _stop=Plain(is_set=lambda: False), _lock=threading.Lock(),
+                   _compute_lock=threading.Lock(), _target_frame='map', _tf_timeout_s=1.0,
+                   _config=StanceConfig(), _freedom=Freedom(), _sequence=0,
+                   _proposer=Plain(propose=propose, sampler_name='grid', robot=None),
+                   _world=Plain(for_request=lambda *a: WorldAnswer(None, '', ())),
+                   get_clock=lambda: Plain(now=lambda: Plain(to_msg=lambda: Plain(
+                       sec=5, nanosec=0))))
+    server._transform_to_target = (
+        lambda *a: ros.node.StanceServer._transform_to_target(server, *a))
+    stale = Pose('odom', 100, 7)  # a stamp older than the TF buffer
+    msg = Plain(header=stale.header, poses=[stale.pose] * 4)
+    answer, header, context, _ = ros.node.StanceServer._grasp_set_answer(server, msg)
+    # at its stamp once; then the latest transform for that pose and for every other one
+    assert server._tf.stamps == [('odom', 100, 7)] + [('odom', 0, 0)] * 4
+    assert len(asked) == 1 and len(asked[0]) == 4
+    assert all(g.frame_id == 'map' for g in asked[0])
+    (note,) = [n for n in answer.notes if 'LATEST' in n]
+    assert 'grasp set' in note and '100.000000007' in note
+    assert answer.reason == 'none here' and context.goal_frame == 'odom'
 
 
 class Future:

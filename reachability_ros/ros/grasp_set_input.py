@@ -17,7 +17,8 @@ unchanged):
   every candidate's ``grasp_index`` says which pose it serves and its
   ``tool_pose`` the pose of the tool frame it reaches (in ``target_frame``). There
   is no response: a set is a topic message. The poses are validated as received
-  (before TF), then transformed into ``target_frame`` with the header's stamp.
+  (before TF), then transformed into ``target_frame`` with the header's stamp (once
+  that stamp has left the TF buffer, every pose with the latest transform: one wait).
 
 The node hands each ``PoseArray`` to :func:`answer_grasp_set_message` with a function
 that transforms one of its poses into ``target_frame`` (the node's TF): the message is

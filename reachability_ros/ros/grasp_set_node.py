@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from geometry_msgs.msg import PoseArray, PoseStamped
+from rclpy.time import Time
 
 from . import messages as msgs
 from .conversions import PoseInput, ReportContext
@@ -54,10 +55,17 @@ class GraspSetServer:
             self._sequence += 1
             sequence = self._sequence
         header = msgs.header_msg(target, self.get_clock().now().to_msg())
+        poses_header = msg.header
 
         def transform(i: int, notes: list) -> PoseInput:
-            stamped = PoseStamped(header=msg.header, pose=msg.poses[i])
-            return self._transform_to_target(stamped, target, timeout_s, 'grasp set', notes)[0]
+            nonlocal poses_header
+            stamped = PoseStamped(header=poses_header, pose=msg.poses[i])
+            pose, latest = self._transform_to_target(stamped, target, timeout_s, 'grasp set',
+                                                     notes)
+            if latest:  # the set's stamp has left the TF buffer: the other poses use the
+                # latest transform at once, not after another tf_timeout_s wait each
+                poses_header = msgs.header_msg(msg.header.frame_id, Time().to_msg())
+            return pose
 
         answer, frame = answer_grasp_set_message(
             msg, transform, proposer, config.proposal, freedom, target, timeout_s,

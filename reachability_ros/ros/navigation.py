@@ -176,11 +176,18 @@ def goal_failure(code: int, message: str, landing: LandingStats | None = None
     (``INVALID_GOAL``), a grasp that cannot be transformed (``TF_MISSING``), a bug
     (``INTERNAL_ERROR``).
     """
+    return _goal_result({'grasp': None, 'stances': [], 'attempts': []}, code, message,
+                        landing or LandingStats())
+
+
+def _goal_result(report: dict, code: int, message: str, landing: LandingStats,
+                 arm: list | None = None) -> NavigationResult:
+    """Return the goal's result; ``report`` gets the result keys (ok, code, message, landing)."""
     message = ' '.join(str(message).split())
-    report = {'grasp': None, 'stances': [], 'attempts': [], 'ok': False, 'error_code': code,
-              'result': RESULT_CODES.get(code, str(code)), 'error_msg': message,
-              'landing_errors': (landing or LandingStats()).summary()}
-    return NavigationResult(code, message, report)
+    report.update(ok=code == SUCCEEDED, error_code=code,
+                  result=RESULT_CODES.get(code, str(code)), error_msg=message,
+                  landing_errors=landing.summary())
+    return NavigationResult(code, message, report, arm)
 
 
 # ------------------------------------------------------------------ the navigator
@@ -220,11 +227,7 @@ class GraspNavigator:
                                   'stances': [], 'attempts': []}
 
         def finish(code: int, message: str, arm: list | None = None) -> NavigationResult:
-            message = ' '.join(str(message).split())
-            report.update(ok=code == SUCCEEDED, error_code=code,
-                          result=RESULT_CODES.get(code, str(code)), error_msg=message,
-                          landing_errors=self.landing.summary())
-            return NavigationResult(code, message, report, arm)
+            return _goal_result(report, code, message, self.landing, arm)
 
         start = robot.base_pose()
         report['start'] = pose_dict(start)

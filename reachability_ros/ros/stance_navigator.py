@@ -42,6 +42,7 @@ from rclpy.duration import Duration
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from reachability_ros.core.arrival import ArrivalPlanner
+from reachability_ros.core.config import ProposalConfig
 from reachability_ros.core.errors import ConfigError, DescriptionError, ReachabilityError
 from reachability_ros.core.manifold import StanceManifold
 from reachability_ros.core.robot import WholeBodyModel
@@ -72,7 +73,7 @@ EXECUTOR_THREADS = 4
 #: Wait for Nav2 to end a goal we canceled: on a cancel request, on shutdown (s).
 NAV2_CANCEL_WAIT_S, NAV2_SHUTDOWN_WAIT_S = 2.0, 0.2
 #: Accepted | |q| - 1 | of the grasp quaternion (the stance server's default).
-QUATERNION_TOLERANCE = 1e-3
+QUATERNION_TOLERANCE = ProposalConfig().quaternion_tolerance
 
 
 class StanceNavigator(Node):

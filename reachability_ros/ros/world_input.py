@@ -35,6 +35,7 @@ from reachability_ros.core.errors import ConfigError
 from reachability_ros.core.geometry import quat_to_matrix
 from reachability_ros.core.world import Boxes, OccupancyGrid, World
 
+from .conversions import normalize_frame_id
 # WORLD_PARAMETERS: the names of the parameters declared here (re-exported)
 from .parameters import ParameterSpec, WORLD_PARAMETERS  # noqa: F401
 #: Nav2's global costmap (ros2-nav-reference.md: the planner server's costmap node).
@@ -121,12 +122,7 @@ def grid_from_fields(width: int, height: int, resolution: float,
         raise ConfigError(f'map has {values.size} values for {width} x {height} cells')
     x, y, _, yaw = planar_pose(origin_position, origin_orientation, 'the map origin')
     return OccupancyGrid(values.reshape(height, width), float(resolution), (x, y, yaw),
-                         normalize_frame(frame_id), float(stamp_s))
-
-
-def normalize_frame(frame_id: str) -> str:
-    """Return a frame name without the leading slash tf2 rejects."""
-    return str(frame_id).strip().lstrip('/')
+                         normalize_frame_id(frame_id), float(stamp_s))
 
 
 def marker_box(position: Sequence[float], orientation: Sequence[float],
@@ -190,7 +186,7 @@ class MarkerBoxes:
                 except ConfigError as exc:
                     self._ignore(str(exc))
                     continue
-                self.boxes[key] = (normalize_frame(m['frame_id']), rec)
+                self.boxes[key] = (normalize_frame_id(m['frame_id']), rec)
 
     def _ignore(self, reason: str) -> None:
         self.ignored = (self.ignored + [reason])[-10:]

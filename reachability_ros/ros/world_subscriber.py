@@ -24,9 +24,10 @@ from reachability_ros.core.errors import ConfigError
 from reachability_ros.core.paths import resolve_data_path
 from visualization_msgs.msg import MarkerArray
 
+from .conversions import normalize_frame_id
 from .qos import map_qos, markers_qos
 from .tf_listener import TfListener
-from .world_input import (grid_from_fields, normalize_frame, planar_pose, world_for_request,
+from .world_input import (grid_from_fields, planar_pose, world_for_request,
                           world_parameter_specs, WORLD_PARAMETERS, WorldAnswer, WorldState)
 
 __all__ = ['WORLD_PARAMETERS', 'WorldInputs', 'map_qos', 'markers_qos',
@@ -105,7 +106,7 @@ class WorldInputs:
         """Return this request's world in ``target_frame`` (or why there is none)."""
 
         def lookup(frame: str) -> tuple[float, float, float, float]:
-            frame = normalize_frame(frame)
+            frame = normalize_frame_id(frame)
             t = self._tf.lookup_latest(target_frame, frame, timeout_s,
                                        self._should_stop).transform
             return planar_pose((t.translation.x, t.translation.y, t.translation.z),
