@@ -80,6 +80,26 @@ def test_export_refuses_incomplete_metadata(tmp_path):
         export_onnx(model, tmp_path / "m.onnx", {"format": "1"})
 
 
+def test_failed_export_keeps_the_old_model(tmp_path, robot, monkeypatch):
+    """An export that fails half-way leaves the file it would replace as it was, and no
+    temporary file."""
+    import onnx
+
+    model = _model("flow", 9)
+    md = model_metadata(model, robot_metadata(robot), {}, {}, seed=3)
+    path = tmp_path / "m.onnx"
+    path.write_bytes(b"the previous model")
+
+    def broken(proto):
+        raise onnx.checker.ValidationError("broken graph")
+
+    monkeypatch.setattr(onnx.checker, "check_model", broken)
+    with pytest.raises(onnx.checker.ValidationError):
+        export_onnx(model, path, md)
+    assert path.read_bytes() == b"the previous model"
+    assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
+
+
 def test_export_checkpoint_carries_the_metadata(tmp_path, robot):
     """A checkpoint holds what its export needs: the export equals a direct one."""
     model = _model("cvae", 9)

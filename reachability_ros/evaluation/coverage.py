@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-TWO_PI = 2.0 * math.pi
+from ..core.geometry import TWO_PI
 
 
 # ------------------------------------------------------------------- gaps

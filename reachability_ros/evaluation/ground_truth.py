@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import InvalidRequest
+from ..core.geometry import planar_transform
 
 #: configuration columns of (pan, lift); the roll is column 7
 _PAN_LIFT = [3, 4]
@@ -279,9 +280,7 @@ def free_roll_ground_truth(manifold, T_world_grasp: np.ndarray, visibility=None,
     rolls = 2.0 * np.pi * np.arange(int(n_roll)) / int(n_roll)
     q, roll, target, mass, counts = [], [], [], [], []
     for r in rolls:
-        Rz = np.eye(4)
-        Rz[:2, :2] = [[np.cos(r), -np.sin(r)], [np.sin(r), np.cos(r)]]
-        Tr = T @ Rz
+        Tr = T @ planar_transform(0.0, 0.0, r)  # the grasp turned by r about its +z
         gt = ground_truth(manifold, Tr, visibility, n_pan, n_lift,
                           min_visibility_margin_m=min_visibility_margin_m)
         k = len(gt["q"])

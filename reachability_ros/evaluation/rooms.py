@@ -235,9 +235,7 @@ def scene_grasps(house: House, pool: list[Grasp], kind: str, n: int,
             continue
         g = pool[int(rng.choice(near))]
         yaw = rng.uniform(-np.pi, np.pi)
-        T = np.eye(4)
-        T[:3, :3] = rot_z(yaw) @ quat_to_matrix(np.asarray(g.orientation, dtype=float))
-        quat = matrix_to_quat(T[:3, :3])
+        quat = matrix_to_quat(rot_z(yaw) @ quat_to_matrix(np.asarray(g.orientation, dtype=float)))
         out.append(Grasp((float(x), float(y), float(g.position[2])),
                          tuple(float(v) for v in quat), "map"))
     return out

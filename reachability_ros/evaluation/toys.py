@@ -44,12 +44,11 @@ import numpy as np
 
 from ..core.config import RobotConfig
 from ..core.errors import ConfigError, InvalidRequest
-from ..core.geometry import planar_transform, wrap_angle
+from ..core.geometry import TWO_PI, planar_transform, wrap_angle
 from .toy_urdf import (TOY_ARM_JOINTS, TOY_BASE_FRAME, toy_robot_config, urdf_header,
                        urdf_tool_tail, write_urdf)
 
 TOY_FEATURIZATION_VERSION = "toy-v2.1"
-TWO_PI = 2.0 * math.pi
 
 
 # ----------------------------------------------------------------- validation

@@ -18,12 +18,12 @@ Only plain data and tensors are stored: the file is read with
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..atomic import AtomicFile
 from ..core.errors import ConfigError
 from .models import build_model
 
@@ -32,7 +32,7 @@ CHECKPOINT_FORMAT = "reachability_ros.checkpoint/1"
 
 def save_checkpoint(path: str | Path, model: torch.nn.Module, spec: dict[str, Any],
                     extra: dict[str, Any] | None = None) -> Path:
-    """Write a checkpoint atomically (a temporary file, then a rename) and return its path.
+    """Write a checkpoint atomically (``atomic.AtomicFile``) and return its path.
 
     Args:
         path: the ``.pt`` file.
@@ -41,11 +41,10 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, spec: dict[str, An
         extra: plain data stored beside (see the module docstring).
     """
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save({"format": CHECKPOINT_FORMAT, "spec": spec, "state_dict": state,
-                "extra": extra or {}}, tmp)
-    os.replace(tmp, path)
+    with AtomicFile(path) as f:
+        torch.save({"format": CHECKPOINT_FORMAT, "spec": spec, "state_dict": state,
+                    "extra": extra or {}}, f.tmp_path)
     return path
 
 

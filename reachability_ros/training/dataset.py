@@ -26,6 +26,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from reachability_ros.atomic import AtomicFile
 from reachability_ros.core.canonical import FEATURIZATION_VERSION, condition_features
 from reachability_ros.core.errors import ConfigError
 from reachability_ros.core.robot import WholeBodyModel
@@ -127,9 +128,8 @@ def _make_shard(split: str, index: int, size: int, out_path: str) -> dict:
         arrays["y"] = manifold_targets(_WORKER["manifold"], data["q"], robot.lower[3:5],
                                        robot.upper[3:5], T).astype(np.float32)
     out = Path(out_path)
-    tmp = out.with_name(out.stem + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, out)
+    with AtomicFile(out) as f, open(f.tmp_path, "wb") as fh:
+        np.savez(fh, **arrays)
     return {"file": out.name, "split": split, "index": index, "count": int(len(sel)),
             "sha256": _sha256(out), "candidates": int(batches * cfg.batch_size),
             "accepted": int(got),
@@ -152,9 +152,8 @@ def _fingerprint(config: DataConfig, robot: WholeBodyModel, manifold) -> dict:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+    with AtomicFile(path) as f:
+        f.tmp_path.write_text(json.dumps(obj, indent=1))
 
 
 def generate_dataset(config: DataConfig | Mapping[str, Any] | None, out_dir: str | Path,

@@ -13,7 +13,6 @@ Opset 17, dynamic batch. The metadata (keys, values, checks) is the contract of
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 from typing import Any, Mapping
@@ -21,6 +20,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from ..atomic import AtomicFile
 from ..core.errors import ConfigError
 from ..core.onnx_sampler import METADATA_KEYS, PREFIX, make_metadata, open_session
 from .checkpoint import load_checkpoint
@@ -81,26 +81,26 @@ def export_onnx(model: torch.nn.Module, path: str | Path, metadata: Mapping[str,
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"cannot create {str(path.parent)!r}: {exc.strerror or exc}") from None
-    tmp = path.with_name(path.name + ".tmp")
     model = model.cpu().eval()
     graph = _SampleGraph(model).eval()
     cond = torch.zeros(2, model.dc)
     z = torch.zeros(2, model.dz)
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(graph, (cond, z), str(tmp), input_names=["cond", "z"],
-                          output_names=["x"], opset_version=OPSET, dynamo=False,
-                          dynamic_axes={"cond": {0: "B"}, "z": {0: "B"}, "x": {0: "B"}},
-                          do_constant_folding=True)
-    proto = onnx.load(str(tmp))
-    del proto.metadata_props[:]
-    for k in METADATA_KEYS:
-        e = proto.metadata_props.add()
-        e.key, e.value = PREFIX + k, metadata[k]
-    proto.producer_name = "reachability_ros"
-    onnx.checker.check_model(proto)
-    onnx.save(proto, str(tmp))
-    os.replace(tmp, path)
+    with AtomicFile(path) as f:
+        tmp = str(f.tmp_path)
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(graph, (cond, z), tmp, input_names=["cond", "z"],
+                              output_names=["x"], opset_version=OPSET, dynamo=False,
+                              dynamic_axes={"cond": {0: "B"}, "z": {0: "B"}, "x": {0: "B"}},
+                              do_constant_folding=True)
+        proto = onnx.load(tmp)
+        del proto.metadata_props[:]
+        for k in METADATA_KEYS:
+            e = proto.metadata_props.add()
+            e.key, e.value = PREFIX + k, metadata[k]
+        proto.producer_name = "reachability_ros"
+        onnx.checker.check_model(proto)
+        onnx.save(proto, tmp)
     return path
 
 

@@ -358,7 +358,6 @@ class ReverseKL:
         self.alpha_mu = torch.zeros(model.K)
         self.alpha_cov = torch.zeros(model.K)
         self.alpha_w = torch.zeros(())
-        self.last: dict[str, float] = {}
 
     def refresh(self, model: ConditionalMixture) -> None:
         """E-step: the reference becomes a frozen copy of the model."""

@@ -28,6 +28,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..atomic import AtomicFile
 from .config import ReverseKLConfig
 
 
@@ -140,7 +141,6 @@ def target_tables(T_grasps: np.ndarray, manifold, visibility, cfg: ReverseKLConf
             log(f"targets: {i + 1} / {len(T_grasps)} grasps ({time.time() - t0:.0f} s)")
     log(f"targets: {len(T_grasps)} tables in {time.time() - t0:.1f} s")
     if path is not None:
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, tables=out)
-        tmp.replace(path)
+        with AtomicFile(path) as f, open(f.tmp_path, "wb") as fh:
+            np.savez(fh, tables=out)
     return out
