@@ -1,7 +1,8 @@
 """Write a user's output file atomically: a temporary file beside it, then a rename.
 
 A reader never sees a half-written file, and an interrupted or failed run leaves the
-previous file (if any) as it was. Used for the batch results, the plots, and the trainer's checkpoints, datasets and models.
+previous file (if any) as it was. Used for the batch results, the plots, and the trainer's
+checkpoints, datasets and models.
 """
 
 from __future__ import annotations
