@@ -135,7 +135,7 @@ def test_a_grasp_set_waits_for_its_stamp_once_then_uses_the_latest_transform(ros
 
     server = Plain(_tf=Tf(), _stop=Plain(is_set=lambda: False), _lock=threading.Lock(),
                    _compute_lock=threading.Lock(), _target_frame='map', _tf_timeout_s=1.0,
-                   _config=StanceConfig(), _freedom=Freedom(), _sequence=0,
+                   _config=StanceConfig(), _freedom=Freedom(), _sequence=0, _camera_input=None,
                    _proposer=Plain(propose=propose, sampler_name='grid', robot=None),
                    _world=Plain(for_request=lambda *a: WorldAnswer(None, '', ())),
                    get_clock=lambda: Plain(now=lambda: Plain(to_msg=lambda: Plain(
@@ -144,7 +144,7 @@ def test_a_grasp_set_waits_for_its_stamp_once_then_uses_the_latest_transform(ros
         lambda *a: ros.node.StanceServer._transform_to_target(server, *a))
     stale = Pose('odom', 100, 7)  # a stamp older than the TF buffer
     msg = Plain(header=stale.header, poses=[stale.pose] * 4)
-    answer, header, context, _ = ros.node.StanceServer._grasp_set_answer(server, msg)
+    answer, header, context, _, camera = ros.node.StanceServer._grasp_set_answer(server, msg)
     # at its stamp once; then the latest transform for that pose and for every other one
     assert server._tf.stamps == [('odom', 100, 7)] + [('odom', 0, 0)] * 4
     assert len(asked) == 1 and len(asked[0]) == 4
@@ -152,6 +152,8 @@ def test_a_grasp_set_waits_for_its_stamp_once_then_uses_the_latest_transform(ros
     (note,) = [n for n in answer.notes if 'LATEST' in n]
     assert 'grasp set' in note and '100.000000007' in note
     assert answer.reason == 'none here' and context.goal_frame == 'odom'
+    # the report's camera entry, as a /propose_stance answer has it (it was None)
+    assert camera['source'] == 'config' and camera['hfov_deg'] == pytest.approx(70.0)
 
 
 class Future:

@@ -23,6 +23,7 @@ from geometry_msgs.msg import PoseArray, PoseStamped
 from rclpy.time import Time
 
 from . import messages as msgs
+from .camera_input import camera_entry
 from .conversions import PoseInput, ReportContext
 from .grasp_set_input import (answer_grasp_set_message, Freedom, freedom_from_parameters,
                               freedom_parameter_specs, FREEDOM_PARAMETERS, GRASP_SET_TOPIC)
@@ -47,8 +48,12 @@ class GraspSetServer:
         """Return the freedom after a parameter change (``ConfigError`` for a bad value)."""
         return freedom_from_parameters({p.name: p.value for p in params}, self._freedom)
 
-    def _grasp_set_answer(self, msg: PoseArray) -> tuple[Any, Any, ReportContext, Any]:
-        """Answer one grasp set: ``(answer, header, report context, robot)``; never raises."""
+    def _grasp_set_answer(self, msg: PoseArray
+                          ) -> tuple[Any, Any, ReportContext, Any, dict]:
+        """Answer one grasp set: ``(answer, header, context, robot, camera)``; never raises.
+
+        ``camera`` is the report's camera entry, as for a ``/propose_stance`` answer.
+        """
         with self._lock:  # one consistent snapshot for the whole set
             target, timeout_s = self._target_frame, self._tf_timeout_s
             proposer, config, freedom = self._proposer, self._config, self._freedom
@@ -70,5 +75,6 @@ class GraspSetServer:
         answer, frame = answer_grasp_set_message(
             msg, transform, proposer, config.proposal, freedom, target, timeout_s,
             self._compute_lock, world=lambda: self._world.for_request(target, timeout_s))
-        return answer, header, ReportContext(target, msgs.stamp_of(header), frame, 0.0,
-                                             sequence), proposer.robot
+        context = ReportContext(target, msgs.stamp_of(header), frame, 0.0, sequence)
+        camera = camera_entry(self._camera_input, config.robot.camera)
+        return answer, header, context, proposer.robot, camera
